@@ -1,0 +1,266 @@
+//! Command line: `serve`, `check`, `tools`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::Catalog;
+use crate::config::{self, McpTransport, Snapshot, TargetKind};
+use crate::server::{Gateway, http};
+use crate::targets::Health;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Portcullis: one MCP endpoint in front of many tool targets",
+    long_about = "Portcullis is an MCP gateway. Agents connect to its /mcp endpoint; it merges the tools \
+of every target registered in targets/*.toml (named `{target}__{tool}`) and routes each call to \
+the target that owns it.\n\nStart with `portcullis check` to validate the configuration and see the \
+catalog, then `portcullis serve`. Logs go to stderr; set PORTCULLIS_LOG (e.g. `debug` or \
+`info,portcullis=debug`) to change the level, PORTCULLIS_LOG_FORMAT=json for JSON lines."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway until Ctrl-C or SIGTERM.
+    Serve(ConfigArg),
+    /// Validate the configuration, connect to every target and print the tool catalog.
+    /// Exits 1, listing every problem, if anything is wrong.
+    Check(ConfigArg),
+    /// Connect to every target and print the tool catalog as JSON.
+    Tools(ConfigArg),
+}
+
+#[derive(Debug, clap::Args)]
+struct ConfigArg {
+    /// The gateway configuration file; targets are read from `targets_dir` beside it.
+    #[arg(long, short, env = "PORTCULLIS_CONFIG", default_value = "gateway.toml")]
+    config: PathBuf,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::telemetry::init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(a) => serve(&a.config).await,
+            Command::Check(a) => check(&a.config).await,
+            Command::Tools(a) => tools(&a.config).await,
+        }
+    });
+    // Do not wait for stdio children or sessions to wind down: they are cancelled already.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<Snapshot> {
+    config::load(path).map_err(|errors| anyhow::anyhow!("{errors}"))
+}
+
+async fn serve(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let mut snapshot = load(path)?;
+    let listener = tokio::net::TcpListener::bind(snapshot.server.listen)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {}: {e}. Fix: set `server.listen` in {} to a free address",
+                snapshot.server.listen,
+                path.display()
+            )
+        })?;
+    snapshot.server.bound_to(listener.local_addr()?);
+    let shutdown = CancellationToken::new();
+    let catalog = Catalog::start(&snapshot, shutdown.clone());
+    for (name, e) in catalog.connect_all().await {
+        tracing::error!(target_name = %name, "target not connected at startup (retrying in the background): {e}");
+    }
+    let conflicts = catalog.view().conflicts.clone();
+    if !conflicts.is_empty() {
+        shutdown.cancel();
+        let lines: Vec<_> = conflicts
+            .into_iter()
+            .map(|c| format!("error: {}", c.0))
+            .collect();
+        anyhow::bail!("the tool catalog cannot be built:\n{}", lines.join("\n"));
+    }
+    let app = http::router(
+        Gateway::new(catalog.clone()),
+        &snapshot.server,
+        shutdown.clone(),
+    );
+    let mcp_url = snapshot.server.mcp_url();
+    tracing::info!(listen = %listener.local_addr()?, "serving {} tools from {} targets at {mcp_url}", catalog.view().tools.len(), catalog.targets().len());
+    // One line on stdout, for scripts and tests: the endpoint is up.
+    println!("portcullis ready: {mcp_url}");
+    let stop = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            stop.cancel();
+        })
+        .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Connect everything once; returns the catalog and the problems found.
+async fn connect(
+    snapshot: &Snapshot,
+    shutdown: &CancellationToken,
+) -> (Arc<Catalog>, Vec<String>, Vec<String>) {
+    let catalog = Catalog::start(snapshot, shutdown.clone());
+    let failures = catalog.connect_all().await;
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    for (name, e) in failures {
+        let optional = catalog
+            .targets()
+            .iter()
+            .any(|t| t.name() == name && t.spec().optional);
+        if optional {
+            warnings.push(format!("optional target `{name}`: {e}"));
+        } else {
+            problems.push(e.to_string());
+        }
+    }
+    problems.extend(catalog.view().conflicts.iter().map(|c| c.0.clone()));
+    (catalog, problems, warnings)
+}
+
+async fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let snapshot = load(path)?;
+    let shutdown = CancellationToken::new();
+    let (catalog, problems, warnings) = connect(&snapshot, &shutdown).await;
+    println!("Configuration {} is valid.\n", path.display());
+    println!(
+        "{:<20} {:<9} {:<6} {}",
+        "TARGET", "STATUS", "TOOLS", "UPSTREAM"
+    );
+    for t in catalog.targets() {
+        let status = match t.health() {
+            Health::Connected => "up",
+            Health::Down { .. } => "DOWN",
+        };
+        let upstream = match &t.spec().kind {
+            TargetKind::Mcp(McpTransport::Http { url }) => url.to_string(),
+            TargetKind::Mcp(McpTransport::Stdio { command, args, .. }) => {
+                format!("stdio: {} {}", command.display(), args.join(" "))
+            }
+        };
+        println!(
+            "{:<20} {:<9} {:<6} {}",
+            t.name(),
+            status,
+            t.listing().tools.len(),
+            upstream
+        );
+    }
+    let view = catalog.view();
+    println!("\n{:<48} {:<20} DESCRIPTION", "TOOL", "TARGET");
+    for tool in &view.tools {
+        let target = view
+            .tool_routes
+            .get(tool.name.as_ref())
+            .map(|r| catalog.targets()[r.target].name())
+            .unwrap_or("?");
+        let desc: String = tool
+            .description
+            .as_deref()
+            .unwrap_or("")
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(60)
+            .collect();
+        println!("{:<48} {:<20} {desc}", tool.name, target);
+    }
+    shutdown.cancel();
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    if problems.is_empty() {
+        println!(
+            "\n{} tools from {} targets.",
+            view.tools.len(),
+            catalog.targets().len()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for p in &problems {
+            eprintln!("error: {p}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+async fn tools(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let snapshot = load(path)?;
+    let shutdown = CancellationToken::new();
+    let (catalog, problems, warnings) = connect(&snapshot, &shutdown).await;
+    let view = catalog.view();
+    let items: Vec<_> = view
+        .tools
+        .iter()
+        .map(|tool| {
+            let route = view.tool_routes.get(tool.name.as_ref());
+            serde_json::json!({
+                "name": tool.name,
+                "target": route.map(|r| catalog.targets()[r.target].name()),
+                "upstream_name": route.map(|r| r.upstream_name.as_str()),
+                "description": tool.description,
+                "inputSchema": tool.input_schema,
+                "annotations": tool.annotations,
+            })
+        })
+        .collect();
+    println!("{}", serde_json::to_string_pretty(&items)?);
+    shutdown.cancel();
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    for p in &problems {
+        eprintln!("error: {p}");
+    }
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

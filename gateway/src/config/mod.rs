@@ -1,0 +1,524 @@
+//! Configuration: `gateway.toml` plus one `targets/NAME.toml` per target.
+//!
+//! Three steps, as in agentgateway: parse (typed serde structs, `deny_unknown_fields`) →
+//! validate (every error names file, line, key and fix; all errors reported at once) →
+//! compile into an immutable [`Snapshot`] that the running gateway reads. Secrets are
+//! resolved during compilation so a missing one fails at startup, naming the reference.
+
+mod diagnostic;
+mod schema;
+pub mod secret;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use diagnostic::{ConfigError, ConfigErrors, SourceFile};
+use schema::{GatewayFile, McpSection, TargetFile};
+pub use secret::{Secret, SecretRef};
+use url::Url;
+
+/// Default per-call timeout for a target (the 30 s).
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time to wait for a target's handshake at startup and on reconnect.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The compiled, validated configuration. Immutable; a reload builds a new one.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The gateway file the snapshot was loaded from.
+    pub source: PathBuf,
+    pub server: ServerSettings,
+    pub catalog: CatalogSettings,
+    pub targets: Vec<TargetSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    /// Where clients reach the gateway; the MCP endpoint is `{public_url}/mcp`.
+    pub public_url: Url,
+    /// `Host` header values accepted on `/mcp` (DNS-rebinding protection).
+    pub allowed_hosts: Vec<String>,
+    /// Browser `Origin`s accepted on `/mcp`; a request with any other Origin gets 403.
+    pub allowed_origins: Vec<String>,
+    pub max_request_bytes: usize,
+    /// The public URL was derived from `listen` (not configured), so it follows the port
+    /// actually bound (`listen = "127.0.0.1:0"` picks a free one).
+    derived_public_url: bool,
+}
+
+impl ServerSettings {
+    /// Record the address actually bound; a derived public URL and host list follow it.
+    pub fn bound_to(&mut self, addr: SocketAddr) {
+        if self.listen.port() != 0 || !self.derived_public_url {
+            self.listen = addr;
+            return;
+        }
+        let old = authority(&self.public_url);
+        let _ = self.public_url.set_port(Some(addr.port()));
+        let new = authority(&self.public_url);
+        for h in &mut self.allowed_hosts {
+            if *h == old {
+                h.clone_from(&new);
+            } else if let Some(host) = h.strip_suffix(":0") {
+                *h = format!("{host}:{}", addr.port());
+            }
+        }
+        self.allowed_origins = self
+            .allowed_origins
+            .iter()
+            .map(|o| {
+                if o.ends_with(":0") {
+                    self.public_url.origin().ascii_serialization()
+                } else {
+                    o.clone()
+                }
+            })
+            .collect();
+        self.listen = addr;
+    }
+
+    /// The canonical resource URI of the MCP endpoint (RFC 8707): no trailing slash.
+    pub fn mcp_url(&self) -> String {
+        format!("{}/mcp", self.public_url.as_str().trim_end_matches('/'))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CatalogSettings {
+    /// Between a target's prefix and the upstream tool name: `github__list_repos`.
+    pub separator: String,
+}
+
+/// One registered target.
+#[derive(Debug, Clone)]
+pub struct TargetSpec {
+    /// From the file name: `targets/github.toml` → `github`.
+    pub name: String,
+    pub file: PathBuf,
+    pub description: Option<String>,
+    /// Prepended to every tool of this target (may be empty).
+    pub prefix: String,
+    pub call_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// An optional target being down does not make `/readyz` fail.
+    pub optional: bool,
+    pub kind: TargetKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum TargetKind {
+    Mcp(McpTransport),
+}
+
+#[derive(Debug, Clone)]
+pub enum McpTransport {
+    /// Streamable HTTP (http or https).
+    Http { url: Url },
+    /// A child process speaking MCP on stdin/stdout.
+    Stdio {
+        command: PathBuf,
+        args: Vec<String>,
+        /// Plain and secret environment variables; secrets stay redacted in `Debug`.
+        env: Vec<(String, EnvValue)>,
+        cwd: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum EnvValue {
+    Plain(String),
+    Secret(Secret),
+}
+
+impl EnvValue {
+    pub fn expose(&self) -> &str {
+        match self {
+            Self::Plain(s) => s,
+            Self::Secret(s) => s.expose(),
+        }
+    }
+}
+
+/// Load, validate and compile the gateway file at `path` and its targets directory.
+pub fn load(path: &Path) -> Result<Snapshot, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let src = SourceFile::read(path).map_err(|e| ConfigErrors(vec![e]))?;
+    let file: GatewayFile = src.parse().map_err(|e| ConfigErrors(vec![e]))?;
+    let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+
+    let server = compile_server(&src, &file, &mut errors);
+    let separator = file
+        .catalog
+        .separator
+        .clone()
+        .unwrap_or_else(|| "__".into());
+    if !valid_tool_chars(&separator) {
+        errors.push(src.error(
+            "catalog.separator",
+            format!("separator `{separator}` has characters MCP tool names may not contain"),
+            "use only letters, digits, `_`, `-` or `.` (the default is `__`)",
+        ));
+    }
+
+    let targets_dir = base.join(file.targets_dir.as_deref().unwrap_or(Path::new("targets")));
+    let targets = load_targets(&targets_dir, &mut errors);
+    check_prefixes(&targets, &separator, &mut errors);
+
+    errors.into_result(Snapshot {
+        source: path.to_path_buf(),
+        server: server.unwrap_or_else(|| fallback_server()),
+        catalog: CatalogSettings { separator },
+        targets,
+    })
+}
+
+fn fallback_server() -> ServerSettings {
+    // Only used when errors were already recorded; never escapes `load`.
+    ServerSettings {
+        listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+        public_url: Url::parse("http://127.0.0.1:8787").expect("static URL"),
+        allowed_hosts: vec![],
+        allowed_origins: vec![],
+        max_request_bytes: 0,
+        derived_public_url: true,
+    }
+}
+
+fn compile_server(
+    src: &SourceFile,
+    file: &GatewayFile,
+    errors: &mut ConfigErrors,
+) -> Option<ServerSettings> {
+    let s = &file.server;
+    let listen = s.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8787)));
+    let public_url = match &s.public_url {
+        Some(u) => u.clone(),
+        None => {
+            let host = if listen.ip().is_unspecified() {
+                "127.0.0.1".to_string()
+            } else {
+                match listen {
+                    SocketAddr::V4(a) => a.ip().to_string(),
+                    SocketAddr::V6(a) => format!("[{}]", a.ip()),
+                }
+            };
+            Url::parse(&format!("http://{host}:{}", listen.port())).ok()?
+        }
+    };
+    let mut ok = true;
+    if !matches!(public_url.scheme(), "http" | "https") || public_url.host_str().is_none() {
+        errors.push(src.error(
+            "server.public_url",
+            format!("`{public_url}` is not an http(s) URL with a host"),
+            "write the URL clients use to reach the gateway, e.g. https://mcp.example.com",
+        ));
+        ok = false;
+    }
+    if public_url.query().is_some() || public_url.fragment().is_some() {
+        errors.push(src.error(
+            "server.public_url",
+            "the public URL may not have a query or fragment",
+            "remove everything after `?` or `#`",
+        ));
+        ok = false;
+    }
+    let max_request_bytes = s.max_request_bytes.unwrap_or(4 * 1024 * 1024);
+    if max_request_bytes < 1024 {
+        errors.push(src.error(
+            "server.max_request_bytes",
+            format!("{max_request_bytes} bytes is too small for any MCP request"),
+            "use at least 1024 (the default is 4194304, 4 MiB)",
+        ));
+        ok = false;
+    }
+    for (i, origin) in s.allowed_origins.iter().enumerate() {
+        if Url::parse(origin)
+            .map(|u| u.host_str().is_none())
+            .unwrap_or(true)
+        {
+            errors.push(src.error(
+                "server.allowed_origins",
+                format!("entry {} (`{origin}`) is not an origin", i + 1),
+                "write scheme://host[:port], e.g. https://app.example.com or http://localhost:*",
+            ));
+            ok = false;
+        }
+    }
+    let mut allowed_hosts = vec![authority(&public_url)];
+    if let Some(host) = public_url.host_str() {
+        allowed_hosts.push(host.to_string());
+    }
+    if is_loopback_host(public_url.host_str().unwrap_or_default()) {
+        // A loopback deployment is reachable under every loopback name, on the listen port.
+        for h in ["localhost", "127.0.0.1", "[::1]"] {
+            allowed_hosts.push(h.to_string());
+            allowed_hosts.push(format!("{h}:{}", listen.port()));
+        }
+    }
+    allowed_hosts.extend(s.allowed_hosts.iter().cloned());
+    allowed_hosts.sort();
+    allowed_hosts.dedup();
+    let mut allowed_origins = vec![public_url.origin().ascii_serialization()];
+    allowed_origins.extend(s.allowed_origins.iter().cloned());
+    ok.then_some(ServerSettings {
+        listen,
+        public_url,
+        allowed_hosts,
+        allowed_origins,
+        max_request_bytes,
+        derived_public_url: s.public_url.is_none(),
+    })
+}
+
+fn authority(u: &Url) -> String {
+    let host = u.host_str().unwrap_or_default();
+    match u.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    }
+}
+
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+fn load_targets(dir: &Path, errors: &mut ConfigErrors) -> Vec<TargetSpec> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push(ConfigError {
+                file: dir.to_path_buf(),
+                position: None,
+                key: String::new(),
+                message: format!("cannot read the targets directory: {e}"),
+                fix: "create it, or set `targets_dir` in the gateway file".into(),
+            });
+            return vec![];
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .filter_map(|f| load_target(f, errors))
+        .collect()
+}
+
+fn load_target(path: &Path, errors: &mut ConfigErrors) -> Option<TargetSpec> {
+    let src = match SourceFile::read(path) {
+        Ok(s) => s,
+        Err(e) => {
+            errors.push(e);
+            return None;
+        }
+    };
+    let name = path.file_stem()?.to_string_lossy().to_string();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        errors.push(src.error(
+            "",
+            format!("target name `{name}` (from the file name) has characters other than letters, digits, `_`, `-`"),
+            "rename the file, e.g. targets/my_tools.toml",
+        ));
+        return None;
+    }
+    let file: TargetFile = match src.parse() {
+        Ok(f) => f,
+        Err(e) => {
+            errors.push(e);
+            return None;
+        }
+    };
+    let before = errors.0.len();
+    let prefix = file.prefix.clone().unwrap_or_else(|| name.clone());
+    if !prefix.is_empty() && !valid_tool_chars(&prefix) {
+        errors.push(src.error(
+            "prefix",
+            format!("prefix `{prefix}` has characters MCP tool names may not contain"),
+            "use only letters, digits, `_`, `-` or `.`, or \"\" for no prefix",
+        ));
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    let kind = match &file.mcp {
+        Some(mcp) => compile_mcp(&src, mcp, base, errors).map(TargetKind::Mcp),
+        None => {
+            errors.push(src.error(
+                "",
+                "the target does not say what it is",
+                "add an [mcp] table with `url = \"http://…/mcp\"` (streamable HTTP) or `command = \"…\"` (stdio)",
+            ));
+            None
+        }
+    };
+    let kind = kind?;
+    for (key, d) in [
+        ("timeout", file.timeout),
+        ("connect_timeout", file.connect_timeout),
+    ] {
+        if d.is_some_and(|d| d.is_zero()) {
+            errors.push(src.error(
+                key,
+                "a timeout of zero would fail every call",
+                "use e.g. \"30s\"",
+            ));
+        }
+    }
+    (errors.0.len() == before).then(|| TargetSpec {
+        name,
+        file: path.to_path_buf(),
+        description: file.description,
+        prefix,
+        call_timeout: file.timeout.unwrap_or(DEFAULT_CALL_TIMEOUT),
+        connect_timeout: file.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        optional: file.optional,
+        kind,
+    })
+}
+
+fn compile_mcp(
+    src: &SourceFile,
+    mcp: &McpSection,
+    base: &Path,
+    errors: &mut ConfigErrors,
+) -> Option<McpTransport> {
+    match (&mcp.url, &mcp.command) {
+        (Some(_), Some(_)) | (None, None) => {
+            errors.push(src.error(
+                "mcp",
+                "set exactly one of `url` (streamable HTTP upstream) or `command` (stdio child process)",
+                "keep `url = \"http://host/mcp\"` or `command = \"…\"`, not both",
+            ));
+            None
+        }
+        (Some(url), None) => {
+            if !matches!(url.scheme(), "http" | "https") {
+                errors.push(src.error(
+                    "mcp.url",
+                    format!("scheme `{}` is not supported", url.scheme()),
+                    "use an http:// or https:// URL of the upstream's MCP endpoint",
+                ));
+                return None;
+            }
+            let stdio_only = [
+                ("mcp.args", !mcp.args.is_empty()),
+                ("mcp.env", !mcp.env.is_empty()),
+                ("mcp.secret_env", !mcp.secret_env.is_empty()),
+                ("mcp.cwd", mcp.cwd.is_some()),
+            ];
+            for (key, set) in stdio_only {
+                if set {
+                    errors.push(src.error(
+                        key,
+                        "only applies to stdio targets (`command`)",
+                        "remove it, or use `command` instead of `url`",
+                    ));
+                }
+            }
+            Some(McpTransport::Http { url: url.clone() })
+        }
+        (None, Some(command)) => {
+            let cwd = mcp.cwd.as_ref().map(|c| base.join(c));
+            let Some(resolved) = resolve_command(command, cwd.as_deref().unwrap_or(base)) else {
+                errors.push(src.error(
+                    "mcp.command",
+                    format!("command `{command}` was not found"),
+                    "install it, give its absolute path, or a path relative to this file's directory",
+                ));
+                return None;
+            };
+            if let Some(c) = &cwd
+                && !c.is_dir()
+            {
+                errors.push(src.error(
+                    "mcp.cwd",
+                    format!("`{}` is not a directory", c.display()),
+                    "create it or fix the path",
+                ));
+                return None;
+            }
+            let mut env: Vec<(String, EnvValue)> = mcp
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), EnvValue::Plain(v.clone())))
+                .collect();
+            for (k, r) in &mcp.secret_env {
+                match r.resolve(base) {
+                    Ok(s) => env.push((k.clone(), EnvValue::Secret(s))),
+                    Err(e) => errors.push(src.error(
+                        &format!("mcp.secret_env.{k}"),
+                        format!("secret `{r}` cannot be read: {e}"),
+                        "set the variable or create the file before starting the gateway",
+                    )),
+                }
+            }
+            Some(McpTransport::Stdio {
+                command: resolved,
+                args: mcp.args.clone(),
+                env,
+                cwd,
+            })
+        }
+    }
+}
+
+/// A command is a path (contains `/`, relative to `dir`) or a name looked up on `PATH`.
+fn resolve_command(command: &str, dir: &Path) -> Option<PathBuf> {
+    let is_exec = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        p.is_file()
+            && p.metadata()
+                .map(|m| m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+    };
+    if command.contains('/') {
+        let p = dir.join(command);
+        return is_exec(&p).then_some(p);
+    }
+    std::env::var_os("PATH").map(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(command))
+            .find(|p| is_exec(p))
+    })?
+}
+
+/// Two targets with the same non-empty prefix would collide on every shared tool name.
+fn check_prefixes(targets: &[TargetSpec], separator: &str, errors: &mut ConfigErrors) {
+    let mut seen: BTreeMap<&str, &TargetSpec> = BTreeMap::new();
+    for t in targets.iter().filter(|t| !t.prefix.is_empty()) {
+        if let Some(first) = seen.insert(&t.prefix, t) {
+            errors.push(ConfigError {
+                file: t.file.clone(),
+                position: None,
+                key: "prefix".into(),
+                message: format!(
+                    "prefix `{}` is also used by target `{}` ({}); their tools `{}{separator}…` would collide",
+                    t.prefix,
+                    first.name,
+                    first.file.display(),
+                    t.prefix
+                ),
+                fix: "give one of them another `prefix`".into(),
+            });
+        }
+    }
+}
+
+/// MCP tool-name characters: `[A-Za-z0-9_.-]`.
+pub fn valid_tool_chars(s: &str) -> bool {
+    s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}

@@ -1,0 +1,152 @@
+//! Secrets in config are references, never values: `env:NAME` or `file:PATH`.
+//!
+//! A [`SecretRef`] is what the TOML holds; [`Secret`] is the resolved value, which never
+//! prints itself (`Debug` and `Display` say `[redacted]`), so it cannot leak into a log line.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Where a secret comes from.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum SecretRef {
+    Env(String),
+    File(PathBuf),
+}
+
+impl TryFrom<String> for SecretRef {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        if let Some(name) = s.strip_prefix("env:") {
+            let valid =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(format!(
+                    "`env:{name}` is not a valid environment variable name (letters, digits, _)"
+                ));
+            }
+            return Ok(Self::Env(name.to_string()));
+        }
+        if let Some(path) = s.strip_prefix("file:") {
+            if path.is_empty() {
+                return Err("`file:` needs a path, e.g. file:/run/secrets/token".into());
+            }
+            return Ok(Self::File(PathBuf::from(path)));
+        }
+        // Deliberately not echoing the value: it may be a pasted secret.
+        Err(
+            "secrets must be references: write `env:NAME` or `file:PATH`, not the secret itself"
+                .into(),
+        )
+    }
+}
+
+impl fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Env(name) => write!(f, "env:{name}"),
+            Self::File(path) => write!(f, "file:{}", path.display()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SecretError {
+    #[error("environment variable `{0}` is not set")]
+    EnvMissing(String),
+    #[error("cannot read secret file `{path}`: {reason}")]
+    File { path: String, reason: String },
+    #[error("secret `{0}` is empty")]
+    Empty(String),
+}
+
+impl SecretRef {
+    /// Read the secret now. Relative file paths are resolved against `base` (the directory of
+    /// the file that named them). The error names the reference, never a value.
+    pub fn resolve(&self, base: &Path) -> Result<Secret, SecretError> {
+        let value = match self {
+            Self::Env(name) => {
+                std::env::var(name).map_err(|_| SecretError::EnvMissing(name.clone()))?
+            }
+            Self::File(path) => {
+                let full = base.join(path);
+                let raw = std::fs::read_to_string(&full).map_err(|e| SecretError::File {
+                    path: full.display().to_string(),
+                    reason: e.kind().to_string(),
+                })?;
+                // Files written by editors and `echo` end in a newline that is not part of it.
+                raw.trim_end_matches(['\n', '\r']).to_string()
+            }
+        };
+        if value.is_empty() {
+            return Err(SecretError::Empty(self.to_string()));
+        }
+        Ok(Secret(value))
+    }
+}
+
+/// A resolved secret value. The only way to see it is [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_values_are_refused_without_echoing_them() {
+        let err = SecretRef::try_from("hunter2".to_string()).unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("env:NAME"));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
+        assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn file_secret_is_trimmed_and_relative_to_base() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tok"), "abc\n").unwrap();
+        let r = SecretRef::try_from("file:tok".to_string()).unwrap();
+        assert_eq!(r.resolve(dir.path()).unwrap().expose(), "abc");
+        let missing = SecretRef::try_from("env:PORTCULLIS_TEST_SURELY_UNSET".to_string()).unwrap();
+        assert_eq!(
+            missing.resolve(dir.path()).unwrap_err(),
+            SecretError::EnvMissing("PORTCULLIS_TEST_SURELY_UNSET".into())
+        );
+    }
+}

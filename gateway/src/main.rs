@@ -1,0 +1,6 @@
+//! The `portcullis` binary: see `portcullis --help`.
+#![forbid(unsafe_code)]
+
+fn main() -> std::process::ExitCode {
+    portcullis::cli::main()
+}

@@ -1,0 +1,122 @@
+//! The call path for `tools/call`, one phase per step:
+//! resolve the gateway name → call the owning target (serving its relayed requests) → audit.
+//! Authorization (policy) and outbound credentials slot in between resolve and call.
+
+use std::time::Instant;
+
+use rmcp::model::{CallToolRequestParams, CallToolResult, ServerNotification};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, Peer, RoleServer};
+
+use super::{Gateway, errors, strip_meta};
+use crate::targets::relay::Relay;
+use crate::telemetry::{AuditEvent, Decision, Outcome};
+
+pub(super) async fn call_tool(
+    gw: &Gateway,
+    mut req: CallToolRequestParams,
+    ctx: RequestContext<RoleServer>,
+) -> Result<CallToolResult, ErrorData> {
+    let started = Instant::now();
+    let mut audit = AuditEvent::new(request_id(&ctx), "anonymous", "tools/call");
+    audit.tool = Some(req.name.to_string());
+
+    // Resolve: gateway name → (target, upstream tool name), from one catalog view.
+    let view = gw.catalog().view();
+    let Some(route) = view.tool_routes.get(req.name.as_ref()) else {
+        let e = errors::unknown_tool(&req.name);
+        audit.decision = Decision::Deny;
+        audit
+            .finish(
+                Outcome::Error {
+                    code: e.code.0,
+                    message: e.message.to_string(),
+                },
+                started.elapsed(),
+            )
+            .emit();
+        return Err(e);
+    };
+    let target = gw.target(route.target)?;
+    audit.target = Some(target.name().to_string());
+    req.name = route.upstream_name.clone().into();
+    strip_meta(&mut req.meta);
+
+    // Call upstream: wait for the response while relaying what the upstream asks of us.
+    let outcome = tokio::select! {
+        r = call_upstream(target, req, &ctx) => r,
+        _ = ctx.ct.cancelled() => Err(ErrorData::internal_error("the client cancelled the call", None)),
+    };
+
+    // Audit.
+    let result = match &outcome {
+        Ok(r) => Outcome::Ok {
+            is_error: r.is_error.unwrap_or(false),
+        },
+        Err(e) => Outcome::Error {
+            code: e.code.0,
+            message: e.message.to_string(),
+        },
+    };
+    audit.finish(result, started.elapsed()).emit();
+    outcome
+}
+
+async fn call_upstream(
+    target: &crate::targets::McpTarget,
+    req: CallToolRequestParams,
+    ctx: &RequestContext<RoleServer>,
+) -> Result<CallToolResult, ErrorData> {
+    let progress = ctx.meta.get_progress_token();
+    let mut pending = target
+        .call_tool(req, progress)
+        .await
+        .map_err(|e| errors::from_target(&e))?;
+    loop {
+        tokio::select! {
+            biased;
+            r = &mut pending.response => return r.map_err(|e| errors::from_target(&e)),
+            Some(relay) = pending.relays.recv() => deliver(&ctx.peer, relay).await,
+        }
+    }
+}
+
+/// Hand a relayed message to the downstream caller. This runs inside the caller's request
+/// task, which is how rmcp knows to put it on that request's response stream.
+async fn deliver(peer: &Peer<RoleServer>, relay: Relay) {
+    match relay {
+        Relay::Request { request, reply } => {
+            let answer = peer.send_request(request).await.map_err(|e| match e {
+                rmcp::service::ServiceError::McpError(e) => e,
+                other => {
+                    ErrorData::internal_error(format!("the client could not answer: {other}"), None)
+                }
+            });
+            let _ = reply.send(answer);
+        }
+        Relay::Notification(n) => {
+            let kind = notification_kind(&n);
+            if let Err(e) = peer.send_notification(n).await {
+                tracing::debug!("{kind} not delivered to the caller: {e}");
+            }
+        }
+    }
+}
+
+fn notification_kind(n: &ServerNotification) -> &'static str {
+    match n {
+        ServerNotification::ProgressNotification(_) => "progress",
+        ServerNotification::LoggingMessageNotification(_) => "log message",
+        _ => "notification",
+    }
+}
+
+/// The `x-request-id` the HTTP layer assigned, else the JSON-RPC id.
+fn request_id(ctx: &RequestContext<RoleServer>) -> String {
+    ctx.extensions
+        .get::<http::request::Parts>()
+        .and_then(|p| p.headers.get("x-request-id"))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{:?}", ctx.id))
+}

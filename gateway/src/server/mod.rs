@@ -1,0 +1,371 @@
+//! The MCP front door: an rmcp `ServerHandler` over streamable HTTP that serves the merged
+//! catalog and routes each request to the target that owns it. It serves 2025-11-25 clients
+//! (initialize + `Mcp-Session-Id`) and 2026-07-28 stateless clients on the same endpoint.
+//! It never sees a secret: targets hold their own credentials.
+
+mod call;
+pub mod errors;
+pub mod http;
+
+use std::sync::{Arc, Mutex};
+
+use rmcp::model::*;
+use rmcp::service::{RequestContext, SubscriptionContext};
+use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
+
+use crate::catalog::{Catalog, CatalogEvent};
+use crate::targets::McpTarget;
+
+/// Shared by every session's handler instance (the factory clones it per session).
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    catalog: Arc<Catalog>,
+    /// 2025-11-25 sessions, told about list changes through their session stream.
+    sessions: Mutex<Vec<Peer<RoleServer>>>,
+}
+
+impl Gateway {
+    pub fn new(catalog: Arc<Catalog>) -> Self {
+        let gw = Self {
+            inner: Arc::new(Inner {
+                catalog,
+                sessions: Mutex::new(Vec::new()),
+            }),
+        };
+        tokio::spawn(announce_changes(
+            Arc::downgrade(&gw.inner),
+            gw.inner.catalog.subscribe(),
+        ));
+        gw
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.inner.catalog
+    }
+
+    fn target(&self, index: usize) -> Result<&McpTarget, ErrorData> {
+        self.inner
+            .catalog
+            .targets()
+            .get(index)
+            .ok_or_else(|| ErrorData::internal_error("catalog route names no target", None))
+    }
+}
+
+/// Forward catalog changes to every live legacy session (2026-07-28 clients get them through
+/// `subscriptions/listen`, see [`Gateway::listen`]).
+async fn announce_changes(
+    inner: std::sync::Weak<Inner>,
+    mut events: tokio::sync::broadcast::Receiver<CatalogEvent>,
+) {
+    loop {
+        let event = match events.recv().await {
+            Ok(e) => e,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => CatalogEvent::ToolsChanged,
+            Err(_) => return,
+        };
+        let Some(inner) = inner.upgrade() else { return };
+        let peers: Vec<_> = match inner.sessions.lock() {
+            Ok(mut s) => {
+                s.retain(|p| !p.is_transport_closed());
+                s.clone()
+            }
+            Err(_) => return,
+        };
+        for peer in peers {
+            let sent = match event {
+                CatalogEvent::ToolsChanged => peer.notify_tool_list_changed().await,
+                CatalogEvent::PromptsChanged => peer.notify_prompt_list_changed().await,
+                CatalogEvent::ResourcesChanged => peer.notify_resource_list_changed().await,
+            };
+            if let Err(e) = sent {
+                tracing::debug!("list_changed not delivered to a session: {e}");
+            }
+        }
+    }
+}
+
+fn strip_meta<T>(meta: &mut Option<T>) {
+    // The downstream's _meta (its protocol version, capabilities, progress token) describes
+    // the downstream session, not ours; rmcp sets our own on the upstream request.
+    *meta = None;
+}
+
+#[allow(deprecated)] // logging/setLevel and resources/subscribe are 2025-11-25 methods we serve.
+impl ServerHandler for Gateway {
+    fn get_info(&self) -> ServerConfig {
+        let caps = ServerCapabilities::builder()
+            .enable_logging()
+            .enable_completions()
+            .enable_prompts()
+            .enable_resources()
+            .enable_tools()
+            .enable_prompts_list_changed()
+            .enable_resources_list_changed()
+            .enable_resources_subscribe()
+            .enable_tool_list_changed()
+            .build();
+        ServerConfig::new(caps)
+            .with_server_info(Implementation::new("portcullis", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Portcullis MCP gateway: tools from several targets, named `{target}__{tool}`.",
+            )
+    }
+
+    async fn on_initialized(&self, ctx: rmcp::service::NotificationContext<RoleServer>) {
+        if let Ok(mut s) = self.inner.sessions.lock() {
+            s.push(ctx.peer);
+        }
+    }
+
+    async fn list_tools(
+        &self,
+        _req: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(
+            self.inner.catalog.view().tools.clone(),
+        ))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.inner
+            .catalog
+            .view()
+            .tools
+            .iter()
+            .find(|t| t.name == name)
+            .cloned()
+    }
+
+    async fn call_tool(
+        &self,
+        req: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        call::call_tool(self, req, ctx).await.map(Into::into)
+    }
+
+    async fn list_prompts(
+        &self,
+        _req: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        Ok(ListPromptsResult::with_all_items(
+            self.inner.catalog.view().prompts.clone(),
+        ))
+    }
+
+    async fn get_prompt(
+        &self,
+        mut req: GetPromptRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let view = self.inner.catalog.view();
+        let route = view
+            .prompt_routes
+            .get(&req.name)
+            .ok_or_else(|| errors::unknown_prompt(&req.name))?;
+        let target = self.target(route.target)?;
+        req.name = route.upstream_name.clone();
+        strip_meta(&mut req.meta);
+        match forward(
+            target,
+            ClientRequest::GetPromptRequest(GetPromptRequest::new(req)),
+        )
+        .await?
+        {
+            ServerResult::GetPromptResult(r) => Ok(r.into()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn list_resources(
+        &self,
+        _req: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(ListResourcesResult::with_all_items(
+            self.inner.catalog.view().resources.clone(),
+        ))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _req: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let templates = self
+            .inner
+            .catalog
+            .view()
+            .templates
+            .iter()
+            .map(|(_, t)| t.clone())
+            .collect();
+        Ok(ListResourceTemplatesResult::with_all_items(templates))
+    }
+
+    async fn read_resource(
+        &self,
+        mut req: ReadResourceRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let view = self.inner.catalog.view();
+        let target = self
+            .inner
+            .catalog
+            .resource_target(&view, &req.uri)
+            .ok_or_else(|| errors::unknown_resource(&req.uri))?;
+        strip_meta(&mut req.meta);
+        match forward(
+            target,
+            ClientRequest::ReadResourceRequest(ReadResourceRequest::new(req)),
+        )
+        .await?
+        {
+            ServerResult::ReadResourceResult(r) => Ok(r.into()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn subscribe(
+        &self,
+        mut req: SubscribeRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let view = self.inner.catalog.view();
+        let target = self
+            .inner
+            .catalog
+            .resource_target(&view, &req.uri)
+            .ok_or_else(|| errors::unknown_resource(&req.uri))?;
+        strip_meta(&mut req.meta);
+        forward(
+            target,
+            ClientRequest::SubscribeRequest(SubscribeRequest::new(req)),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn unsubscribe(
+        &self,
+        mut req: UnsubscribeRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let view = self.inner.catalog.view();
+        let target = self
+            .inner
+            .catalog
+            .resource_target(&view, &req.uri)
+            .ok_or_else(|| errors::unknown_resource(&req.uri))?;
+        strip_meta(&mut req.meta);
+        forward(
+            target,
+            ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(req)),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn complete(
+        &self,
+        mut req: CompleteRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        let view = self.inner.catalog.view();
+        let target = match &mut req.r#ref {
+            Reference::Prompt(p) => {
+                let route = view
+                    .prompt_routes
+                    .get(&p.name)
+                    .ok_or_else(|| errors::unknown_prompt(&p.name))?;
+                p.name = route.upstream_name.clone();
+                self.target(route.target)?
+            }
+            Reference::Resource(r) => self
+                .inner
+                .catalog
+                .resource_target(&view, &r.uri)
+                .ok_or_else(|| errors::unknown_resource(&r.uri))?,
+            _ => {
+                return Err(ErrorData::invalid_params(
+                    "unsupported completion reference type",
+                    None,
+                ));
+            }
+        };
+        strip_meta(&mut req.meta);
+        match forward(
+            target,
+            ClientRequest::CompleteRequest(CompleteRequest::new(req)),
+        )
+        .await?
+        {
+            ServerResult::CompleteResult(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn set_level(
+        &self,
+        _req: SetLevelRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        // Upstream sessions are shared between callers, so one caller's level is not pushed
+        // upstream; log messages attributable to a caller's call are relayed to that caller.
+        Ok(())
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        let mut accepted = requested.clone();
+        accepted.resource_subscriptions = None;
+        Some(accepted)
+    }
+
+    async fn listen(&self, ctx: SubscriptionContext) -> Result<(), ErrorData> {
+        let mut events = self.inner.catalog.subscribe();
+        loop {
+            let event = tokio::select! {
+                _ = ctx.cancelled() => return Ok(()),
+                e = events.recv() => match e {
+                    Ok(e) => e,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => CatalogEvent::ToolsChanged,
+                    Err(_) => return Ok(()),
+                },
+            };
+            let sink = ctx.sink();
+            let sent = match event {
+                CatalogEvent::ToolsChanged => sink.notify_tool_list_changed().await,
+                CatalogEvent::PromptsChanged => sink.notify_prompt_list_changed().await,
+                CatalogEvent::ResourcesChanged => sink.notify_resource_list_changed().await,
+            };
+            if sent.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn forward(target: &McpTarget, request: ClientRequest) -> Result<ServerResult, ErrorData> {
+    target
+        .request(request)
+        .await
+        .map_err(|e| errors::from_target(&e))
+}
+
+fn unexpected(got: ServerResult) -> ErrorData {
+    ErrorData::internal_error(
+        format!("unexpected response type from upstream: {got:?}"),
+        None,
+    )
+}

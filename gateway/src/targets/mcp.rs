@@ -1,0 +1,613 @@
+//! An MCP upstream (streamable HTTP or a stdio child process) behind one long-lived session.
+//!
+//! A supervisor task keeps the session up: it connects at start, and when the session ends
+//! (child exited, transport failed) it reconnects with exponential backoff. A call that finds
+//! no live session tries one immediate reconnect before failing, so a call made after the
+//! upstream came back succeeds without waiting for the next backoff tick — and a call to a
+//! dead upstream fails fast with a clear error instead of hanging.
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use rmcp::model::*;
+use rmcp::service::{
+    InboundStreamOrigin, NotificationContext, PeerRequestOptions, RequestContext, ServiceError,
+};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::{ClientHandler, ErrorData, Peer, RoleClient, ServiceExt};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::relay::{Registration, RelayReceiver, Relays};
+use super::{Health, Listing, TargetError};
+use crate::config::{McpTransport, TargetSpec};
+
+const BACKOFF_START: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct McpTarget {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    spec: TargetSpec,
+    transport: McpTransport,
+    http: reqwest::Client,
+    live: ArcSwapOption<Live>,
+    /// Single-flight: one connection attempt at a time.
+    connect_lock: tokio::sync::Mutex<()>,
+    last_error: Mutex<Option<String>>,
+    listing: ArcSwap<Listing>,
+    relays: Relays,
+    /// Bumped whenever the listing changes; the catalog watches it.
+    changed: watch::Sender<u64>,
+    /// Wakes the supervisor: the session ended.
+    lost: Arc<Notify>,
+    shutdown: CancellationToken,
+    generation: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Live {
+    peer: Peer<RoleClient>,
+    generation: u64,
+    /// Cancelling it ends the session (and kills a stdio child).
+    ct: CancellationToken,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.ct.cancel();
+    }
+}
+
+/// An in-flight upstream call: the pending response plus the relay channel the caller
+/// must serve until the response arrives.
+pub struct PendingCall<'a, T> {
+    pub response: futures::future::BoxFuture<'a, Result<T, TargetError>>,
+    pub relays: RelayReceiver,
+    _registration: Registration<'a>,
+}
+
+impl<T> std::fmt::Debug for PendingCall<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingCall").finish_non_exhaustive()
+    }
+}
+
+impl McpTarget {
+    /// Create the target and start its supervisor. `changed` is shared by all targets.
+    pub fn start(
+        spec: TargetSpec,
+        transport: McpTransport,
+        changed: watch::Sender<u64>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            // Never follow redirects to another host with our credentials (SSRF guidance).
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(spec.connect_timeout)
+            .build()
+            .unwrap_or_default();
+        let inner = Arc::new(Inner {
+            spec,
+            transport,
+            http,
+            live: ArcSwapOption::empty(),
+            connect_lock: tokio::sync::Mutex::new(()),
+            last_error: Mutex::new(Some("not connected yet".into())),
+            listing: ArcSwap::from_pointee(Listing::default()),
+            relays: Relays::default(),
+            changed,
+            lost: Arc::new(Notify::new()),
+            shutdown,
+            generation: AtomicU64::new(0),
+        });
+        tokio::spawn(supervise(
+            Arc::downgrade(&inner),
+            inner.lost.clone(),
+            inner.shutdown.clone(),
+        ));
+        Self { inner }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.spec.name
+    }
+
+    pub fn spec(&self) -> &TargetSpec {
+        &self.inner.spec
+    }
+
+    pub fn listing(&self) -> Arc<Listing> {
+        self.inner.listing.load_full()
+    }
+
+    pub fn health(&self) -> Health {
+        match self.inner.current() {
+            Some(_) => Health::Connected,
+            None => Health::Down {
+                reason: self
+                    .inner
+                    .last_error()
+                    .unwrap_or_else(|| "not connected".into()),
+            },
+        }
+    }
+
+    /// Connect now if not connected; used at startup and by `portcullis check`.
+    pub async fn ensure_connected(&self) -> Result<(), TargetError> {
+        self.inner.peer().await.map(|_| ())
+    }
+
+    /// Start a `tools/call`. The caller polls the returned relays while awaiting the response.
+    pub async fn call_tool(
+        &self,
+        params: CallToolRequestParams,
+        downstream_progress: Option<ProgressToken>,
+    ) -> Result<PendingCall<'_, CallToolResult>, TargetError> {
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        let pending = self
+            .inner
+            .start_request(request, downstream_progress)
+            .await?;
+        let target = self.name().to_string();
+        Ok(PendingCall {
+            response: Box::pin(async move {
+                match pending.0.await? {
+                    ServerResult::CallToolResult(r) => Ok(r),
+                    ServerResult::EmptyResult(_) => Ok(CallToolResult::success(vec![])),
+                    other => Err(unexpected(&target, &other)),
+                }
+            }),
+            relays: pending.1,
+            _registration: pending.2,
+        })
+    }
+
+    /// A request that needs no relaying (prompts, resources, completion).
+    pub async fn request(&self, request: ClientRequest) -> Result<ServerResult, TargetError> {
+        let (response, _relays, _reg) = self.inner.start_request(request, None).await?;
+        response.await
+    }
+
+    /// Refetch the listing (after `list_changed`, or on demand).
+    pub async fn refresh(&self) -> Result<(), TargetError> {
+        let peer = self.inner.peer().await?;
+        self.inner.refresh(&peer).await
+    }
+}
+
+fn unexpected(target: &str, got: &ServerResult) -> TargetError {
+    TargetError::Upstream {
+        target: target.to_string(),
+        error: ErrorData::internal_error(
+            format!("unexpected response type from upstream: {got:?}"),
+            None,
+        ),
+    }
+}
+
+type Started<'a> = (
+    futures::future::BoxFuture<'a, Result<ServerResult, TargetError>>,
+    RelayReceiver,
+    Registration<'a>,
+);
+
+impl Inner {
+    fn current(&self) -> Option<Arc<Live>> {
+        self.live
+            .load_full()
+            .filter(|l| !l.peer.is_transport_closed())
+    }
+
+    fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    fn set_error(&self, e: impl Into<String>) {
+        if let Ok(mut slot) = self.last_error.lock() {
+            *slot = Some(e.into());
+        }
+    }
+
+    fn unavailable(&self, reason: impl Into<String>) -> TargetError {
+        TargetError::Unavailable {
+            target: self.spec.name.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The live peer, connecting first if needed.
+    async fn peer(self: &Arc<Self>) -> Result<Peer<RoleClient>, TargetError> {
+        if let Some(live) = self.current() {
+            return Ok(live.peer.clone());
+        }
+        self.connect().await
+    }
+
+    async fn start_request(
+        self: &Arc<Self>,
+        request: ClientRequest,
+        downstream_progress: Option<ProgressToken>,
+    ) -> Result<Started<'_>, TargetError> {
+        let peer = self.peer().await?;
+        let timeout = self.spec.call_timeout;
+        let mut options = PeerRequestOptions::no_options();
+        options.timeout = Some(timeout);
+        let handle = match peer.send_request_with_option(request, options).await {
+            Ok(h) => h,
+            Err(e) => return Err(self.fail(e, timeout)),
+        };
+        let (registration, relays) = self.relays.register(
+            handle.id.clone(),
+            handle.progress_token.clone(),
+            downstream_progress,
+        );
+        let this = self.clone();
+        let response = Box::pin(async move {
+            handle
+                .await_response()
+                .await
+                .map_err(|e| this.fail(e, timeout))
+        });
+        Ok((response, relays, registration))
+    }
+
+    /// Classify a failed request; a transport failure also drops the session so the next
+    /// call reconnects.
+    fn fail(self: &Arc<Self>, e: ServiceError, timeout: Duration) -> TargetError {
+        let target = self.spec.name.clone();
+        match e {
+            ServiceError::McpError(error) => TargetError::Upstream { target, error },
+            ServiceError::Timeout { .. } => TargetError::Timeout {
+                target,
+                after: timeout,
+            },
+            ServiceError::TransportClosed | ServiceError::TransportSend(_) => {
+                let reason = format!("connection lost ({e})");
+                self.drop_session(&reason);
+                TargetError::Unavailable { target, reason }
+            }
+            other => TargetError::Upstream {
+                target,
+                error: ErrorData::internal_error(other.to_string(), None),
+            },
+        }
+    }
+
+    fn drop_session(&self, reason: &str) {
+        if self.live.swap(None).is_some() {
+            tracing::warn!(target: "portcullis::targets", target_name = %self.spec.name, "session lost: {reason}");
+            self.set_error(reason);
+            self.changed.send_modify(|n| *n += 1);
+            self.lost.notify_one();
+        }
+    }
+
+    async fn connect(self: &Arc<Self>) -> Result<Peer<RoleClient>, TargetError> {
+        let _flight = self.connect_lock.lock().await;
+        if let Some(live) = self.current() {
+            return Ok(live.peer.clone()); // someone else connected while we waited
+        }
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let ct = self.shutdown.child_token();
+        let client = UpstreamClient {
+            inner: Arc::downgrade(self),
+        };
+        let attempt =
+            tokio::time::timeout(self.spec.connect_timeout, self.open(client, ct.clone()));
+        let running = match attempt.await {
+            Ok(Ok(r)) => r,
+            Ok(Err(reason)) => {
+                self.set_error(reason.clone());
+                return Err(self.unavailable(reason));
+            }
+            Err(_) => {
+                let reason = format!(
+                    "no handshake within {}",
+                    humantime::format_duration(self.spec.connect_timeout)
+                );
+                self.set_error(reason.clone());
+                ct.cancel();
+                return Err(self.unavailable(reason));
+            }
+        };
+        let peer = running.peer().clone();
+        if let Err(e) = self.refresh(&peer).await {
+            ct.cancel();
+            self.set_error(e.to_string());
+            return Err(e);
+        }
+        let live = Arc::new(Live {
+            peer: peer.clone(),
+            generation,
+            ct,
+        });
+        self.live.store(Some(live));
+        if let Ok(mut slot) = self.last_error.lock() {
+            *slot = None;
+        }
+        let info = peer.peer_info().and_then(|i| {
+            i.server_info
+                .as_ref()
+                .map(|s| format!("{} {}", s.name, s.version))
+        });
+        tracing::info!(target: "portcullis::targets", target_name = %self.spec.name, server = info.as_deref().unwrap_or("?"), "connected");
+        // Watch the session; when it ends, forget it and wake the supervisor.
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let quit = running.waiting().await;
+            if let Some(this) = weak.upgrade() {
+                let still_current = this
+                    .live
+                    .load()
+                    .as_ref()
+                    .is_some_and(|l| l.generation == generation);
+                if still_current {
+                    this.drop_session(&format!("session ended ({quit:?})"));
+                }
+            }
+        });
+        Ok(peer)
+    }
+
+    async fn open(
+        &self,
+        client: UpstreamClient,
+        ct: CancellationToken,
+    ) -> Result<rmcp::service::RunningService<RoleClient, UpstreamClient>, String> {
+        match &self.transport {
+            McpTransport::Http { url } => {
+                let config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
+                let transport =
+                    StreamableHttpClientTransport::with_client(self.http.clone(), config);
+                client
+                    .serve_with_ct(transport, ct)
+                    .await
+                    .map_err(|e| format!("cannot open a session at {url}: {e}"))
+            }
+            McpTransport::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            } => {
+                let mut cmd = tokio::process::Command::new(command);
+                cmd.args(args).kill_on_drop(true);
+                for (k, v) in env {
+                    cmd.env(k, v.expose());
+                }
+                if let Some(dir) = cwd {
+                    cmd.current_dir(dir);
+                }
+                let (proc, stderr) = TokioChildProcess::builder(cmd)
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .map_err(|e| format!("cannot start `{}`: {e}", command.display()))?;
+                if let Some(stderr) = stderr {
+                    tokio::spawn(forward_stderr(self.spec.name.clone(), stderr));
+                }
+                client.serve_with_ct(proc, ct).await.map_err(|e| {
+                    format!(
+                        "`{}` did not complete the MCP handshake: {e}",
+                        command.display()
+                    )
+                })
+            }
+        }
+    }
+
+    async fn refresh(&self, peer: &Peer<RoleClient>) -> Result<(), TargetError> {
+        let caps = peer
+            .peer_info()
+            .map(|i| i.capabilities.clone())
+            .unwrap_or_default();
+        let err = |e: ServiceError| self.unavailable(format!("cannot list its offerings: {e}"));
+        let tools = if caps.tools.is_some() {
+            peer.list_all_tools().await.map_err(err)?
+        } else {
+            vec![]
+        };
+        let prompts = if caps.prompts.is_some() {
+            peer.list_all_prompts().await.map_err(err)?
+        } else {
+            vec![]
+        };
+        let (resources, templates) = if caps.resources.is_some() {
+            (
+                peer.list_all_resources().await.map_err(err)?,
+                peer.list_all_resource_templates().await.map_err(err)?,
+            )
+        } else {
+            (vec![], vec![])
+        };
+        self.listing.store(Arc::new(Listing {
+            tools,
+            prompts,
+            resources,
+            templates,
+            capabilities: caps,
+        }));
+        self.changed.send_modify(|n| *n += 1);
+        Ok(())
+    }
+}
+
+/// Keep a session up: connect, wait for it to end, back off, reconnect.
+async fn supervise(inner: Weak<Inner>, lost: Arc<Notify>, shutdown: CancellationToken) {
+    let mut backoff = BACKOFF_START;
+    loop {
+        let Some(this) = inner.upgrade() else { return };
+        let connected = match this.current() {
+            Some(_) => true,
+            None => this.connect().await.is_ok(),
+        };
+        let wait = if connected {
+            backoff = BACKOFF_START;
+            None
+        } else {
+            let d = backoff;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+            tracing::debug!(target: "portcullis::targets", target_name = %this.spec.name, "reconnecting in {}", humantime::format_duration(d));
+            Some(d)
+        };
+        let session_ended = lost.notified();
+        drop(this);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = session_ended, if wait.is_none() => {}
+            _ = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
+        }
+    }
+}
+
+async fn forward_stderr(target: String, stderr: tokio::process::ChildStderr) {
+    let mut lines = BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::info!(target: "portcullis::upstream_stderr", target_name = %target, "{line}");
+    }
+}
+
+/// The gateway's client side of an upstream session: relays what the upstream asks of "its
+/// client" to the downstream caller, and refreshes the listing when the upstream says so.
+#[derive(Debug, Clone)]
+struct UpstreamClient {
+    inner: Weak<Inner>,
+}
+
+impl UpstreamClient {
+    async fn relay(
+        &self,
+        request: ServerRequest,
+        ctx: &RequestContext<RoleClient>,
+    ) -> Result<ClientResult, ErrorData> {
+        let inner = self
+            .inner
+            .upgrade()
+            .ok_or_else(|| ErrorData::internal_error("target is shutting down", None))?;
+        let origin = ctx.extensions.get::<InboundStreamOrigin>();
+        inner.relays.request(request, origin).await
+    }
+
+    async fn refresh(&self) {
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        let Some(live) = inner.current() else { return };
+        if let Err(e) = inner.refresh(&live.peer).await {
+            tracing::warn!(target: "portcullis::targets", target_name = %inner.spec.name, "refresh after list_changed failed: {e}");
+        }
+    }
+
+    fn unattributed(&self, note: ServerNotification) {
+        if let Some(inner) = self.inner.upgrade()
+            && !inner.relays.unattributed(note)
+        {
+            tracing::debug!(target: "portcullis::targets", target_name = %inner.spec.name, "notification not attributable to one caller; dropped");
+        }
+    }
+}
+
+// Sampling, roots and logging are deprecated in 2026-07-28 but are what 2025-11-25 servers,
+// most of those deployed, still send; the gateway relays them.
+#[allow(deprecated)]
+impl ClientHandler for UpstreamClient {
+    fn get_info(&self) -> ClientConfig {
+        let mut caps = ClientCapabilities::default();
+        caps.sampling = Some(Default::default());
+        caps.elicitation = Some(
+            ElicitationCapability::new()
+                .with_form(Default::default())
+                .with_url(Default::default()),
+        );
+        caps.roots = Some(Default::default());
+        ClientConfig::new(
+            caps,
+            Implementation::new("portcullis", env!("CARGO_PKG_VERSION")),
+        )
+    }
+
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        ctx: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        let req = ServerRequest::CreateMessageRequest(CreateMessageRequest::new(params));
+        match self.relay(req, &ctx).await? {
+            ClientResult::CreateMessageResult(r) => Ok(*r),
+            other => Err(ErrorData::internal_error(
+                format!("client answered sampling with {other:?}"),
+                None,
+            )),
+        }
+    }
+
+    async fn create_elicitation(
+        &self,
+        params: ElicitRequestParams,
+        ctx: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        let req = ServerRequest::ElicitRequest(ElicitRequest::new(params));
+        match self.relay(req, &ctx).await? {
+            ClientResult::ElicitResult(r) => Ok(r),
+            other => Err(ErrorData::internal_error(
+                format!("client answered elicitation with {other:?}"),
+                None,
+            )),
+        }
+    }
+
+    async fn list_roots(
+        &self,
+        ctx: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, ErrorData> {
+        let req = ServerRequest::ListRootsRequest(ListRootsRequest::default());
+        match self.relay(req, &ctx).await? {
+            ClientResult::ListRootsResult(r) => Ok(r),
+            other => Err(ErrorData::internal_error(
+                format!("client answered roots/list with {other:?}"),
+                None,
+            )),
+        }
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner.relays.progress(params);
+        }
+    }
+
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
+        self.unattributed(ServerNotification::LoggingMessageNotification(
+            LoggingMessageNotification::new(params),
+        ));
+    }
+
+    async fn on_tool_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
+        self.refresh().await;
+    }
+
+    async fn on_prompt_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
+        self.refresh().await;
+    }
+
+    async fn on_resource_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
+        self.refresh().await;
+    }
+}

@@ -1,0 +1,238 @@
+//! Routing of upstream-initiated messages to the downstream call that caused them.
+//!
+//! One upstream session serves many downstream callers, so when an upstream sends a
+//! `sampling/createMessage`, `elicitation/create`, progress or log message in the middle of a
+//! tool call, the gateway must hand it to the right caller and to nobody else:
+//! - requests on a streamable-HTTP upstream arrive on the SSE stream of the POST that carried
+//!   our call; rmcp records that as [`InboundStreamOrigin`], which names our request id;
+//! - progress notifications carry the progress token rmcp put on our request;
+//! - anything else (stdio upstreams, log messages) is delivered only when exactly one call is
+//!   in flight on that target, so it cannot be attributed to the wrong caller. Otherwise it is
+//!   dropped (logged at debug) and a request is answered with an error.
+//!
+//! Delivery happens inside the downstream handler's task (see `server::call`), which is what
+//! lets rmcp put the relayed message on that caller's own response stream.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use rmcp::ErrorData;
+use rmcp::model::{
+    ClientResult, ErrorCode, ProgressToken, RequestId, ServerNotification, ServerRequest,
+};
+use rmcp::service::InboundStreamOrigin;
+use tokio::sync::{mpsc, oneshot};
+
+/// A message for the downstream caller of one in-flight call.
+#[derive(Debug)]
+pub enum Relay {
+    Request {
+        request: ServerRequest,
+        reply: oneshot::Sender<Result<ClientResult, ErrorData>>,
+    },
+    Notification(ServerNotification),
+}
+
+/// The receiving end, held by the downstream handler while its call is in flight.
+pub type RelayReceiver = mpsc::Receiver<Relay>;
+
+#[derive(Debug, Default)]
+pub struct Relays {
+    inner: Mutex<Table>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    by_request: HashMap<RequestId, Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    tx: mpsc::Sender<Relay>,
+    upstream_progress: ProgressToken,
+    /// The caller's own progress token, if it asked for progress.
+    downstream_progress: Option<ProgressToken>,
+}
+
+/// Removes the registration when the call ends, however it ends.
+#[derive(Debug)]
+pub struct Registration<'a> {
+    relays: &'a Relays,
+    id: RequestId,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.relays.inner.lock() {
+            t.by_request.remove(&self.id);
+        }
+    }
+}
+
+impl Relays {
+    /// Register an in-flight upstream request. Returns the guard and the receiver the
+    /// downstream handler must poll until the call completes.
+    pub fn register(
+        &self,
+        id: RequestId,
+        upstream_progress: ProgressToken,
+        downstream_progress: Option<ProgressToken>,
+    ) -> (Registration<'_>, RelayReceiver) {
+        let (tx, rx) = mpsc::channel(16);
+        if let Ok(mut t) = self.inner.lock() {
+            t.by_request.insert(
+                id.clone(),
+                Entry {
+                    tx,
+                    upstream_progress,
+                    downstream_progress,
+                },
+            );
+        }
+        (Registration { relays: self, id }, rx)
+    }
+
+    fn sender_for(&self, origin: Option<&InboundStreamOrigin>) -> Option<mpsc::Sender<Relay>> {
+        let t = self.inner.lock().ok()?;
+        match origin {
+            Some(InboundStreamOrigin::OutboundRequest(id)) => {
+                t.by_request.get(id).map(|e| e.tx.clone())
+            }
+            Some(InboundStreamOrigin::Unassociated) => None,
+            None => sole(&t),
+        }
+    }
+
+    /// Relay an upstream request to the caller it belongs to and wait for the answer.
+    pub async fn request(
+        &self,
+        request: ServerRequest,
+        origin: Option<&InboundStreamOrigin>,
+    ) -> Result<ClientResult, ErrorData> {
+        let Some(tx) = self.sender_for(origin) else {
+            return Err(ErrorData::new(
+                ErrorCode::INVALID_REQUEST,
+                "the gateway cannot attribute this request to one of its callers; send it during a tool call",
+                None,
+            ));
+        };
+        let (reply, answer) = oneshot::channel();
+        tx.send(Relay::Request { request, reply })
+            .await
+            .map_err(|_| {
+                ErrorData::new(
+                    ErrorCode::INVALID_REQUEST,
+                    "the originating call has already finished",
+                    None,
+                )
+            })?;
+        answer.await.map_err(|_| {
+            ErrorData::new(
+                ErrorCode::INTERNAL_ERROR,
+                "the originating call ended before the client answered",
+                None,
+            )
+        })?
+    }
+
+    /// Relay a progress notification, translating the token back to the caller's own.
+    /// Returns false when no caller asked for it.
+    pub fn progress(&self, mut note: rmcp::model::ProgressNotificationParam) -> bool {
+        let target = self.inner.lock().ok().and_then(|t| {
+            t.by_request
+                .values()
+                .find(|e| e.upstream_progress == note.progress_token)
+                .and_then(|e| e.downstream_progress.clone().map(|d| (e.tx.clone(), d)))
+        });
+        let Some((tx, token)) = target else {
+            return false;
+        };
+        note.progress_token = token;
+        let n =
+            ServerNotification::ProgressNotification(rmcp::model::ProgressNotification::new(note));
+        tx.try_send(Relay::Notification(n)).is_ok()
+    }
+
+    /// Relay a notification that names no request: only with exactly one call in flight.
+    pub fn unattributed(&self, note: ServerNotification) -> bool {
+        let tx = self.inner.lock().ok().and_then(|t| sole(&t));
+        match tx {
+            Some(tx) => tx.try_send(Relay::Notification(note)).is_ok(),
+            None => false,
+        }
+    }
+}
+
+fn sole(t: &Table) -> Option<mpsc::Sender<Relay>> {
+    let mut it = t.by_request.values();
+    match (it.next(), it.next()) {
+        (Some(only), None) => Some(only.tx.clone()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rmcp::model::{NumberOrString, PingRequest, ProgressNotificationParam};
+    use std::sync::Arc;
+
+    fn token(s: &str) -> ProgressToken {
+        ProgressToken(NumberOrString::String(Arc::from(s)))
+    }
+
+    #[tokio::test]
+    async fn requests_follow_their_stream_and_never_cross_callers() {
+        let relays = Relays::default();
+        let (_a, mut rx_a) = relays.register(RequestId::Number(1), token("u1"), None);
+        let (_b, mut rx_b) = relays.register(RequestId::Number(2), token("u2"), None);
+        let origin = InboundStreamOrigin::OutboundRequest(RequestId::Number(2));
+        let ask = relays.request(
+            ServerRequest::PingRequest(PingRequest::default()),
+            Some(&origin),
+        );
+        let answer = async {
+            match rx_b.recv().await {
+                Some(Relay::Request { reply, .. }) => reply.send(Ok(ClientResult::empty(()))).ok(),
+                other => panic!("expected a request, got {other:?}"),
+            }
+        };
+        let (res, _) = tokio::join!(ask, answer);
+        assert!(res.is_ok());
+        assert!(
+            rx_a.try_recv().is_err(),
+            "caller 1 must not see caller 2's request"
+        );
+
+        // Two calls in flight and no stream origin: nobody can be sure, so nobody gets it.
+        let err = relays
+            .request(ServerRequest::PingRequest(PingRequest::default()), None)
+            .await;
+        assert!(err.is_err());
+    }
+
+    #[tokio::test]
+    async fn progress_is_translated_to_the_callers_token() {
+        let relays = Relays::default();
+        let (_g, mut rx) =
+            relays.register(RequestId::Number(7), token("up-7"), Some(token("mine")));
+        assert!(relays.progress(ProgressNotificationParam::new(token("up-7"), 1.0)));
+        match rx.recv().await {
+            Some(Relay::Notification(ServerNotification::ProgressNotification(n))) => {
+                assert_eq!(n.params.progress_token, token("mine"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(!relays.progress(ProgressNotificationParam::new(token("unknown"), 1.0)));
+    }
+
+    #[test]
+    fn registration_is_removed_when_the_call_ends() {
+        let relays = Relays::default();
+        {
+            let _g = relays.register(RequestId::Number(1), token("u"), None);
+            assert!(relays.sender_for(None).is_some());
+        }
+        assert!(relays.sender_for(None).is_none());
+    }
+}

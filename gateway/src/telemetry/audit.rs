@@ -1,0 +1,113 @@
+//! The audit event: who called what, what was decided, how it ended. Never a secret: the
+//! fields are identities, names, codes and timings, and arguments are not recorded.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+/// What the gateway decided about a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Allow,
+    Deny,
+}
+
+/// How the request ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum Outcome {
+    /// The target answered with a result (`is_error` = the tool reported a failure).
+    Ok { is_error: bool },
+    /// The gateway or the target failed; `code` is the JSON-RPC error code returned.
+    Error { code: i32, message: String },
+}
+
+/// One audit record, written as a JSON line.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEvent {
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: time::OffsetDateTime,
+    pub request_id: String,
+    /// The authenticated caller (`user` via `agent`), or `anonymous` when inbound auth is off.
+    pub caller: String,
+    /// The MCP method (`tools/call`, `tools/list`, …).
+    pub method: String,
+    pub target: Option<String>,
+    pub tool: Option<String>,
+    pub decision: Decision,
+    pub outcome: Outcome,
+    pub latency_ms: f64,
+}
+
+impl AuditEvent {
+    pub fn new(
+        request_id: impl Into<String>,
+        caller: impl Into<String>,
+        method: impl Into<String>,
+    ) -> Self {
+        Self {
+            time: SystemTime::now().into(),
+            request_id: request_id.into(),
+            caller: caller.into(),
+            method: method.into(),
+            target: None,
+            tool: None,
+            decision: Decision::Allow,
+            outcome: Outcome::Ok { is_error: false },
+            latency_ms: 0.0,
+        }
+    }
+
+    pub fn finish(mut self, outcome: Outcome, latency: Duration) -> Self {
+        self.outcome = outcome;
+        self.latency_ms = latency.as_secs_f64() * 1000.0;
+        self
+    }
+
+    /// Write the event to the audit stream.
+    pub fn emit(&self) {
+        match serde_json::to_string(self) {
+            Ok(line) => tracing::info!(target: "portcullis::audit", "{line}"),
+            Err(e) => {
+                tracing::error!(target: "portcullis::audit", "cannot serialize audit event: {e}")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serializes_as_one_json_object_with_the_documented_fields() {
+        let mut e = AuditEvent::new("r1", "alice via cli", "tools/call");
+        e.target = Some("demo".into());
+        e.tool = Some("echo".into());
+        let e = e.finish(
+            Outcome::Error {
+                code: -32001,
+                message: "timed out".into(),
+            },
+            Duration::from_millis(5),
+        );
+        let v: serde_json::Value = serde_json::to_value(&e).unwrap();
+        for key in [
+            "time",
+            "request_id",
+            "caller",
+            "method",
+            "target",
+            "tool",
+            "decision",
+            "outcome",
+            "latency_ms",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key} in {v}");
+        }
+        assert_eq!(v["outcome"]["status"], "error");
+        assert_eq!(v["decision"], "allow");
+        assert_eq!(v["latency_ms"], 5.0);
+    }
+}
