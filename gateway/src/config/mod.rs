@@ -66,17 +66,11 @@ impl ServerSettings {
                 *h = format!("{host}:{}", addr.port());
             }
         }
-        self.allowed_origins = self
-            .allowed_origins
-            .iter()
-            .map(|o| {
-                if o.ends_with(":0") {
-                    self.public_url.origin().ascii_serialization()
-                } else {
-                    o.clone()
-                }
-            })
-            .collect();
+        for o in &mut self.allowed_origins {
+            if let Some(base) = o.strip_suffix(":0") {
+                *o = format!("{base}:{}", addr.port());
+            }
+        }
         self.listen = addr;
     }
 
@@ -262,6 +256,13 @@ fn compile_server(
     allowed_hosts.sort();
     allowed_hosts.dedup();
     let mut allowed_origins = vec![public_url.origin().ascii_serialization()];
+    if is_loopback_host(public_url.host_str().unwrap_or_default()) {
+        let port = public_url.port_or_known_default().unwrap_or(listen.port());
+        allowed_origins.extend(
+            ["localhost", "127.0.0.1", "[::1]"]
+                .map(|h| format!("{}://{h}:{port}", public_url.scheme())),
+        );
+    }
     allowed_origins.extend(s.allowed_origins.iter().cloned());
     ok.then_some(ServerSettings {
         listen,

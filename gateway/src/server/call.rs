@@ -8,7 +8,7 @@ use rmcp::model::{CallToolRequestParams, CallToolResult, ServerNotification};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, Peer, RoleServer};
 
-use super::{Gateway, errors, strip_meta};
+use super::{Gateway, complete, errors, strip_meta};
 use crate::targets::relay::Relay;
 use crate::telemetry::{AuditEvent, Decision, Outcome};
 
@@ -72,13 +72,27 @@ async fn call_upstream(
         .call_tool(req, progress)
         .await
         .map_err(|e| errors::from_target(&e))?;
-    loop {
+    let result = loop {
         tokio::select! {
+            // Relays first: a log line or progress sent just before the result must reach the
+            // caller before the result does.
             biased;
-            r = &mut pending.response => return r.map_err(|e| errors::from_target(&e)),
             Some(relay) = pending.relays.recv() => deliver(&ctx.peer, relay).await,
+            r = &mut pending.response => break r,
         }
+    };
+    // rmcp hands upstream notifications to their handlers on separate tasks, so one sent
+    // right before the result may still be on its way into the relay channel: give those
+    // tasks a turn, then deliver whatever arrived.
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
     }
+    while let Ok(relay) = pending.relays.try_recv() {
+        deliver(&ctx.peer, relay).await;
+    }
+    let mut r = result.map_err(|e| errors::from_target(&e))?;
+    complete(&mut r.result_type);
+    Ok(r)
 }
 
 /// Hand a relayed message to the downstream caller. This runs inside the caller's request

@@ -90,6 +90,12 @@ async fn announce_changes(
     }
 }
 
+/// Results from a 2025-11-25 upstream carry no `resultType`; 2026-07-28 clients require it
+/// (rmcp strips it again for legacy clients).
+fn complete(result_type: &mut Option<ResultType>) {
+    result_type.get_or_insert(ResultType::COMPLETE);
+}
+
 fn strip_meta<T>(meta: &mut Option<T>) {
     // The downstream's _meta (its protocol version, capabilities, progress token) describes
     // the downstream session, not ours; rmcp sets our own on the upstream request.
@@ -180,7 +186,10 @@ impl ServerHandler for Gateway {
         )
         .await?
         {
-            ServerResult::GetPromptResult(r) => Ok(r.into()),
+            ServerResult::GetPromptResult(mut r) => {
+                complete(&mut r.result_type);
+                Ok(r.into())
+            }
             other => Err(unexpected(other)),
         }
     }
@@ -229,7 +238,10 @@ impl ServerHandler for Gateway {
         )
         .await?
         {
-            ServerResult::ReadResourceResult(r) => Ok(r.into()),
+            ServerResult::ReadResourceResult(mut r) => {
+                complete(&mut r.result_type);
+                Ok(r.into())
+            }
             other => Err(unexpected(other)),
         }
     }
@@ -308,7 +320,10 @@ impl ServerHandler for Gateway {
         )
         .await?
         {
-            ServerResult::CompleteResult(r) => Ok(r),
+            ServerResult::CompleteResult(mut r) => {
+                complete(&mut r.result_type);
+                Ok(r)
+            }
             other => Err(unexpected(other)),
         }
     }

@@ -1,0 +1,900 @@
+//! `conformance-fixture`: an MCP server over streamable HTTP that implements every fixture the MCP
+//! conformance suite (npm `@modelcontextprotocol/conformance` 0.1.16, server mode) calls: the
+//! `test_*` tools, prompts and `test://` resources, completion, logging and subscriptions.
+//!
+//! The end-to-end tests put it behind the gateway and run the suite through the gateway. Run
+//! directly, every scenario passes, so a scenario that fails through the gateway points at the
+//! gateway.
+//!
+//! Usage: `conformance-fixture [--port N]`. It binds 127.0.0.1 (port 0 = ephemeral), prints one
+//! line `http://127.0.0.1:PORT/mcp` on stdout once listening, and logs to stderr.
+
+// The 2025-11-25 suite exercises logging, sampling and resources/subscribe, which rmcp marks
+// deprecated because SEP-2577 drops them from 2026-07-28. Serving them is this fixture's purpose.
+#![allow(deprecated)]
+
+use std::{
+    borrow::Cow,
+    collections::{HashMap, hash_map::Entry},
+    io::{IsTerminal as _, Write as _},
+    net::Ipv4Addr,
+    sync::{
+        Arc,
+        atomic::{AtomicU8, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use rmcp::{
+    ErrorData, Peer, RoleServer, ServerHandler,
+    model::*,
+    service::RequestContext,
+    transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+    },
+};
+use serde_json::{Value, json};
+use tokio::{sync::Mutex, task::AbortHandle};
+
+const USAGE: &str = "usage: conformance-fixture [--port N]   (N = 0 picks a free port)";
+
+/// A 1x1 red PNG.
+const PNG_BASE64: &str =
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR42mP4z8AAAAMBAQD3A0FDAAAAAElFTkSuQmCC";
+/// Eight samples of 16-bit mono silence at 8 kHz.
+const WAV_BASE64: &str =
+    "UklGRjQAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YRAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+const STATIC_TEXT_URI: &str = "test://static-text";
+const STATIC_BINARY_URI: &str = "test://static-binary";
+const WATCHED_URI: &str = "test://watched-resource";
+const TEMPLATE_URI: &str = "test://template/{id}/data";
+/// How often a subscribed `test://watched-resource` changes. Short, so tests that wait for
+/// `notifications/resources/updated` stay fast.
+const WATCH_PERIOD: Duration = Duration::from_secs(1);
+/// Pause between the log and progress notifications, as the suite asks, so clients see them
+/// arrive one by one during the call.
+const STEP_DELAY: Duration = Duration::from_millis(50);
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let port = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(port)) => port,
+        Ok(None) => {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        Err(err) => {
+            // A usage mistake: say what is wrong, without anyhow's backtrace.
+            eprintln!("conformance-fixture: {err:#}");
+            std::process::exit(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+        .await
+        .with_context(|| format!("cannot bind 127.0.0.1:{port}"))?;
+    let addr = listener.local_addr()?;
+    // Legacy sessions give 2025-11-25 clients an Mcp-Session-Id, which server-to-client requests
+    // (sampling, elicitation) need. Only loopback Host headers pass: that is the DNS-rebinding
+    // protection the suite checks, and the gateway reaches the fixture through 127.0.0.1.
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(true)
+        .with_allowed_hosts(["localhost", "127.0.0.1"]);
+    let service = StreamableHttpService::new(
+        || Ok(Fixture::default()),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let app = axum::Router::new().nest_service("/mcp", service);
+
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "http://{addr}/mcp")?;
+    stdout.flush()?;
+    drop(stdout);
+    tracing::info!(%addr, "conformance fixture listening");
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+/// Parses `[--port N]` (or `--port=N`). `None` means help was asked for.
+fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<u16>> {
+    let mut port = 0;
+    while let Some(arg) = args.next() {
+        let value = match arg.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--port" => args.next().context("--port needs a value")?,
+            other => match other.strip_prefix("--port=") {
+                Some(value) => value.to_owned(),
+                None => bail!("unexpected argument {other:?}\n{USAGE}"),
+            },
+        };
+        port = value
+            .parse()
+            .with_context(|| format!("invalid port {value:?}"))?;
+    }
+    Ok(Some(port))
+}
+
+/// The handler of one MCP session. The service factory builds a fresh one per session, so a log
+/// level or a subscription never leaks between the suite's many connections.
+#[derive(Clone, Default)]
+struct Fixture {
+    session: Arc<Session>,
+}
+
+#[derive(Default)]
+struct Session {
+    /// Least severe level (see [`severity`]) still sent as `notifications/message`.
+    min_severity: AtomicU8,
+    /// Subscribed URIs, with the ticker task that changes the resource, if it changes.
+    subscriptions: Mutex<HashMap<String, Option<AbortHandle>>>,
+    /// Bumped by the ticker on every change of `test://watched-resource`.
+    watched_revision: Arc<AtomicU64>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Tickers only hold the peer; stop them with the session they belong to.
+        for ticker in self.subscriptions.get_mut().values().flatten() {
+            ticker.abort();
+        }
+    }
+}
+
+impl ServerHandler for Fixture {
+    fn get_info(&self) -> ServerConfig {
+        let capabilities = ServerCapabilities::builder()
+            .enable_logging()
+            .enable_completions()
+            .enable_prompts()
+            .enable_resources()
+            .enable_resources_subscribe()
+            .enable_tools()
+            .build();
+        ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new(
+                "portcullis-conformance-fixture",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions("Fixtures for the MCP conformance suite (server scenarios).")
+    }
+
+    /// The suite's scenarios are 2025-era: sampling and elicitation are server-to-client requests,
+    /// which 2026-07-28 stateless requests cannot carry. Offering only versions with an
+    /// `initialize` handshake makes version-probing clients fall back to a session.
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25))
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(tools()))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        tools().into_iter().find(|tool| tool.name == name)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let args = request.arguments.unwrap_or_default();
+        self.call(&request.name, &args, &ctx).await.map(Into::into)
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        Ok(ListPromptsResult::with_all_items(prompts()))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let args = request.arguments.unwrap_or_default();
+        get_prompt(&request.name, &args).map(Into::into)
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        let candidates = completion_candidates(&request.r#ref, &request.argument.name)?;
+        let values = candidates
+            .iter()
+            .filter(|value| value.starts_with(request.argument.value.as_str()))
+            .map(|value| (*value).to_owned())
+            .collect();
+        let info = CompletionInfo::with_all_values(values)
+            .map_err(|err| ErrorData::internal_error(err, None))?;
+        Ok(CompleteResult::new(info))
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let severity = severity(request.level);
+        self.session.min_severity.store(severity, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(ListResourcesResult::with_all_items(resources()))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let template = ResourceTemplate::new(TEMPLATE_URI, "template-data")
+            .with_title("Templated resource")
+            .with_description("JSON data for any {id}; the id is echoed into the content")
+            .with_mime_type("application/json");
+        Ok(ListResourceTemplatesResult::with_all_items(vec![template]))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let revision = self.session.watched_revision.load(Ordering::Relaxed);
+        let contents = read_resource(&request.uri, revision)?;
+        Ok(ReadResourceResult::new(vec![contents]).into())
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        // Refuse URIs that do not name a resource, as a real server would.
+        read_resource(&request.uri, 0)?;
+        let mut subscriptions = self.session.subscriptions.lock().await;
+        if let Entry::Vacant(entry) = subscriptions.entry(request.uri) {
+            let ticker = (entry.key() == WATCHED_URI)
+                .then(|| spawn_ticker(ctx.peer.clone(), self.session.watched_revision.clone()));
+            entry.insert(ticker);
+        }
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        // Unsubscribing from something never subscribed is a harmless no-op.
+        let removed = self.session.subscriptions.lock().await.remove(&request.uri);
+        if let Some(Some(ticker)) = removed {
+            ticker.abort();
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tools
+// ---------------------------------------------------------------------------------------------
+
+/// Every tool, with the names, arguments and schemas the suite expects.
+fn tools() -> Vec<Tool> {
+    let no_args = || json!({ "type": "object", "properties": {} });
+    let string_arg = |name: &str, description: &str| {
+        json!({
+            "type": "object",
+            "properties": { name: { "type": "string", "description": description } },
+            "required": [name]
+        })
+    };
+    let tool = |name: &'static str, description: &'static str, schema: Value| {
+        Tool::new(name, description, object(schema))
+    };
+    vec![
+        tool("test_simple_text", "Returns one text block", no_args()),
+        tool("test_image_content", "Returns a 1x1 PNG image", no_args()),
+        tool("test_audio_content", "Returns a short WAV clip", no_args()),
+        tool(
+            "test_embedded_resource",
+            "Returns an embedded text resource",
+            no_args(),
+        ),
+        tool(
+            "test_multiple_content_types",
+            "Returns text, an image and an embedded resource",
+            no_args(),
+        ),
+        tool(
+            "test_tool_with_logging",
+            "Sends three info log notifications while it runs",
+            no_args(),
+        ),
+        tool(
+            "test_tool_with_progress",
+            "Reports progress 0, 50 and 100 of 100 to the caller's progressToken",
+            no_args(),
+        ),
+        tool(
+            "test_error_handling",
+            "Always fails with an isError result",
+            no_args(),
+        ),
+        tool(
+            "test_sampling",
+            "Asks the client to sample an LLM reply to the prompt",
+            string_arg("prompt", "The prompt to send to the LLM"),
+        ),
+        tool(
+            "test_elicitation",
+            "Asks the client for a username and an email address",
+            string_arg("message", "The message to show the user"),
+        ),
+        tool(
+            "test_elicitation_sep1034_defaults",
+            "Elicits fields of every primitive type, each with a default (SEP-1034)",
+            no_args(),
+        ),
+        tool(
+            "test_elicitation_sep1330_enums",
+            "Elicits the five enum schema variants (SEP-1330)",
+            no_args(),
+        ),
+        tool(
+            "test_reconnection",
+            "Answers after a short pause (the SSE polling scenario, SEP-1699)",
+            no_args(),
+        ),
+        tool(
+            "json_schema_2020_12_tool",
+            "Tool with JSON Schema 2020-12 features",
+            json_schema_2020_12(),
+        ),
+    ]
+}
+
+impl Fixture {
+    async fn call(
+        &self,
+        name: &str,
+        args: &JsonObject,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let result = match name {
+            "test_simple_text" => ok(vec![ContentBlock::text(
+                "This is a simple text response for testing.",
+            )]),
+            "test_image_content" => ok(vec![ContentBlock::image(PNG_BASE64, "image/png")]),
+            "test_audio_content" => ok(vec![ContentBlock::audio(WAV_BASE64, "audio/wav")]),
+            "test_embedded_resource" => ok(vec![ContentBlock::resource(ResourceContents::text(
+                "This is an embedded resource content.",
+                "test://embedded-resource",
+            ))]),
+            "test_multiple_content_types" => ok(vec![
+                ContentBlock::text("Multiple content types test:"),
+                ContentBlock::image(PNG_BASE64, "image/png"),
+                ContentBlock::resource(
+                    ResourceContents::text(
+                        r#"{"test":"data","value":123}"#,
+                        "test://mixed-content-resource",
+                    )
+                    .with_mime_type("application/json"),
+                ),
+            ]),
+            "test_tool_with_logging" => self.with_logging(&ctx.peer).await,
+            "test_tool_with_progress" => with_progress(ctx).await,
+            "test_error_handling" => CallToolResult::error(vec![ContentBlock::text(
+                "This tool intentionally returns an error for testing",
+            )]),
+            "test_sampling" => sample(ctx, str_arg(args, "prompt")?).await,
+            "test_elicitation" => {
+                let message = str_arg(args, "message")?;
+                elicit(ctx, message, user_info_schema(), "User response").await?
+            }
+            "test_elicitation_sep1034_defaults" => {
+                let message = "Please review these values; every field has a default";
+                elicit(ctx, message, defaults_schema(), "Elicitation completed").await?
+            }
+            "test_elicitation_sep1330_enums" => {
+                let message = "Please pick from each kind of enum";
+                elicit(ctx, message, enums_schema(), "Elicitation completed").await?
+            }
+            // The SSE polling scenario would like the POST stream closed mid-call and the answer
+            // replayed after reconnection; rmcp offers no way to close it, so it answers in line.
+            "test_reconnection" => {
+                tokio::time::sleep(STEP_DELAY).await;
+                ok_text("Reconnection test completed")
+            }
+            "json_schema_2020_12_tool" => {
+                let name = args.get("name").and_then(Value::as_str).unwrap_or("world");
+                ok_text(format!("Hello, {name}!"))
+            }
+            other => {
+                return Err(ErrorData::invalid_params(
+                    format!("unknown tool {other:?}"),
+                    None,
+                ));
+            }
+        };
+        Ok(result)
+    }
+
+    async fn with_logging(&self, peer: &Peer<RoleServer>) -> CallToolResult {
+        let steps = [
+            "Tool execution started",
+            "Tool processing data",
+            "Tool execution completed",
+        ];
+        for (i, message) in steps.into_iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(STEP_DELAY).await;
+            }
+            self.log(peer, LoggingLevel::Info, message).await;
+        }
+        ok_text("Tool with logging executed successfully")
+    }
+
+    /// Sends a `notifications/message` unless the client's `logging/setLevel` filters it out.
+    async fn log(&self, peer: &Peer<RoleServer>, level: LoggingLevel, message: &str) {
+        if severity(level) < self.session.min_severity.load(Ordering::Relaxed) {
+            return;
+        }
+        let param = LoggingMessageNotificationParam::new(level, json!(message))
+            .with_logger("conformance-fixture");
+        if let Err(err) = peer.notify_logging_message(param).await {
+            tracing::debug!(%err, "log notification not delivered");
+        }
+    }
+}
+
+async fn with_progress(ctx: &RequestContext<RoleServer>) -> CallToolResult {
+    // Without a progressToken the tool still takes the same time, it just reports nothing.
+    let token = ctx.meta.get_progress_token();
+    for (i, (progress, message)) in [(0.0, "Started"), (50.0, "Halfway"), (100.0, "Done")]
+        .into_iter()
+        .enumerate()
+    {
+        if i > 0 {
+            tokio::time::sleep(STEP_DELAY).await;
+        }
+        let Some(token) = &token else { continue };
+        let param = ProgressNotificationParam::new(token.clone(), progress)
+            .with_total(100.0)
+            .with_message(message);
+        if let Err(err) = ctx.peer.notify_progress(param).await {
+            tracing::debug!(%err, "progress notification not delivered");
+        }
+    }
+    ok_text("Tool with progress executed successfully")
+}
+
+/// `sampling/createMessage` to the client. A client without the capability, or a failed request,
+/// is a tool error the caller can read, not a protocol error.
+async fn sample(ctx: &RequestContext<RoleServer>, prompt: &str) -> CallToolResult {
+    if ctx
+        .client_capabilities()
+        .is_none_or(|caps| caps.sampling.is_none())
+    {
+        return err_text("The client did not declare the sampling capability");
+    }
+    let params = CreateMessageRequestParams::new(vec![SamplingMessage::user_text(prompt)], 100);
+    match ctx.peer.create_message(params).await {
+        Ok(reply) => {
+            let text = reply
+                .message
+                .content
+                .into_vec()
+                .iter()
+                .find_map(|block| block.as_text().map(|t| t.text.clone()))
+                .unwrap_or_default();
+            ok_text(format!("LLM response: {text}"))
+        }
+        Err(err) => err_text(format!("Sampling failed: {err}")),
+    }
+}
+
+/// Form-mode `elicitation/create` to the client; the result reads `{label}: action=...,
+/// content=...`. As with sampling, a client that cannot answer gets a tool error.
+async fn elicit(
+    ctx: &RequestContext<RoleServer>,
+    message: &str,
+    schema: Value,
+    label: &str,
+) -> Result<CallToolResult, ErrorData> {
+    if ctx
+        .client_capabilities()
+        .is_none_or(|caps| caps.elicitation.is_none())
+    {
+        return Ok(err_text(
+            "The client did not declare the elicitation capability",
+        ));
+    }
+    let requested_schema: ElicitationSchema = serde_json::from_value(schema)
+        .map_err(|err| ErrorData::internal_error(format!("bad fixture schema: {err}"), None))?;
+    let params = ElicitRequestParams::FormElicitationParams {
+        meta: None,
+        message: message.to_owned(),
+        requested_schema,
+    };
+    let answer = match ctx.peer.create_elicitation(params).await {
+        Ok(answer) => answer,
+        Err(err) => return Ok(err_text(format!("Elicitation failed: {err}"))),
+    };
+    let action = serde_json::to_value(answer.action).unwrap_or(Value::Null);
+    let action = action.as_str().unwrap_or("unknown");
+    let content = answer.content.unwrap_or(Value::Null);
+    Ok(ok_text(format!(
+        "{label}: action={action}, content={content}"
+    )))
+}
+
+fn user_info_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "username": { "type": "string", "description": "User's response" },
+            "email": { "type": "string", "description": "User's email address" }
+        },
+        "required": ["username", "email"]
+    })
+}
+
+/// SEP-1034: a default for every primitive type.
+fn defaults_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "name": { "type": "string", "description": "User name", "default": "John Doe" },
+            "age": { "type": "integer", "description": "User age", "default": 30 },
+            "score": { "type": "number", "description": "User score", "default": 95.5 },
+            "status": {
+                "type": "string",
+                "description": "User status",
+                "enum": ["active", "inactive", "pending"],
+                "default": "active"
+            },
+            "verified": { "type": "boolean", "description": "Verification status", "default": true }
+        }
+    })
+}
+
+/// SEP-1330: the five enum shapes (untitled/titled single, legacy enumNames, untitled/titled
+/// multi).
+fn enums_schema() -> Value {
+    let titled = |titles: [&str; 3]| {
+        let values = ["value1", "value2", "value3"];
+        let pairs = values.iter().zip(titles);
+        pairs
+            .map(|(value, title)| json!({ "const": value, "title": title }))
+            .collect::<Vec<_>>()
+    };
+    json!({
+        "type": "object",
+        "properties": {
+            "untitledSingle": {
+                "type": "string",
+                "description": "Select one option",
+                "enum": ["option1", "option2", "option3"]
+            },
+            "titledSingle": {
+                "type": "string",
+                "description": "Select one option with titles",
+                "oneOf": titled(["First Option", "Second Option", "Third Option"])
+            },
+            "legacyEnum": {
+                "type": "string",
+                "description": "Select one option (legacy)",
+                "enum": ["opt1", "opt2", "opt3"],
+                "enumNames": ["Option One", "Option Two", "Option Three"]
+            },
+            "untitledMulti": {
+                "type": "array",
+                "description": "Select multiple options",
+                "items": { "type": "string", "enum": ["option1", "option2", "option3"] }
+            },
+            "titledMulti": {
+                "type": "array",
+                "description": "Select multiple options with titles",
+                "items": { "anyOf": titled(["First Choice", "Second Choice", "Third Choice"]) }
+            }
+        }
+    })
+}
+
+/// SEP-1613: keywords a gateway must pass through untouched.
+fn json_schema_2020_12() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "$defs": {
+            "address": {
+                "type": "object",
+                "properties": { "street": { "type": "string" }, "city": { "type": "string" } }
+            }
+        },
+        "properties": {
+            "name": { "type": "string" },
+            "address": { "$ref": "#/$defs/address" }
+        },
+        "additionalProperties": false
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prompts and completion
+// ---------------------------------------------------------------------------------------------
+
+fn prompts() -> Vec<Prompt> {
+    let arg = |name: &str, description: &str| {
+        PromptArgument::new(name)
+            .with_description(description)
+            .with_required(true)
+    };
+    vec![
+        Prompt::new(
+            "test_simple_prompt",
+            Some("A simple prompt without arguments"),
+            None,
+        ),
+        Prompt::new(
+            "test_prompt_with_arguments",
+            Some("A prompt with required arguments"),
+            Some(vec![
+                arg("arg1", "First test argument"),
+                arg("arg2", "Second test argument"),
+            ]),
+        ),
+        Prompt::new(
+            "test_prompt_with_embedded_resource",
+            Some("A prompt that includes an embedded resource"),
+            Some(vec![arg("resourceUri", "URI of the resource to embed")]),
+        ),
+        Prompt::new(
+            "test_prompt_with_image",
+            Some("A prompt that includes image content"),
+            None,
+        ),
+    ]
+}
+
+fn get_prompt(name: &str, args: &JsonObject) -> Result<GetPromptResult, ErrorData> {
+    let user = |content: ContentBlock| PromptMessage::new(Role::User, content);
+    let messages = match name {
+        "test_simple_prompt" => vec![user(ContentBlock::text(
+            "This is a simple prompt for testing.",
+        ))],
+        "test_prompt_with_arguments" => {
+            let (arg1, arg2) = (str_arg(args, "arg1")?, str_arg(args, "arg2")?);
+            vec![user(ContentBlock::text(format!(
+                "Prompt with arguments: arg1='{arg1}', arg2='{arg2}'"
+            )))]
+        }
+        "test_prompt_with_embedded_resource" => vec![
+            user(ContentBlock::resource(ResourceContents::text(
+                "Embedded resource content for testing.",
+                str_arg(args, "resourceUri")?,
+            ))),
+            user(ContentBlock::text(
+                "Please process the embedded resource above.",
+            )),
+        ],
+        "test_prompt_with_image" => vec![
+            user(ContentBlock::image(PNG_BASE64, "image/png")),
+            user(ContentBlock::text("Please analyze the image above.")),
+        ],
+        other => {
+            return Err(ErrorData::invalid_params(
+                format!("unknown prompt {other:?}"),
+                None,
+            ));
+        }
+    };
+    Ok(GetPromptResult::new(messages))
+}
+
+/// Values offered by `completion/complete`, before filtering by the typed prefix.
+fn completion_candidates(
+    reference: &Reference,
+    argument: &str,
+) -> Result<&'static [&'static str], ErrorData> {
+    match (reference, argument) {
+        (Reference::Prompt(prompt), "arg1" | "arg2")
+            if prompt.name == "test_prompt_with_arguments" =>
+        {
+            Ok(&["hello", "help", "test", "testing", "world"])
+        }
+        (Reference::Resource(template), "id") if template.uri == TEMPLATE_URI => {
+            Ok(&["1", "2", "3", "123"])
+        }
+        _ => Err(ErrorData::invalid_params(
+            format!("nothing to complete for argument {argument:?} of this reference"),
+            None,
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resources
+// ---------------------------------------------------------------------------------------------
+
+fn resources() -> Vec<Resource> {
+    vec![
+        Resource::new(STATIC_TEXT_URI, "static-text")
+            .with_title("Static text")
+            .with_description("A static text resource for testing")
+            .with_mime_type("text/plain"),
+        Resource::new(STATIC_BINARY_URI, "static-binary")
+            .with_title("Static binary")
+            .with_description("A static binary resource (a PNG image) for testing")
+            .with_mime_type("image/png"),
+        Resource::new(WATCHED_URI, "watched-resource")
+            .with_title("Watched resource")
+            .with_description("Changes every second while subscribed (resources/subscribe)")
+            .with_mime_type("text/plain"),
+    ]
+}
+
+/// Contents of `uri`; `revision` is the watched resource's current revision.
+fn read_resource(uri: &str, revision: u64) -> Result<ResourceContents, ErrorData> {
+    let contents = match uri {
+        STATIC_TEXT_URI => {
+            ResourceContents::text("This is the content of the static text resource.", uri)
+        }
+        STATIC_BINARY_URI => ResourceContents::blob(PNG_BASE64, uri).with_mime_type("image/png"),
+        WATCHED_URI => {
+            ResourceContents::text(format!("Watched resource, revision {revision}"), uri)
+        }
+        _ => {
+            let Some(id) = template_id(uri) else {
+                return Err(ErrorData::resource_not_found(
+                    format!("no resource {uri:?}"),
+                    Some(json!({ "uri": uri })),
+                ));
+            };
+            let data =
+                json!({ "id": id, "templateTest": true, "data": format!("Data for ID: {id}") });
+            ResourceContents::text(data.to_string(), uri).with_mime_type("application/json")
+        }
+    };
+    Ok(contents)
+}
+
+/// The `{id}` of a URI matching `test://template/{id}/data`.
+fn template_id(uri: &str) -> Option<&str> {
+    let id = uri
+        .strip_prefix("test://template/")?
+        .strip_suffix("/data")?;
+    (!id.is_empty() && !id.contains('/')).then_some(id)
+}
+
+/// Changes `test://watched-resource` every [`WATCH_PERIOD`] and tells the subscriber.
+fn spawn_ticker(peer: Peer<RoleServer>, revision: Arc<AtomicU64>) -> AbortHandle {
+    let task = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(WATCH_PERIOD);
+        ticks.tick().await; // The first tick completes at once.
+        loop {
+            ticks.tick().await;
+            revision.fetch_add(1, Ordering::Relaxed);
+            let update = ResourceUpdatedNotificationParam::new(WATCHED_URI);
+            if peer.notify_resource_updated(update).await.is_err() {
+                break; // The session is gone.
+            }
+        }
+    });
+    task.abort_handle()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// MCP log levels, least severe first.
+fn severity(level: LoggingLevel) -> u8 {
+    match level {
+        LoggingLevel::Debug => 0,
+        LoggingLevel::Info => 1,
+        LoggingLevel::Notice => 2,
+        LoggingLevel::Warning => 3,
+        LoggingLevel::Error => 4,
+        LoggingLevel::Critical => 5,
+        LoggingLevel::Alert => 6,
+        LoggingLevel::Emergency => 7,
+    }
+}
+
+fn str_arg<'a>(args: &'a JsonObject, name: &str) -> Result<&'a str, ErrorData> {
+    args.get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| ErrorData::invalid_params(format!("missing string argument {name:?}"), None))
+}
+
+/// The schemas here are literals, always objects; anything else would become `{}`, which the unit
+/// tests below rule out.
+fn object(value: Value) -> JsonObject {
+    match value {
+        Value::Object(map) => map,
+        _ => JsonObject::new(),
+    }
+}
+
+fn ok(content: Vec<ContentBlock>) -> CallToolResult {
+    CallToolResult::success(content)
+}
+
+fn ok_text(text: impl Into<String>) -> CallToolResult {
+    CallToolResult::success(vec![ContentBlock::text(text)])
+}
+
+fn err_text(text: impl Into<String>) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(text)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_parse() {
+        let parse = |args: &[&str]| parse_args(args.iter().map(|s| (*s).to_owned()));
+        assert_eq!(parse(&[]).ok(), Some(Some(0)));
+        assert_eq!(parse(&["--port", "8123"]).ok(), Some(Some(8123)));
+        assert_eq!(parse(&["--port=9"]).ok(), Some(Some(9)));
+        assert_eq!(parse(&["--help"]).ok(), Some(None));
+        assert!(parse(&["--port"]).is_err());
+        assert!(parse(&["--port", "70000"]).is_err());
+        assert!(parse(&["--verbose"]).is_err());
+    }
+
+    #[test]
+    fn every_tool_has_an_object_schema() {
+        for tool in tools() {
+            assert_eq!(tool.input_schema.get("type"), Some(&json!("object")));
+        }
+    }
+
+    /// rmcp parses elicitation schemas into typed enums; make sure no keyword the suite checks
+    /// is lost on the way back out.
+    #[test]
+    fn elicitation_schemas_survive_rmcp_types() {
+        for schema in [user_info_schema(), defaults_schema(), enums_schema()] {
+            let typed: ElicitationSchema =
+                serde_json::from_value(schema.clone()).expect("schema parses");
+            let back = serde_json::to_value(typed).expect("schema serializes");
+            assert_eq!(back["properties"], schema["properties"]);
+        }
+    }
+
+    #[test]
+    fn template_ids() {
+        assert_eq!(template_id("test://template/123/data"), Some("123"));
+        assert_eq!(template_id("test://template//data"), None);
+        assert_eq!(template_id("test://template/a/b/data"), None);
+        assert!(read_resource("test://nope", 0).is_err());
+    }
+}
