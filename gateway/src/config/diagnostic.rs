@@ -157,29 +157,31 @@ impl SourceFile {
         best
     }
 
-    /// The dotted path of the innermost key whose key or value covers `span`.
+    /// The dotted path of the key at `span`: the innermost key whose name or value covers it.
     fn key_at(&self, span: Range<usize>) -> String {
+        fn walk(table: &DeTable<'_>, span: &Range<usize>, path: &mut Vec<String>) -> bool {
+            for (k, v) in table.iter() {
+                path.push(k.get_ref().to_string());
+                if let DeValue::Table(t) = v.get_ref()
+                    && walk(t, span, path)
+                {
+                    return true;
+                }
+                let (ks, vs) = (k.span(), v.span());
+                let covers =
+                    |r: &Range<usize>| r.start <= span.start && span.start < r.end.max(r.start + 1);
+                if covers(&ks) || (covers(&vs) && !matches!(v.get_ref(), DeValue::Table(_))) {
+                    return true;
+                }
+                path.pop();
+            }
+            false
+        }
         let Ok(doc) = DeTable::parse(&self.text) else {
             return String::new();
         };
         let mut path = Vec::new();
-        let mut table = doc.get_ref();
-        'walk: loop {
-            for (k, v) in table.iter() {
-                let (ks, vs) = (k.span(), v.span());
-                let covers =
-                    |r: &Range<usize>| r.start <= span.start && span.end <= r.end.max(r.start + 1);
-                if covers(&ks) || covers(&vs) {
-                    path.push(k.get_ref().to_string());
-                    if let DeValue::Table(t) = v.get_ref() {
-                        table = t;
-                        continue 'walk;
-                    }
-                    break 'walk;
-                }
-            }
-            break;
-        }
+        walk(doc.get_ref(), &span, &mut path);
         path.join(".")
     }
 }
@@ -210,6 +212,16 @@ fn explain_toml_error(raw: &str) -> (String, String) {
         return (
             format!("required key `{field}` is missing"),
             format!("add `{field} = ...` to this table"),
+        );
+    }
+    // Our own value types explain themselves as "<what is wrong>; fix: <what to do>".
+    if let Some((what, fix)) = message.split_once("; fix: ") {
+        return (what.to_string(), fix.to_string());
+    }
+    if message.contains("expected a duration") {
+        return (
+            message,
+            "write a duration string such as \"30s\", \"2m\" or \"500ms\"".into(),
         );
     }
     if message.starts_with("invalid type") {

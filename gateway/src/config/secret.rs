@@ -25,20 +25,21 @@ impl TryFrom<String> for SecretRef {
                 !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
                 return Err(format!(
-                    "`env:{name}` is not a valid environment variable name (letters, digits, _)"
+                    "`env:{name}` is not a valid environment variable name; fix: use letters, digits and `_` only"
                 ));
             }
             return Ok(Self::Env(name.to_string()));
         }
         if let Some(path) = s.strip_prefix("file:") {
             if path.is_empty() {
-                return Err("`file:` needs a path, e.g. file:/run/secrets/token".into());
+                return Err("`file:` needs a path; fix: write e.g. file:/run/secrets/token".into());
             }
             return Ok(Self::File(PathBuf::from(path)));
         }
         // Deliberately not echoing the value: it may be a pasted secret.
         Err(
-            "secrets must be references: write `env:NAME` or `file:PATH`, not the secret itself"
+            "secret values may not be written into config files; fix: write a reference instead: \
+             `env:NAME` (an environment variable) or `file:PATH` (a file holding the secret)"
                 .into(),
         )
     }
@@ -127,7 +128,7 @@ mod tests {
     fn literal_values_are_refused_without_echoing_them() {
         let err = SecretRef::try_from("hunter2".to_string()).unwrap_err();
         assert!(!err.contains("hunter2"), "{err}");
-        assert!(err.contains("env:NAME"));
+        assert!(err.contains("`env:NAME`") && err.contains("; fix: "));
     }
 
     #[test]

@@ -16,7 +16,8 @@ pub const LOG_ENV: &str = "PORTCULLIS_LOG";
 /// Install the global subscriber: human-readable lines on stderr, or JSON lines when
 /// `PORTCULLIS_LOG_FORMAT=json`. Safe to call twice (the second call is a no-op).
 pub fn init_logging() {
-    let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
     let json = std::env::var("PORTCULLIS_LOG_FORMAT").is_ok_and(|v| v == "json");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -1,0 +1,179 @@
+//! The gateway fronting the reference server (`@modelcontextprotocol/server-everything`) over
+//! streamable HTTP and over stdio at once; the official Python SDK client and an rmcp client
+//! list and call tools through it in both protocol eras.
+
+use portcullis_e2e::{Everything, Gateway, everything_stdio_command, peers, python_client};
+use rmcp::model::{CallToolRequestParams, ClientConfig, ProtocolVersion};
+use rmcp::service::{ClientLifecycleMode, ClientServiceExt};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{RoleClient, ServiceExt, service::RunningService};
+
+fn sum_args() -> serde_json::Map<String, serde_json::Value> {
+    serde_json::json!({"a": 2, "b": 40})
+        .as_object()
+        .cloned()
+        .unwrap()
+}
+
+fn text_of(result: &rmcp::model::CallToolResult) -> String {
+    serde_json::to_value(&result.content).unwrap().to_string()
+}
+
+struct Setup {
+    gw: Gateway,
+    _everything: Everything,
+    peers: std::path::PathBuf,
+}
+
+fn setup() -> Option<Setup> {
+    let peers = peers()?;
+    let everything = Everything::start(&peers).expect("server-everything starts");
+    let (node, args) = everything_stdio_command(&peers).expect("server-everything installed");
+    let http_target = format!("prefix = \"ev\"\n[mcp]\nurl = \"{}\"\n", everything.url);
+    let stdio_target = format!(
+        "prefix = \"evs\"\n[mcp]\ncommand = \"{node}\"\nargs = {}\n",
+        serde_json::to_string(&args).unwrap()
+    );
+    let gw = Gateway::start(
+        "",
+        &[
+            ("everything", http_target),
+            ("everything_stdio", stdio_target),
+        ],
+    )
+    .expect("gateway starts");
+    Some(Setup {
+        gw,
+        _everything: everything,
+        peers,
+    })
+}
+
+#[test]
+fn python_sdk_client_lists_and_calls_both_targets_in_both_eras() {
+    let Some(s) = setup() else { return };
+    for mode in ["legacy", "auto"] {
+        let listed = python_client(&s.peers, &s.gw.url, &["--mode", mode, "list"]).unwrap();
+        assert_eq!(listed["ok"], true, "{mode}: {listed}");
+        let names: Vec<&str> = listed["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .collect();
+        for expected in ["ev__get-sum", "evs__get-sum", "ev__echo", "evs__echo"] {
+            assert!(
+                names.contains(&expected),
+                "{mode}: {expected} missing from {names:?}"
+            );
+        }
+        assert!(
+            !names.iter().any(|n| *n == "get-sum"),
+            "upstream names must be prefixed"
+        );
+        let expected_version = if mode == "legacy" {
+            "2025-11-25"
+        } else {
+            "2026-07-28"
+        };
+        assert_eq!(listed["protocol_version"], expected_version, "{mode}");
+
+        for tool in ["ev__get-sum", "evs__get-sum"] {
+            let called = python_client(
+                &s.peers,
+                &s.gw.url,
+                &["--mode", mode, "call", tool, r#"{"a":2,"b":40}"#],
+            )
+            .unwrap();
+            assert_eq!(called["ok"], true, "{mode} {tool}: {called}");
+            let text = called["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(text.contains("42"), "{mode} {tool}: {called}");
+        }
+    }
+}
+
+#[test]
+fn python_sdk_client_answers_an_elicitation_relayed_from_the_upstream() {
+    let Some(s) = setup() else { return };
+    let out = python_client(
+        &s.peers,
+        &s.gw.url,
+        &[
+            "--elicit",
+            "accept",
+            "--elicit-content",
+            r#"{"name":"Ada"}"#,
+            "call",
+            "ev__trigger-elicitation-request",
+            "{}",
+        ],
+    )
+    .unwrap();
+    assert_eq!(out["ok"], true, "{out}");
+    let seen = out["elicitations"]
+        .as_array()
+        .expect("the client saw the upstream's elicitation");
+    assert_eq!(seen.len(), 1, "{out}");
+    assert_eq!(seen[0]["mode"], "form");
+    let text = out["result"]["content"].to_string();
+    assert!(
+        text.contains("accept"),
+        "the upstream received the client's answer: {out}"
+    );
+}
+
+async fn rmcp_client(url: &str, modern: bool) -> RunningService<RoleClient, ClientConfig> {
+    let transport = StreamableHttpClientTransport::from_uri(url.to_string());
+    let client = ClientConfig::default();
+    if modern {
+        let mode = ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        };
+        client
+            .serve_with_lifecycle(transport, mode)
+            .await
+            .expect("2026-07-28 discover")
+    } else {
+        client
+            .serve(transport)
+            .await
+            .expect("2025-11-25 initialize")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rmcp_client_lists_and_calls_in_both_eras() {
+    let Some(s) = setup() else { return };
+    for modern in [false, true] {
+        let client = rmcp_client(&s.gw.url, modern).await;
+        let tools = client.peer().list_all_tools().await.unwrap();
+        assert!(
+            tools.iter().any(|t| t.name == "ev__get-sum"),
+            "modern={modern}"
+        );
+        assert!(
+            tools.iter().any(|t| t.name == "evs__get-sum"),
+            "modern={modern}"
+        );
+        for name in ["ev__get-sum", "evs__get-sum"] {
+            let params = CallToolRequestParams::new(name).with_arguments(sum_args());
+            let result = client.peer().call_tool(params).await.unwrap();
+            assert!(
+                text_of(&result).contains("42"),
+                "modern={modern} {name}: {result:?}"
+            );
+        }
+        let missing = client
+            .peer()
+            .call_tool(CallToolRequestParams::new("ev__no_such_tool"))
+            .await;
+        let err = format!("{:?}", missing.unwrap_err());
+        assert!(
+            err.contains("unknown tool `ev__no_such_tool`"),
+            "modern={modern}: {err}"
+        );
+        client.cancel().await.ok();
+    }
+}

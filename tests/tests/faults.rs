@@ -1,0 +1,187 @@
+//! Faults: upstreams that die mid-session or mid-call, time out, or cannot start. The caller
+//! always gets a clear JSON-RPC error (never a hang), and the gateway recovers by itself.
+
+use std::process::Command;
+use std::time::Duration;
+
+use portcullis_e2e::{
+    Gateway, Proc, binary, eventually, free_port, spawn_until_line, write_config,
+};
+use rmcp::model::{CallToolRequestParams, ClientConfig};
+use rmcp::service::{RunningService, ServiceError};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{RoleClient, ServiceExt};
+
+const UNAVAILABLE: i32 = -32003;
+const TIMEOUT: i32 = -32001;
+
+fn demo_http(port: u16) -> Proc {
+    let mut cmd = Command::new(binary("portcullis-demo", "portcullis-demo"));
+    cmd.args(["--http", &format!("127.0.0.1:{port}")]);
+    spawn_until_line(cmd, "portcullis-demo", "http://", Duration::from_secs(30))
+        .expect("demo upstream starts")
+        .0
+}
+
+async fn client(url: &str) -> RunningService<RoleClient, ClientConfig> {
+    ClientConfig::default()
+        .serve(StreamableHttpClientTransport::from_uri(url.to_string()))
+        .await
+        .expect("client connects")
+}
+
+fn args(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    v.as_object().cloned().unwrap()
+}
+
+async fn echo(
+    c: &RunningService<RoleClient, ClientConfig>,
+    text: &str,
+) -> Result<String, ServiceError> {
+    let r = c
+        .peer()
+        .call_tool(
+            CallToolRequestParams::new("demo__echo")
+                .with_arguments(args(serde_json::json!({"text": text}))),
+        )
+        .await?;
+    Ok(serde_json::to_string(&r.content).unwrap())
+}
+
+fn code(e: &ServiceError) -> i32 {
+    match e {
+        ServiceError::McpError(d) => d.code.0,
+        other => panic!("expected a JSON-RPC error, got {other:?}"),
+    }
+}
+
+fn slow(millis: u64) -> CallToolRequestParams {
+    CallToolRequestParams::new("demo__slow")
+        .with_arguments(args(serde_json::json!({"millis": millis})))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_upstream_killed_mid_call_then_restarted() {
+    let port = free_port();
+    let mut upstream = demo_http(port);
+    let target = format!("timeout = \"60s\"\n[mcp]\nurl = \"http://127.0.0.1:{port}/mcp\"\n");
+    let gw = Gateway::start("", &[("demo", target)]).unwrap();
+    let c = client(&gw.url).await;
+    assert!(echo(&c, "before").await.unwrap().contains("before"));
+
+    // A call in flight when the upstream dies fails with a clear error, long before its
+    // 60 s timeout.
+    let peer = c.peer().clone();
+    let in_flight = tokio::spawn(async move { peer.call_tool(slow(30_000)).await });
+    tokio::task::yield_now().await;
+    upstream.kill();
+    let err = tokio::time::timeout(Duration::from_secs(20), in_flight)
+        .await
+        .expect("no hang")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(code(&err), UNAVAILABLE, "{err:?}");
+
+    // While it is down: a clear error naming the target.
+    let err = echo(&c, "while down").await.unwrap_err();
+    assert_eq!(code(&err), UNAVAILABLE);
+    assert!(
+        format!("{err:?}").contains("target `demo` is unavailable"),
+        "{err:?}"
+    );
+
+    // Back up on the same port: the next call reconnects, no gateway restart.
+    let _upstream = demo_http(port);
+    assert!(echo(&c, "after").await.unwrap().contains("after"));
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = vec![];
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stdio_child_killed_mid_call_is_restarted() {
+    let demo = binary("portcullis-demo", "portcullis-demo");
+    let target = format!(
+        "timeout = \"60s\"\n[mcp]\ncommand = \"{}\"\n",
+        demo.display()
+    );
+    let gw = Gateway::start("", &[("demo", target)]).unwrap();
+    let c = client(&gw.url).await;
+    assert!(echo(&c, "one").await.unwrap().contains("one"));
+    let child = *children_of(gw.proc.pid())
+        .first()
+        .expect("the gateway runs the stdio target as its child");
+
+    let peer = c.peer().clone();
+    let in_flight = tokio::spawn(async move { peer.call_tool(slow(30_000)).await });
+    tokio::task::yield_now().await;
+    Command::new("kill")
+        .args(["-9", &child.to_string()])
+        .status()
+        .unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(20), in_flight)
+        .await
+        .expect("no hang")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(code(&err), UNAVAILABLE, "{err:?}");
+
+    // The gateway starts a new child for the next call.
+    assert!(echo(&c, "two").await.unwrap().contains("two"));
+    let new_child = eventually(Duration::from_secs(5), || {
+        children_of(gw.proc.pid()).into_iter().find(|p| *p != child)
+    })
+    .unwrap();
+    assert_ne!(new_child, child);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_target_times_out_with_a_clear_error() {
+    let demo = binary("portcullis-demo", "portcullis-demo");
+    let target = format!(
+        "timeout = \"1s\"\n[mcp]\ncommand = \"{}\"\n",
+        demo.display()
+    );
+    let gw = Gateway::start("", &[("demo", target)]).unwrap();
+    let c = client(&gw.url).await;
+    let err = c.peer().call_tool(slow(10_000)).await.unwrap_err();
+    assert_eq!(code(&err), TIMEOUT, "{err:?}");
+    assert!(
+        format!("{err:?}").contains("did not answer within 1s"),
+        "{err:?}"
+    );
+    // The session survives a timeout.
+    assert!(echo(&c, "still here").await.unwrap().contains("still here"));
+}
+
+#[test]
+fn missing_stdio_command_is_named_by_check_and_serve() {
+    let target = "[mcp]\ncommand = \"portcullis-no-such-command\"\n".to_string();
+    let dir = write_config("", &[("broken", target)]).unwrap();
+    let config = dir.path().join("gateway.toml");
+    for sub in ["check", "serve"] {
+        let out = Command::new(binary("portcullis", "portcullis"))
+            .arg(sub)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{sub} must fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("targets/broken.toml"), "{sub}: {stderr}");
+        assert!(
+            stderr.contains("command `portcullis-no-such-command` was not found"),
+            "{sub}: {stderr}"
+        );
+        assert!(stderr.contains("fix:"), "{sub}: {stderr}");
+    }
+}
