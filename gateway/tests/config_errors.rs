@@ -155,3 +155,12 @@ fn secrets_in_stdio_env_are_redacted_in_debug_output() {
     assert!(!debug.contains("s3cr3t-value"), "{debug}");
     assert!(debug.contains("[redacted]"));
 }
+
+#[test]
+fn non_loopback_listen_is_refused_while_callers_are_not_authenticated() {
+    let e = errors_for(
+        "[server]\nlisten = \"0.0.0.0:8787\"\n",
+        &[("a.toml", OK_TARGET)],
+    );
+    insta::assert_snapshot!(e);
+}

@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -60,41 +60,45 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-/// Build (once per test process) and locate a workspace binary.
-pub fn binary(package: &str, bin: &str) -> PathBuf {
-    static BUILT: OnceLock<Mutex<std::collections::HashMap<String, PathBuf>>> = OnceLock::new();
-    let cache = BUILT.get_or_init(Default::default);
-    let mut cache = cache.lock().expect("binary cache lock");
-    if let Some(p) = cache.get(bin) {
-        return p.clone();
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--message-format=json",
-            "--package",
-            package,
-            "--bin",
-            bin,
-        ])
-        .current_dir(repo_root())
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run cargo build");
-    assert!(
-        out.status.success(),
-        "cargo build -p {package} --bin {bin} failed"
-    );
-    let path = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == bin)
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .unwrap_or_else(|| panic!("cargo did not report the {bin} executable"));
-    cache.insert(bin.to_string(), path.clone());
-    path
+/// Build (once per test process) every binary of the workspace and locate `bin`.
+///
+/// One `cargo build --workspace --bins` keeps the feature resolution identical to the
+/// `cargo test --workspace` that runs us, so nothing is compiled twice.
+pub fn binary(_package: &str, bin: &str) -> PathBuf {
+    static BUILT: OnceLock<std::collections::HashMap<String, PathBuf>> = OnceLock::new();
+    let all = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "--message-format=json",
+                "--workspace",
+                "--bins",
+            ])
+            .current_dir(repo_root())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run cargo build");
+        assert!(
+            out.status.success(),
+            "cargo build --workspace --bins failed"
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|m| m["reason"] == "compiler-artifact")
+            .filter_map(|m| {
+                Some((
+                    m["target"]["name"].as_str()?.to_string(),
+                    PathBuf::from(m["executable"].as_str()?),
+                ))
+            })
+            .collect()
+    });
+    all.get(bin)
+        .cloned()
+        .unwrap_or_else(|| panic!("cargo did not build a `{bin}` executable"))
 }
 
 /// A child process killed when dropped.

@@ -219,6 +219,16 @@ fn compile_server(
         ));
         ok = false;
     }
+    if !listen.ip().is_loopback() {
+        // Until inbound authentication exists, every caller that can reach the port can call
+        // every tool: only the local machine may.
+        errors.push(src.error(
+            "server.listen",
+            format!("{listen} is not a loopback address, and this build does not authenticate callers yet"),
+            "listen on 127.0.0.1 or [::1]; to serve other machines, put an authenticating reverse proxy on this host in front of it",
+        ));
+        ok = false;
+    }
     let max_request_bytes = s.max_request_bytes.unwrap_or(4 * 1024 * 1024);
     if max_request_bytes < 1024 {
         errors.push(src.error(
