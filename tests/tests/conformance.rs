@@ -60,3 +60,51 @@ fn conformance_suite_passes_through_the_gateway() {
         );
     }
 }
+
+/// The suite against the gateway fronting server-everything: nothing may fail that fails
+/// against server-everything alone (the peers' recorded baseline), and the gateway must pass
+/// dns-rebinding-protection, which server-everything itself fails — so that entry is dropped
+/// from our copy of the baseline, and a stale entry would fail the run.
+///
+/// Two entries are added: tools-call-simple-text and tools-call-error call fixture tools
+/// server-everything does not have. server-everything answers an unknown tool with an
+/// `isError` result, which these shallow checks score as a pass; the gateway answers with
+/// JSON-RPC -32602 as the MCP spec lists for unknown tools. Both scenarios pass for real
+/// through the gateway in `conformance_suite_passes_through_the_gateway`.
+#[test]
+fn gateway_in_front_of_server_everything_matches_its_baseline_and_adds_rebinding_protection() {
+    let Some(peers) = peers() else { return };
+    let everything = portcullis_e2e::Everything::start(&peers).expect("server-everything starts");
+    let target = format!("prefix = \"\"\n[mcp]\nurl = \"{}\"\n", everything.url);
+    let gw = Gateway::start("", &[("everything", target)]).expect("gateway starts");
+    let recorded =
+        std::fs::read_to_string(peers.join("mcp/everything-baseline.yml")).expect("baseline");
+    assert!(
+        recorded.contains("dns-rebinding-protection"),
+        "the recorded baseline changed: {recorded}"
+    );
+    let mut ours: String = recorded
+        .lines()
+        .filter(|l| !l.contains("dns-rebinding-protection"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    ours.push_str("  - tools-call-simple-text\n  - tools-call-error\n");
+    let dir = tempfile::tempdir().unwrap();
+    let baseline = dir.path().join("baseline.yml");
+    std::fs::write(&baseline, ours).unwrap();
+    let url = gw.url.replace("127.0.0.1", "localhost");
+    let out = Command::new("bash")
+        .arg(peers.join("mcp/conformance.sh"))
+        .arg(&url)
+        .arg("--baseline")
+        .arg(&baseline)
+        .output()
+        .expect("run conformance.sh");
+    let report = String::from_utf8_lossy(&out.stdout);
+    println!("{report}");
+    assert!(
+        out.status.success(),
+        "new failures or stale baseline entries:\n{report}"
+    );
+    assert!(report.contains("✓ dns-rebinding-protection"), "{report}");
+}
