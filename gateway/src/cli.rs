@@ -8,7 +8,10 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
+use crate::config::InboundMode;
 use crate::config::{self, McpTransport, Snapshot, TargetKind};
+use crate::inbound::Authenticator;
+use crate::inbound::dev_idp::{DevKey, DevTokenRequest};
 use crate::server::{Gateway, http};
 use crate::targets::Health;
 
@@ -31,7 +34,31 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the gateway until Ctrl-C or SIGTERM.
-    Serve(ConfigArg),
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Allow the development identity provider on a non-loopback address.
+        #[arg(long)]
+        i_know_this_is_insecure: bool,
+    },
+    /// Mint a token from the development identity provider ([dev_idp] in the config) and
+    /// print it. Use it as `Authorization: Bearer <token>`.
+    DevToken {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The user the token names (`sub`).
+        #[arg(long)]
+        user: String,
+        /// The agent (OAuth client) the token names (`azp`, `client_id`).
+        #[arg(long, default_value = "dev-cli")]
+        agent: String,
+        /// A scope to grant; repeat for several.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Lifetime, e.g. 15m, 1h (default: [dev_idp] token_ttl, 1h).
+        #[arg(long)]
+        ttl: Option<humantime::Duration>,
+    },
     /// Validate the configuration, connect to every target and print the tool catalog.
     /// Exits 1, listing every problem, if anything is wrong.
     Check(ConfigArg),
@@ -58,7 +85,25 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(a) => serve(&a.config).await,
+            Command::Serve {
+                config,
+                i_know_this_is_insecure,
+            } => serve(&config.config, i_know_this_is_insecure).await,
+            Command::DevToken {
+                config,
+                user,
+                agent,
+                scopes,
+                ttl,
+            } => dev_token(
+                &config.config,
+                DevTokenRequest {
+                    user,
+                    agent,
+                    scopes,
+                    ttl: ttl.map(Into::into).unwrap_or_default(),
+                },
+            ),
             Command::Check(a) => check(&a.config).await,
             Command::Tools(a) => tools(&a.config).await,
         }
@@ -78,8 +123,28 @@ fn load(path: &std::path::Path) -> anyhow::Result<Snapshot> {
     config::load(path).map_err(|errors| anyhow::anyhow!("{errors}"))
 }
 
-async fn serve(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+async fn serve(path: &std::path::Path, insecure_dev_idp: bool) -> anyhow::Result<ExitCode> {
     let mut snapshot = load(path)?;
+    let loopback = snapshot.server.listen.ip().is_loopback();
+    if snapshot.inbound.dev_idp.is_some() {
+        if !loopback && !insecure_dev_idp {
+            anyhow::bail!(
+                "[dev_idp] is on and `server.listen` ({}) is not a loopback address: anyone with the \
+                 key file could mint tokens for any user. Fix: remove [dev_idp] and configure a real \
+                 issuer in [[inbound.issuers]] (docs/inbound.md), or listen on 127.0.0.1; to do it \
+                 anyway, pass --i-know-this-is-insecure",
+                snapshot.server.listen
+            );
+        }
+        tracing::warn!(
+            "the development identity provider is ON: tokens minted with `portcullis dev-token` are accepted. Never use it in production."
+        );
+    }
+    if snapshot.inbound.mode == InboundMode::None {
+        tracing::warn!(
+            "inbound authentication is OFF (inbound.mode = \"none\"): every local process can call every tool. For local experiments only."
+        );
+    }
     let listener = tokio::net::TcpListener::bind(snapshot.server.listen)
         .await
         .map_err(|e| {
@@ -104,9 +169,18 @@ async fn serve(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             .collect();
         anyhow::bail!("the tool catalog cannot be built:\n{}", lines.join("\n"));
     }
+    let auth = Authenticator::new(&snapshot, inbound_http_client()?)
+        .map_err(|e| anyhow::anyhow!(e))?
+        .map(Arc::new);
+    if let Some(auth) = &auth {
+        for (issuer, e) in auth.warm_up().await {
+            tracing::error!(%issuer, "cannot fetch the issuer's signing keys (retrying on demand; /readyz reports it): {e}");
+        }
+    }
     let app = http::router(
         Gateway::new(catalog.clone()),
         &snapshot.server,
+        auth,
         shutdown.clone(),
     );
     let mcp_url = snapshot.server.mcp_url();
@@ -167,11 +241,11 @@ async fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let snapshot = load(path)?;
     let shutdown = CancellationToken::new();
     let (catalog, problems, warnings) = connect(&snapshot, &shutdown).await;
-    println!("Configuration {} is valid.\n", path.display());
     println!(
-        "{:<20} {:<9} {:<6} {}",
-        "TARGET", "STATUS", "TOOLS", "UPSTREAM"
+        "Configuration {} parsed and validated; connected to the targets:\n",
+        path.display()
     );
+    println!("{:<20} {:<9} {:<6} UPSTREAM", "TARGET", "STATUS", "TOOLS");
     for t in catalog.targets() {
         let status = match t.health() {
             Health::Connected => "up",
@@ -263,4 +337,37 @@ async fn tools(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// HTTP client for discovery and JWKS: no redirects (SSRF), bounded time.
+fn inbound_http_client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(10))
+        .build()?)
+}
+
+fn dev_token(path: &std::path::Path, mut req: DevTokenRequest) -> anyhow::Result<ExitCode> {
+    let snapshot = load(path)?;
+    let Some(dev) = &snapshot.inbound.dev_idp else {
+        anyhow::bail!(
+            "{} has no [dev_idp] table. Fix: add `[dev_idp]` (development only) or get a token from your identity provider",
+            path.display()
+        );
+    };
+    if snapshot.server.listen.port() == 0 {
+        anyhow::bail!(
+            "`server.listen` uses port 0, so the token's audience is unknown. Fix: set a fixed port or `server.public_url`"
+        );
+    }
+    if req.ttl.is_zero() {
+        req.ttl = dev.token_ttl;
+    }
+    let key = DevKey::load_or_create(&dev.key_file).map_err(|e| anyhow::anyhow!(e))?;
+    let token = key
+        .mint(&snapshot.server, &req)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
 }

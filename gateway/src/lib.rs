@@ -3,12 +3,14 @@
 //! Data flows top to bottom through the modules: `config` compiles the TOML into a
 //! snapshot; `targets` keeps one session per upstream; `catalog` merges their tools under
 //! gateway names; `server` is the MCP front door that routes each call; `telemetry` records
-//! every decision. See DESIGN.md for the map.
+//! every decision. docs/ describes each part for users.
 #![forbid(unsafe_code)]
 
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod identity;
+pub mod inbound;
 pub mod server;
 pub mod targets;
 pub mod telemetry;

@@ -1,5 +1,6 @@
 //! Golden tests of the messages users see for bad configuration: each must name the file,
 //! the line, the key and the fix. Snapshots live in tests/snapshots/.
+#![allow(clippy::unwrap_used)] // tests and their harness may panic on setup failures
 
 use portcullis::config;
 
@@ -7,7 +8,7 @@ use portcullis::config;
 /// the temporary directory replaced by `<dir>`.
 fn errors_for(gateway: &str, targets: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("gateway.toml"), gateway).unwrap();
+    std::fs::write(dir.path().join("gateway.toml"), with_auth_off(gateway)).unwrap();
     std::fs::create_dir(dir.path().join("targets")).unwrap();
     for (name, body) in targets {
         std::fs::write(dir.path().join("targets").join(name), body).unwrap();
@@ -15,6 +16,18 @@ fn errors_for(gateway: &str, targets: &[(&str, &str)]) -> String {
     let err = config::load(&dir.path().join("gateway.toml")).expect_err("config must be rejected");
     err.to_string()
         .replace(&dir.path().display().to_string(), "<dir>")
+}
+
+/// Cases about other sections run without authentication unless they configure it.
+fn with_auth_off(gateway: &str) -> String {
+    if gateway.contains("[inbound")
+        || gateway.contains("[dev_idp]")
+        || gateway.contains("NO_AUTO_INBOUND")
+    {
+        gateway.to_string()
+    } else {
+        format!("[inbound]\nmode = \"none\"\n{gateway}")
+    }
 }
 
 const OK_TARGET: &str = "[mcp]\nurl = \"http://127.0.0.1:9/mcp\"\n";
@@ -121,7 +134,7 @@ fn two_targets_with_the_same_prefix() {
 #[test]
 fn a_valid_config_compiles_with_defaults() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("gateway.toml"), "").unwrap();
+    std::fs::write(dir.path().join("gateway.toml"), with_auth_off("")).unwrap();
     std::fs::create_dir(dir.path().join("targets")).unwrap();
     std::fs::write(dir.path().join("targets/demo.toml"), OK_TARGET).unwrap();
     let s = config::load(&dir.path().join("gateway.toml")).unwrap();
@@ -142,7 +155,7 @@ fn a_valid_config_compiles_with_defaults() {
 #[test]
 fn secrets_in_stdio_env_are_redacted_in_debug_output() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("gateway.toml"), "").unwrap();
+    std::fs::write(dir.path().join("gateway.toml"), with_auth_off("")).unwrap();
     std::fs::create_dir(dir.path().join("targets")).unwrap();
     std::fs::write(dir.path().join("token"), "s3cr3t-value\n").unwrap();
     std::fs::write(
@@ -163,4 +176,64 @@ fn non_loopback_listen_is_refused_while_callers_are_not_authenticated() {
         &[("a.toml", OK_TARGET)],
     );
     insta::assert_snapshot!(e);
+}
+
+#[test]
+fn no_issuer_configured() {
+    let e = errors_for("# NO_AUTO_INBOUND\n", &[("a.toml", OK_TARGET)]);
+    insta::assert_snapshot!(e);
+}
+
+#[test]
+fn unsafe_issuer_settings() {
+    let e = errors_for(
+        "[[inbound.issuers]]\nissuer = \"http://idp.example.com\"\nalgorithms = [\"HS256\", \"none\"]\n\
+         [[inbound.issuers.claims]]\nclaim = \"groups\"\n",
+        &[("a.toml", OK_TARGET)],
+    );
+    insta::assert_snapshot!(e);
+}
+
+#[test]
+fn auth_off_with_issuers_is_contradictory() {
+    let e = errors_for(
+        "[inbound]\nmode = \"none\"\n[[inbound.issuers]]\nissuer = \"https://idp.example.com\"\n",
+        &[("a.toml", OK_TARGET)],
+    );
+    insta::assert_snapshot!(e);
+}
+
+#[test]
+fn issuer_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gateway.toml"),
+        "[[inbound.issuers]]\nissuer = \"https://idp.example.com/\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("targets")).unwrap();
+    std::fs::write(
+        dir.path().join("targets/demo.toml"),
+        format!("{OK_TARGET}[tools.echo]\nscopes = [\"mcp:write\"]\n"),
+    )
+    .unwrap();
+    let s = config::load(&dir.path().join("gateway.toml")).unwrap();
+    let config::InboundMode::Jwt { issuers } = &s.inbound.mode else {
+        panic!("jwt mode expected")
+    };
+    let i = &issuers[0];
+    assert_eq!(i.issuer, "https://idp.example.com/");
+    assert!(
+        i.audiences.is_empty(),
+        "filled in with the MCP URL at start"
+    );
+    assert_eq!(i.algorithms, config::DEFAULT_ALGORITHMS);
+    assert!(
+        !i.algorithms
+            .iter()
+            .any(|a| format!("{a:?}").starts_with("HS"))
+    );
+    assert_eq!(i.user_claim, "sub");
+    assert_eq!(i.agent_claims, ["azp", "client_id"]);
+    assert_eq!(s.targets[0].tool_scopes["echo"], ["mcp:write"]);
 }

@@ -5,6 +5,7 @@
 //! Tests that need a peer call [`peers`]: when the peers directory or its toolchain is
 //! missing they print why and skip, unless `PORTCULLIS_REQUIRE_PEERS=1` (set by `.ci/run`),
 //! in which case a missing peer fails the test.
+#![allow(clippy::unwrap_used)] // tests and their harness may panic on setup failures
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -203,11 +204,14 @@ impl Gateway {
 
 pub fn write_config(gateway_toml: &str, targets: &[(&str, String)]) -> Result<tempfile::TempDir> {
     let dir = tempfile::tempdir()?;
-    let gw = if gateway_toml.contains("listen") {
-        gateway_toml.to_string()
-    } else {
-        format!("{gateway_toml}\n[server]\nlisten = \"127.0.0.1:0\"\n")
-    };
+    let mut gw = gateway_toml.to_string();
+    // Tests about routing run without authentication unless they configure it.
+    if !gw.contains("[inbound") && !gw.contains("[dev_idp]") {
+        gw = format!("[inbound]\nmode = \"none\"\n\n{gw}");
+    }
+    if !gw.contains("listen") {
+        gw.push_str("\n[server]\nlisten = \"127.0.0.1:0\"\n");
+    }
     std::fs::write(dir.path().join("gateway.toml"), gw)?;
     std::fs::create_dir(dir.path().join("targets"))?;
     for (name, body) in targets {

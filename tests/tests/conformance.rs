@@ -1,6 +1,7 @@
 //! The MCP conformance suite, run against the gateway fronting a fixture upstream that
 //! implements the suite's tools, prompts and resources, with an empty prefix so names are
 //! unchanged. Expected failures (none today) live in tests/conformance-expected-failures.yml.
+#![allow(clippy::unwrap_used)] // tests and their harness may panic on setup failures
 
 use std::process::Command;
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! The gateway fronting the reference server (`@modelcontextprotocol/server-everything`) over
 //! streamable HTTP and over stdio at once; the official Python SDK client and an rmcp client
 //! list and call tools through it in both protocol eras.
+#![allow(clippy::unwrap_used)] // tests and their harness may panic on setup failures
 
 use portcullis_e2e::{Everything, Gateway, everything_stdio_command, peers, python_client};
 use rmcp::model::{CallToolRequestParams, ClientConfig, ProtocolVersion};
@@ -68,7 +69,7 @@ fn python_sdk_client_lists_and_calls_both_targets_in_both_eras() {
             );
         }
         assert!(
-            !names.iter().any(|n| *n == "get-sum"),
+            !names.contains(&"get-sum"),
             "upstream names must be prefixed"
         );
         let expected_version = if mode == "legacy" {

@@ -21,11 +21,13 @@ use crate::config::{Snapshot, TargetKind};
 use crate::targets::McpTarget;
 
 /// What changed, for the front door to tell its clients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CatalogEvent {
     ToolsChanged,
     PromptsChanged,
     ResourcesChanged,
+    /// An upstream said this resource changed (`notifications/resources/updated`).
+    ResourceUpdated(String),
 }
 
 /// A name the catalog could not publish, and why.
@@ -44,6 +46,8 @@ pub struct Route {
 pub struct View {
     pub tools: Vec<Tool>,
     pub tool_routes: HashMap<String, Route>,
+    /// Scopes a caller needs per gateway tool name (from the targets' `[tools.NAME]`).
+    pub tool_scopes: HashMap<String, Vec<String>>,
     pub prompts: Vec<Prompt>,
     pub prompt_routes: HashMap<String, Route>,
     pub resources: Vec<Resource>,
@@ -64,16 +68,20 @@ impl Catalog {
     /// Start one target per spec and a task that keeps the merged view current.
     pub fn start(snapshot: &Snapshot, shutdown: CancellationToken) -> Arc<Self> {
         let (changed, mut on_change) = watch::channel(0u64);
+        let (events, _) = broadcast::channel(256);
         let targets = snapshot
             .targets
             .iter()
             .map(|spec| match &spec.kind {
-                TargetKind::Mcp(t) => {
-                    McpTarget::start(spec.clone(), t.clone(), changed.clone(), shutdown.clone())
-                }
+                TargetKind::Mcp(t) => McpTarget::start(
+                    spec.clone(),
+                    t.clone(),
+                    changed.clone(),
+                    events.clone(),
+                    shutdown.clone(),
+                ),
             })
             .collect();
-        let (events, _) = broadcast::channel(64);
         let catalog = Arc::new(Self {
             targets,
             separator: snapshot.catalog.separator.clone(),
@@ -144,6 +152,9 @@ impl Catalog {
                         let mut t = tool.clone();
                         t.name = name.clone().into();
                         view.tools.push(t);
+                        if let Some(scopes) = target.spec().tool_scopes.get(tool.name.as_ref()) {
+                            view.tool_scopes.insert(name.clone(), scopes.clone());
+                        }
                         view.tool_routes.insert(
                             name,
                             Route {
@@ -190,9 +201,11 @@ impl Catalog {
         // Deterministic order (the spec asks for it; clients cache by it).
         view.tools.sort_by(|a, b| a.name.cmp(&b.name));
         view.prompts.sort_by(|a, b| a.name.cmp(&b.name));
-        for c in &view.conflicts {
+        let old = self.view.load();
+        for c in view.conflicts.iter().filter(|c| !old.conflicts.contains(c)) {
             tracing::error!(target: "portcullis::catalog", "{}", c.0);
         }
+        drop(old);
         let old = self.view.swap(Arc::new(view));
         let new = self.view.load();
         if old.tools != new.tools {

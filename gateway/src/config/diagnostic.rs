@@ -147,9 +147,26 @@ impl SourceFile {
         let mut table = doc.get_ref();
         let mut best = None;
         for part in path.split('.').filter(|p| !p.is_empty()) {
-            let (k, v) = table.get_key_value(part)?;
+            // `issuers[1]` addresses the second table of an array of tables.
+            let (name, index) = match part.split_once('[') {
+                Some((n, i)) => (n, i.trim_end_matches(']').parse::<usize>().ok()),
+                None => (part, None),
+            };
+            let Some((k, v)) = table.get_key_value(name) else {
+                break;
+            };
             best = Some(k.span());
-            match v.get_ref() {
+            let value = match (v.get_ref(), index) {
+                (DeValue::Array(items), Some(i)) => match items.get(i) {
+                    Some(item) => {
+                        best = Some(item.span());
+                        item.get_ref()
+                    }
+                    None => break,
+                },
+                (other, _) => other,
+            };
+            match value {
                 DeValue::Table(t) => table = t,
                 _ => break,
             }
@@ -236,7 +253,23 @@ fn explain_toml_error(raw: &str) -> (String, String) {
             "use one of the values listed after `expected`".into(),
         );
     }
-    (message, "correct the TOML syntax at this position".into())
+    let syntax = [
+        "unclosed",
+        "expected",
+        "invalid table",
+        "invalid key",
+        "duplicate key",
+        "invalid string",
+        "unterminated",
+    ]
+    .iter()
+    .any(|w| message.contains(w));
+    let fix = if syntax {
+        "correct the TOML syntax at this position"
+    } else {
+        "correct this value (docs/configuration.md lists every key with an example)"
+    };
+    (message, fix.into())
 }
 
 /// The allowed key nearest to a misspelt one (edit distance ≤ 2), for "did you mean".

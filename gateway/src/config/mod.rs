@@ -6,6 +6,7 @@
 //! resolved during compilation so a missing one fails at startup, naming the reference.
 
 mod diagnostic;
+mod inbound;
 mod schema;
 pub mod secret;
 
@@ -15,6 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use diagnostic::{ConfigError, ConfigErrors, SourceFile};
+pub use inbound::{
+    ClaimRule, DEFAULT_ALGORITHMS, DevIdpSettings, InboundMode, InboundSettings, IssuerSpec,
+};
 use schema::{GatewayFile, McpSection, TargetFile};
 pub use secret::{Secret, SecretRef};
 use url::Url;
@@ -31,6 +35,7 @@ pub struct Snapshot {
     pub source: PathBuf,
     pub server: ServerSettings,
     pub catalog: CatalogSettings,
+    pub inbound: InboundSettings,
     pub targets: Vec<TargetSpec>,
 }
 
@@ -99,6 +104,8 @@ pub struct TargetSpec {
     pub connect_timeout: Duration,
     /// An optional target being down does not make `/readyz` fail.
     pub optional: bool,
+    /// Scopes a caller needs per upstream tool name (`[tools.NAME] scopes`).
+    pub tool_scopes: BTreeMap<String, Vec<String>>,
     pub kind: TargetKind,
 }
 
@@ -143,7 +150,8 @@ pub fn load(path: &Path) -> Result<Snapshot, ConfigErrors> {
     let file: GatewayFile = src.parse().map_err(|e| ConfigErrors(vec![e]))?;
     let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
 
-    let server = compile_server(&src, &file, &mut errors);
+    let inbound = inbound::compile(&src, &file, &base, &mut errors);
+    let server = compile_server(&src, &file, &inbound, &mut errors);
     let separator = file
         .catalog
         .separator
@@ -163,8 +171,9 @@ pub fn load(path: &Path) -> Result<Snapshot, ConfigErrors> {
 
     errors.into_result(Snapshot {
         source: path.to_path_buf(),
-        server: server.unwrap_or_else(|| fallback_server()),
+        server: server.unwrap_or_else(fallback_server),
         catalog: CatalogSettings { separator },
+        inbound,
         targets,
     })
 }
@@ -184,6 +193,7 @@ fn fallback_server() -> ServerSettings {
 fn compile_server(
     src: &SourceFile,
     file: &GatewayFile,
+    inbound: &InboundSettings,
     errors: &mut ConfigErrors,
 ) -> Option<ServerSettings> {
     let s = &file.server;
@@ -219,13 +229,13 @@ fn compile_server(
         ));
         ok = false;
     }
-    if !listen.ip().is_loopback() {
-        // Until inbound authentication exists, every caller that can reach the port can call
-        // every tool: only the local machine may.
+    if !listen.ip().is_loopback() && inbound.mode == InboundMode::None {
+        // Without authentication every caller that can reach the port can call every tool:
+        // only the local machine may.
         errors.push(src.error(
             "server.listen",
-            format!("{listen} is not a loopback address, and this build does not authenticate callers yet"),
-            "listen on 127.0.0.1 or [::1]; to serve other machines, put an authenticating reverse proxy on this host in front of it",
+            format!("{listen} is not a loopback address, and `inbound.mode = \"none\"` does not authenticate callers"),
+            "listen on 127.0.0.1 or [::1], or configure [[inbound.issuers]] so callers need a token",
         ));
         ok = false;
     }
@@ -239,7 +249,9 @@ fn compile_server(
         ok = false;
     }
     for (i, origin) in s.allowed_origins.iter().enumerate() {
-        if Url::parse(origin)
+        // `:*` (any port) is understood by the HTTP layer but not by the URL parser.
+        let parsable = origin.strip_suffix(":*").unwrap_or(origin);
+        if Url::parse(parsable)
             .map(|u| u.host_str().is_none())
             .unwrap_or(true)
         {
@@ -265,9 +277,15 @@ fn compile_server(
     allowed_hosts.extend(s.allowed_hosts.iter().cloned());
     allowed_hosts.sort();
     allowed_hosts.dedup();
-    let mut allowed_origins = vec![public_url.origin().ascii_serialization()];
+    // With an explicit port: a port-less entry would match any port.
+    let own_port = public_url.port_or_known_default().unwrap_or(listen.port());
+    let mut allowed_origins = vec![format!(
+        "{}://{}:{own_port}",
+        public_url.scheme(),
+        public_url.host_str().unwrap_or_default()
+    )];
     if is_loopback_host(public_url.host_str().unwrap_or_default()) {
-        let port = public_url.port_or_known_default().unwrap_or(listen.port());
+        let port = own_port;
         allowed_origins.extend(
             ["localhost", "127.0.0.1", "[::1]"]
                 .map(|h| format!("{}://{h}:{port}", public_url.scheme())),
@@ -396,6 +414,11 @@ fn load_target(path: &Path, errors: &mut ConfigErrors) -> Option<TargetSpec> {
         call_timeout: file.timeout.unwrap_or(DEFAULT_CALL_TIMEOUT),
         connect_timeout: file.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
         optional: file.optional,
+        tool_scopes: file
+            .tools
+            .iter()
+            .map(|(k, v)| (k.clone(), v.scopes.clone()))
+            .collect(),
         kind,
     })
 }
@@ -442,12 +465,15 @@ fn compile_mcp(
             Some(McpTransport::Http { url: url.clone() })
         }
         (None, Some(command)) => {
-            let cwd = mcp.cwd.as_ref().map(|c| base.join(c));
+            let cwd = mcp
+                .cwd
+                .as_ref()
+                .map(|c| std::path::absolute(base.join(c)).unwrap_or_else(|_| base.join(c)));
             let Some(resolved) = resolve_command(command, cwd.as_deref().unwrap_or(base)) else {
                 errors.push(src.error(
                     "mcp.command",
                     format!("command `{command}` was not found"),
-                    "install it, give its absolute path, or a path relative to this file's directory",
+                    "install it (PATH is searched), or give its absolute path, or a path relative to `cwd` (to this file's directory when `cwd` is not set)",
                 ));
                 return None;
             };
@@ -496,7 +522,8 @@ fn resolve_command(command: &str, dir: &Path) -> Option<PathBuf> {
                 .unwrap_or(false)
     };
     if command.contains('/') {
-        let p = dir.join(command);
+        // Absolute, because the child is started in its `cwd`, not ours.
+        let p = std::path::absolute(dir.join(command)).ok()?;
         return is_exec(&p).then_some(p);
     }
     std::env::var_os("PATH").map(|paths| {

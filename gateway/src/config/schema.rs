@@ -20,6 +20,68 @@ pub struct GatewayFile {
     pub server: ServerSection,
     #[serde(default)]
     pub catalog: CatalogSection,
+    /// Where the gateway keeps state (the dev IdP key), relative to the gateway file.
+    pub data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub inbound: InboundSection,
+    pub dev_idp: Option<DevIdpSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundSection {
+    pub mode: Option<InboundModeName>,
+    #[serde(default)]
+    pub issuers: Vec<IssuerSection>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InboundModeName {
+    Jwt,
+    None,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerSection {
+    pub issuer: String,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub allowed_clients: Vec<String>,
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
+    #[serde(default)]
+    pub algorithms: Vec<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub leeway: Option<Duration>,
+    pub user_claim: Option<String>,
+    pub agent_claim: Option<String>,
+    pub groups_claim: Option<String>,
+    pub tenant_claim: Option<String>,
+    pub jwks_uri: Option<Url>,
+    #[serde(default, with = "humantime_serde")]
+    pub jwks_refetch_interval: Option<Duration>,
+    #[serde(default)]
+    pub claims: Vec<ClaimRuleSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRuleSection {
+    pub claim: String,
+    pub equals: Option<String>,
+    pub contains: Option<String>,
+    pub contains_any: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevIdpSection {
+    pub key_file: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    pub token_ttl: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -53,6 +115,17 @@ pub struct TargetFile {
     #[serde(default)]
     pub optional: bool,
     pub mcp: Option<McpSection>,
+    /// Per-tool settings keyed by the upstream tool name.
+    #[serde(default)]
+    pub tools: BTreeMap<String, ToolSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolSection {
+    /// Scopes a caller's token must carry to call this tool (403 step-up otherwise).
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -18,7 +18,10 @@ pub(super) async fn call_tool(
     ctx: RequestContext<RoleServer>,
 ) -> Result<CallToolResult, ErrorData> {
     let started = Instant::now();
-    let mut audit = AuditEvent::new(request_id(&ctx), "anonymous", "tools/call");
+    let parts = ctx.extensions.get::<http::request::Parts>();
+    let caller =
+        crate::identity::caller_of(parts).map_or_else(|| "anonymous".to_string(), |c| c.label());
+    let mut audit = AuditEvent::new(request_id(&ctx), caller, "tools/call");
     audit.tool = Some(req.name.to_string());
 
     // Resolve: gateway name → (target, upstream tool name), from one catalog view.

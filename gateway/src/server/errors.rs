@@ -32,9 +32,6 @@ pub fn from_target(e: &TargetError) -> ErrorData {
             format!("target `{target}`: {}", error.message),
             error.data.clone(),
         ),
-        TargetError::Unsupported { .. } => {
-            ErrorData::new(ErrorCode::METHOD_NOT_FOUND, e.to_string(), None)
-        }
     }
 }
 

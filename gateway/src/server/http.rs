@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Json};
+use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -21,13 +21,29 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use super::Gateway;
 use crate::catalog::Catalog;
 use crate::config::ServerSettings;
+use crate::inbound::layer::{AuthState, require_caller};
+use crate::inbound::{Authenticator, KeyStatus, dev_idp, prm};
 use crate::targets::Health;
 
-/// Build the gateway's router.
-pub fn router(gateway: Gateway, settings: &ServerSettings, shutdown: CancellationToken) -> Router {
+/// Shared by the HTTP handlers.
+#[derive(Debug, Clone)]
+struct AppState {
+    catalog: Arc<Catalog>,
+    auth: Option<Arc<Authenticator>>,
+    server: ServerSettings,
+}
+
+/// Build the gateway's router. With `auth`, `/mcp` requires a bearer token and the
+/// protected resource metadata is served.
+pub fn router(
+    gateway: Gateway,
+    settings: &ServerSettings,
+    auth: Option<Arc<Authenticator>>,
+    shutdown: CancellationToken,
+) -> Router {
     let catalog = gateway.catalog().clone();
     let mcp = StreamableHttpService::new(
-        move || Ok(gateway.clone()),
+        move || Ok(gateway.for_session()),
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default()
             // 2025-11-25 clients get sessions (needed for server→client relays and
@@ -38,15 +54,75 @@ pub fn router(gateway: Gateway, settings: &ServerSettings, shutdown: Cancellatio
             .with_max_request_body_bytes(settings.max_request_bytes)
             .with_cancellation_token(shutdown),
     );
+    let mut mcp_routes = Router::new().nest_service("/mcp", mcp);
+    if let Some(auth) = &auth {
+        let state = AuthState {
+            auth: auth.clone(),
+            catalog: catalog.clone(),
+            max_body: settings.max_request_bytes,
+        };
+        mcp_routes = mcp_routes.layer(axum::middleware::from_fn_with_state(state, require_caller));
+    }
+    let state = AppState {
+        catalog,
+        auth,
+        server: settings.clone(),
+    };
     let request_id = http::HeaderName::from_static("x-request-id");
     Router::new()
-        .nest_service("/mcp", mcp)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(catalog)
+        .route("/.well-known/oauth-protected-resource", get(prm_root))
+        .route("/.well-known/oauth-protected-resource/mcp", get(prm_mcp))
+        .route(
+            "/dev-idp/.well-known/openid-configuration",
+            get(dev_discovery),
+        )
+        .route("/dev-idp/jwks", get(dev_jwks))
+        .with_state(state)
+        .merge(mcp_routes)
         .layer(RequestBodyLimitLayer::new(settings.max_request_bytes))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+async fn prm_root(State(s): State<AppState>) -> Response {
+    prm(&s, true)
+}
+
+async fn prm_mcp(State(s): State<AppState>) -> Response {
+    prm(&s, false)
+}
+
+fn prm(s: &AppState, root: bool) -> Response {
+    let Some(auth) = &s.auth else {
+        return (StatusCode::NOT_FOUND, Json(json!({"error": "this gateway does not authenticate callers (inbound.mode = \"none\")"}))).into_response();
+    };
+    let mut tool_scopes: Vec<String> = s
+        .catalog
+        .view()
+        .tool_scopes
+        .values()
+        .flatten()
+        .cloned()
+        .collect();
+    tool_scopes.sort();
+    tool_scopes.dedup();
+    Json(prm::document(auth, &s.server, &tool_scopes, root)).into_response()
+}
+
+async fn dev_discovery(State(s): State<AppState>) -> Response {
+    match s.auth.as_ref().and_then(|a| a.dev_jwks.as_ref()) {
+        Some(_) => Json(dev_idp::discovery(&s.server)).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn dev_jwks(State(s): State<AppState>) -> Response {
+    match s.auth.as_ref().and_then(|a| a.dev_jwks.as_ref()) {
+        Some(keys) => Json(keys).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// The process is up and serving HTTP.
@@ -54,8 +130,10 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when every required target is connected and the catalog has no conflicts.
-async fn readyz(State(catalog): State<Arc<Catalog>>) -> impl IntoResponse {
+/// Ready when every required target is connected, every issuer's keys were fetched at least
+/// once, and the catalog has no conflicts.
+async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+    let catalog = &s.catalog;
     let view = catalog.view();
     let mut ready = view.conflicts.is_empty();
     let targets: Vec<_> = catalog
@@ -73,6 +151,18 @@ async fn readyz(State(catalog): State<Arc<Catalog>>) -> impl IntoResponse {
         })
         .collect();
     let conflicts: Vec<_> = view.conflicts.iter().map(|c| c.0.clone()).collect();
+    let issuers: Vec<_> = s
+        .auth
+        .iter()
+        .flat_map(|a| a.issuers().iter())
+        .map(|i| match i.keys.status() {
+            KeyStatus::Ready => json!({ "issuer": i.spec.issuer, "status": "keys loaded" }),
+            KeyStatus::NeverReached(why) => {
+                ready = false;
+                json!({ "issuer": i.spec.issuer, "status": "never reached", "reason": why })
+            }
+        })
+        .collect();
     let code = if ready {
         StatusCode::OK
     } else {
@@ -80,6 +170,8 @@ async fn readyz(State(catalog): State<Arc<Catalog>>) -> impl IntoResponse {
     };
     (
         code,
-        Json(json!({ "ready": ready, "targets": targets, "conflicts": conflicts })),
+        Json(
+            json!({ "ready": ready, "targets": targets, "issuers": issuers, "conflicts": conflicts }),
+        ),
     )
 }

@@ -7,6 +7,8 @@ mod call;
 pub mod errors;
 pub mod http;
 
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rmcp::model::*;
@@ -16,32 +18,51 @@ use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 use crate::catalog::{Catalog, CatalogEvent};
 use crate::targets::McpTarget;
 
-/// Shared by every session's handler instance (the factory clones it per session).
+/// The handler for one session (2025-11-25) or one request (2026-07-28). The factory makes
+/// one per session with [`Gateway::for_session`]; all share [`Inner`].
 #[derive(Debug, Clone)]
 pub struct Gateway {
     inner: Arc<Inner>,
+    session: u64,
 }
 
 #[derive(Debug)]
 struct Inner {
     catalog: Arc<Catalog>,
-    /// 2025-11-25 sessions, told about list changes through their session stream.
-    sessions: Mutex<Vec<Peer<RoleServer>>>,
+    /// Live 2025-11-25 sessions, told about list changes and resource updates through their
+    /// session stream.
+    sessions: Mutex<HashMap<u64, Session>>,
+    next_session: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Session {
+    peer: Peer<RoleServer>,
+    /// Resource URIs this session subscribed to.
+    resources: HashSet<String>,
 }
 
 impl Gateway {
     pub fn new(catalog: Arc<Catalog>) -> Self {
-        let gw = Self {
-            inner: Arc::new(Inner {
-                catalog,
-                sessions: Mutex::new(Vec::new()),
-            }),
-        };
+        let inner = Arc::new(Inner {
+            catalog,
+            sessions: Mutex::new(HashMap::new()),
+            next_session: AtomicU64::new(1),
+        });
         tokio::spawn(announce_changes(
-            Arc::downgrade(&gw.inner),
-            gw.inner.catalog.subscribe(),
+            Arc::downgrade(&inner),
+            inner.catalog.subscribe(),
         ));
-        gw
+        Self { inner, session: 0 }
+    }
+
+    /// A handler for a new session (or stateless request).
+    pub fn for_session(&self) -> Self {
+        let session = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
+        Self {
+            inner: self.inner.clone(),
+            session,
+        }
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {
@@ -55,9 +76,22 @@ impl Gateway {
             .get(index)
             .ok_or_else(|| ErrorData::internal_error("catalog route names no target", None))
     }
+
+    fn track_subscription(&self, uri: &str, subscribed: bool) {
+        if let Ok(mut sessions) = self.inner.sessions.lock()
+            && let Some(s) = sessions.get_mut(&self.session)
+        {
+            if subscribed {
+                s.resources.insert(uri.to_string());
+            } else {
+                s.resources.remove(uri);
+            }
+        }
+    }
 }
 
-/// Forward catalog changes to every live legacy session (2026-07-28 clients get them through
+/// Forward catalog changes to every live legacy session, and resource updates to the sessions
+/// subscribed to that resource (2026-07-28 clients get list changes through
 /// `subscriptions/listen`, see [`Gateway::listen`]).
 async fn announce_changes(
     inner: std::sync::Weak<Inner>,
@@ -66,25 +100,36 @@ async fn announce_changes(
     loop {
         let event = match events.recv().await {
             Ok(e) => e,
+            // Missed events: tell sessions the lists may all have changed.
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => CatalogEvent::ToolsChanged,
             Err(_) => return,
         };
         let Some(inner) = inner.upgrade() else { return };
         let peers: Vec<_> = match inner.sessions.lock() {
             Ok(mut s) => {
-                s.retain(|p| !p.is_transport_closed());
-                s.clone()
+                s.retain(|_, s| !s.peer.is_transport_closed());
+                s.values()
+                    .filter(|s| match &event {
+                        CatalogEvent::ResourceUpdated(uri) => s.resources.contains(uri),
+                        _ => true,
+                    })
+                    .map(|s| s.peer.clone())
+                    .collect()
             }
             Err(_) => return,
         };
         for peer in peers {
-            let sent = match event {
+            let sent = match &event {
                 CatalogEvent::ToolsChanged => peer.notify_tool_list_changed().await,
                 CatalogEvent::PromptsChanged => peer.notify_prompt_list_changed().await,
                 CatalogEvent::ResourcesChanged => peer.notify_resource_list_changed().await,
+                CatalogEvent::ResourceUpdated(uri) => {
+                    peer.notify_resource_updated(ResourceUpdatedNotificationParam::new(uri.clone()))
+                        .await
+                }
             };
             if let Err(e) = sent {
-                tracing::debug!("list_changed not delivered to a session: {e}");
+                tracing::debug!("notification not delivered to a session: {e}");
             }
         }
     }
@@ -119,13 +164,19 @@ impl ServerHandler for Gateway {
         ServerConfig::new(caps)
             .with_server_info(Implementation::new("portcullis", env!("CARGO_PKG_VERSION")))
             .with_instructions(
-                "Portcullis MCP gateway: tools from several targets, named `{target}__{tool}`.",
+                "Portcullis MCP gateway: the tools of several targets, each name prefixed with its target's.",
             )
     }
 
     async fn on_initialized(&self, ctx: rmcp::service::NotificationContext<RoleServer>) {
         if let Ok(mut s) = self.inner.sessions.lock() {
-            s.push(ctx.peer);
+            s.insert(
+                self.session,
+                Session {
+                    peer: ctx.peer,
+                    resources: HashSet::new(),
+                },
+            );
         }
     }
 
@@ -258,12 +309,14 @@ impl ServerHandler for Gateway {
             .resource_target(&view, &req.uri)
             .ok_or_else(|| errors::unknown_resource(&req.uri))?;
         strip_meta(&mut req.meta);
+        let uri = req.uri.clone();
         forward(
             target,
             ClientRequest::SubscribeRequest(SubscribeRequest::new(req)),
         )
-        .await
-        .map(|_| ())
+        .await?;
+        self.track_subscription(&uri, true);
+        Ok(())
     }
 
     async fn unsubscribe(
@@ -278,6 +331,17 @@ impl ServerHandler for Gateway {
             .resource_target(&view, &req.uri)
             .ok_or_else(|| errors::unknown_resource(&req.uri))?;
         strip_meta(&mut req.meta);
+        self.track_subscription(&req.uri, false);
+        // The upstream subscription is shared by every session: keep it while anyone wants it.
+        let still_wanted = self
+            .inner
+            .sessions
+            .lock()
+            .map(|s| s.values().any(|s| s.resources.contains(&req.uri)))
+            .unwrap_or(false);
+        if still_wanted {
+            return Ok(());
+        }
         forward(
             target,
             ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(req)),
@@ -348,24 +412,35 @@ impl ServerHandler for Gateway {
     }
 
     async fn listen(&self, ctx: SubscriptionContext) -> Result<(), ErrorData> {
+        use rmcp::service::SubscriptionSendError;
         let mut events = self.inner.catalog.subscribe();
         loop {
-            let event = tokio::select! {
+            let batch = tokio::select! {
                 _ = ctx.cancelled() => return Ok(()),
                 e = events.recv() => match e {
-                    Ok(e) => e,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => CatalogEvent::ToolsChanged,
+                    Ok(e) => vec![e],
+                    // Missed events: announce every kind, the client re-lists what it follows.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        vec![CatalogEvent::ToolsChanged, CatalogEvent::PromptsChanged, CatalogEvent::ResourcesChanged]
+                    }
                     Err(_) => return Ok(()),
                 },
             };
             let sink = ctx.sink();
-            let sent = match event {
-                CatalogEvent::ToolsChanged => sink.notify_tool_list_changed().await,
-                CatalogEvent::PromptsChanged => sink.notify_prompt_list_changed().await,
-                CatalogEvent::ResourcesChanged => sink.notify_resource_list_changed().await,
-            };
-            if sent.is_err() {
-                return Ok(());
+            for event in batch {
+                let sent = match event {
+                    CatalogEvent::ToolsChanged => sink.notify_tool_list_changed().await,
+                    CatalogEvent::PromptsChanged => sink.notify_prompt_list_changed().await,
+                    CatalogEvent::ResourcesChanged => sink.notify_resource_list_changed().await,
+                    // Resource subscriptions are not accepted on `listen` (see
+                    // `accepted_subscription_filter`), so there is nothing to send.
+                    CatalogEvent::ResourceUpdated(_) => Ok(()),
+                };
+                match sent {
+                    // A kind this client did not subscribe to: not for it, keep listening.
+                    Ok(()) | Err(SubscriptionSendError::NotificationNotAccepted(_)) => {}
+                    Err(_) => return Ok(()),
+                }
             }
         }
     }

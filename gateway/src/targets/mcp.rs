@@ -20,11 +20,12 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ClientHandler, ErrorData, Peer, RoleClient, ServiceExt};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::relay::{Registration, RelayReceiver, Relays};
 use super::{Health, Listing, TargetError};
+use crate::catalog::CatalogEvent;
 use crate::config::{McpTransport, TargetSpec};
 
 const BACKOFF_START: Duration = Duration::from_millis(250);
@@ -48,6 +49,8 @@ struct Inner {
     relays: Relays,
     /// Bumped whenever the listing changes; the catalog watches it.
     changed: watch::Sender<u64>,
+    /// Where resource-updated notifications go (the catalog's event stream).
+    events: broadcast::Sender<CatalogEvent>,
     /// Wakes the supervisor: the session ended.
     lost: Arc<Notify>,
     shutdown: CancellationToken,
@@ -88,6 +91,7 @@ impl McpTarget {
         spec: TargetSpec,
         transport: McpTransport,
         changed: watch::Sender<u64>,
+        events: broadcast::Sender<CatalogEvent>,
         shutdown: CancellationToken,
     ) -> Self {
         let http = reqwest::Client::builder()
@@ -106,6 +110,7 @@ impl McpTarget {
             listing: ArcSwap::from_pointee(Listing::default()),
             relays: Relays::default(),
             changed,
+            events,
             lost: Arc::new(Notify::new()),
             shutdown,
             generation: AtomicU64::new(0),
@@ -173,9 +178,22 @@ impl McpTarget {
     }
 
     /// A request that needs no relaying (prompts, resources, completion).
+    /// Not registered for relays: only tool calls are, so that attribution by "the one call
+    /// in flight" can never pick a request whose caller is not listening for relays.
     pub async fn request(&self, request: ClientRequest) -> Result<ServerResult, TargetError> {
-        let (response, _relays, _reg) = self.inner.start_request(request, None).await?;
-        response.await
+        let inner = &self.inner;
+        let peer = inner.peer().await?;
+        let timeout = inner.spec.call_timeout;
+        let mut options = PeerRequestOptions::no_options();
+        options.timeout = Some(timeout);
+        let handle = peer
+            .send_request_with_option(request, options)
+            .await
+            .map_err(|e| inner.fail(e, timeout))?;
+        handle
+            .await_response()
+            .await
+            .map_err(|e| inner.fail(e, timeout))
     }
 
     /// Refetch the listing (after `list_changed`, or on demand).
@@ -321,7 +339,14 @@ impl Inner {
             }
         };
         let peer = running.peer().clone();
-        if let Err(e) = self.refresh(&peer).await {
+        // The listing is part of connecting: an upstream that never answers tools/list must
+        // not hold the connect lock (and every caller) forever.
+        let listed = tokio::time::timeout(self.spec.connect_timeout, self.refresh(&peer))
+            .await
+            .unwrap_or_else(|_| {
+                Err(self.unavailable("no answer to tools/list within the connect timeout"))
+            });
+        if let Err(e) = listed {
             ct.cancel();
             self.set_error(e.to_string());
             return Err(e);
@@ -497,12 +522,13 @@ impl UpstreamClient {
         inner.relays.request(request, origin).await
     }
 
-    async fn refresh(&self) {
+    /// Refetch through the notifying session itself: during the first connect the session is
+    /// not published yet, and a change announced then must not be lost.
+    async fn refresh(&self, peer: &Peer<RoleClient>) {
         let Some(inner) = self.inner.upgrade() else {
             return;
         };
-        let Some(live) = inner.current() else { return };
-        if let Err(e) = inner.refresh(&live.peer).await {
+        if let Err(e) = inner.refresh(peer).await {
             tracing::warn!(target: "portcullis::targets", target_name = %inner.spec.name, "refresh after list_changed failed: {e}");
         }
     }
@@ -537,9 +563,11 @@ impl ClientHandler for UpstreamClient {
 
     async fn create_message(
         &self,
-        params: CreateMessageRequestParams,
+        mut params: CreateMessageRequestParams,
         ctx: RequestContext<RoleClient>,
     ) -> Result<CreateMessageResult, ErrorData> {
+        // The upstream's _meta (its progress token for this request) means nothing downstream.
+        params.meta = None;
         let req = ServerRequest::CreateMessageRequest(CreateMessageRequest::new(params));
         match self.relay(req, &ctx).await? {
             ClientResult::CreateMessageResult(r) => Ok(*r),
@@ -599,15 +627,25 @@ impl ClientHandler for UpstreamClient {
         ));
     }
 
-    async fn on_tool_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
-        self.refresh().await;
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
+        if let Some(inner) = self.inner.upgrade() {
+            let _ = inner.events.send(CatalogEvent::ResourceUpdated(params.uri));
+        }
     }
 
-    async fn on_prompt_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
-        self.refresh().await;
+    async fn on_tool_list_changed(&self, ctx: NotificationContext<RoleClient>) {
+        self.refresh(&ctx.peer).await;
     }
 
-    async fn on_resource_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
-        self.refresh().await;
+    async fn on_prompt_list_changed(&self, ctx: NotificationContext<RoleClient>) {
+        self.refresh(&ctx.peer).await;
+    }
+
+    async fn on_resource_list_changed(&self, ctx: NotificationContext<RoleClient>) {
+        self.refresh(&ctx.peer).await;
     }
 }

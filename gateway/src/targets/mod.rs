@@ -43,6 +43,4 @@ pub enum TargetError {
     /// The upstream answered with a JSON-RPC error; passed on with its code.
     #[error("target `{target}` returned an error: {}", error.message)]
     Upstream { target: String, error: ErrorData },
-    #[error("target `{target}` does not support {what}")]
-    Unsupported { target: String, what: &'static str },
 }

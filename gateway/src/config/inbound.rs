@@ -1,0 +1,218 @@
+//! Compiling `[inbound]` and `[dev_idp]`: who may call the gateway.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use url::Url;
+
+use super::schema::{ClaimRuleSection, GatewayFile, InboundModeName, IssuerSection};
+use super::{ConfigErrors, SourceFile};
+
+/// Asymmetric algorithms accepted when `algorithms` is not set. Never `none`; HMAC (HS*)
+/// is refused outright because it would need a secret shared with the issuer.
+pub const DEFAULT_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+#[derive(Debug, Clone)]
+pub struct InboundSettings {
+    pub mode: InboundMode,
+    pub dev_idp: Option<DevIdpSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboundMode {
+    /// Every request needs a valid bearer JWT from one of these issuers (plus the dev IdP).
+    Jwt { issuers: Vec<IssuerSpec> },
+    /// No authentication: loopback only, for local experiments.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerSpec {
+    /// Compared to `iss` exactly, without normalisation (as RFC 8414/9207 require).
+    pub issuer: String,
+    /// Empty: the gateway's canonical MCP URL (`{public_url}/mcp`), filled in at start.
+    pub audiences: Vec<String>,
+    pub allowed_clients: Vec<String>,
+    pub required_scopes: Vec<String>,
+    pub algorithms: Vec<Algorithm>,
+    pub leeway: Duration,
+    pub user_claim: String,
+    /// Tried in order; the first present names the agent.
+    pub agent_claims: Vec<String>,
+    pub groups_claim: Option<String>,
+    pub tenant_claim: Option<String>,
+    pub jwks_uri: Option<Url>,
+    /// Least time between two JWKS fetches triggered by an unknown `kid`.
+    pub jwks_refetch_interval: Duration,
+    pub claim_rules: Vec<ClaimRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimRule {
+    Equals { claim: String, value: String },
+    Contains { claim: String, value: String },
+    ContainsAny { claim: String, values: Vec<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevIdpSettings {
+    pub key_file: PathBuf,
+    pub token_ttl: Duration,
+}
+
+pub(super) fn compile(
+    src: &SourceFile,
+    file: &GatewayFile,
+    base: &Path,
+    errors: &mut ConfigErrors,
+) -> InboundSettings {
+    let data_dir = base.join(file.data_dir.as_deref().unwrap_or(Path::new(".data")));
+    let dev_idp = file.dev_idp.as_ref().map(|d| DevIdpSettings {
+        key_file: d
+            .key_file
+            .as_ref()
+            .map(|k| base.join(k))
+            .unwrap_or_else(|| data_dir.join("dev-idp-key.der")),
+        token_ttl: d.token_ttl.unwrap_or(Duration::from_secs(3600)),
+    });
+    let mode = match file.inbound.mode {
+        Some(InboundModeName::None) => {
+            if !file.inbound.issuers.is_empty() || dev_idp.is_some() {
+                errors.push(src.error(
+                    "inbound.mode",
+                    "mode \"none\" turns authentication off, but issuers or [dev_idp] are configured",
+                    "remove `mode = \"none\"` to require tokens, or remove the issuers and [dev_idp]",
+                ));
+            }
+            InboundMode::None
+        }
+        Some(InboundModeName::Jwt) | None => {
+            if file.inbound.issuers.is_empty() && dev_idp.is_none() {
+                errors.push(src.error(
+                    "inbound",
+                    "no token issuer is configured, so no caller could ever be admitted",
+                    "add an [[inbound.issuers]] table (see docs/inbound.md), or [dev_idp] for local development, or `[inbound] mode = \"none\"` for an unauthenticated loopback-only gateway",
+                ));
+            }
+            let issuers = file
+                .inbound
+                .issuers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| compile_issuer(src, i, s, errors))
+                .collect();
+            InboundMode::Jwt { issuers }
+        }
+    };
+    InboundSettings { mode, dev_idp }
+}
+
+fn compile_issuer(
+    src: &SourceFile,
+    index: usize,
+    s: &IssuerSection,
+    errors: &mut ConfigErrors,
+) -> Option<IssuerSpec> {
+    let before = errors.0.len();
+    let at = |k: &str| format!("inbound.issuers[{index}].{k}");
+    match Url::parse(&s.issuer) {
+        Ok(u) if matches!(u.scheme(), "https" | "http") && u.host_str().is_some() => {
+            if u.scheme() == "http" && !super::is_loopback_host(u.host_str().unwrap_or_default()) {
+                errors.push(src.error(
+                    &at("issuer"),
+                    format!("issuer `{}` is plain http on a non-loopback host; keys fetched from it could be forged in transit", s.issuer),
+                    "use the issuer's https URL",
+                ));
+            }
+        }
+        _ => errors.push(src.error(
+            &at("issuer"),
+            format!("issuer `{}` (entry {}) is not an http(s) URL", s.issuer, index + 1),
+            "write the issuer exactly as it appears in the tokens' `iss` claim, e.g. https://login.example.com/",
+        )),
+    }
+    let mut algorithms = Vec::new();
+    for name in &s.algorithms {
+        match name.parse::<Algorithm>() {
+            Ok(a @ (Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)) => errors.push(src.error(
+                &at("algorithms"),
+                format!("{a:?} is a shared-secret algorithm: anyone holding the secret could mint tokens"),
+                "list asymmetric algorithms only (RS256, PS256, ES256, EdDSA, …)",
+            )),
+            Ok(a) => algorithms.push(a),
+            Err(_) => errors.push(src.error(
+                &at("algorithms"),
+                format!("unknown or refused algorithm `{name}`"),
+                "use names like RS256, PS256, ES256, ES384 or EdDSA (`none` is never accepted)",
+            )),
+        }
+    }
+    if algorithms.is_empty() && s.algorithms.is_empty() {
+        algorithms = DEFAULT_ALGORITHMS.to_vec();
+    }
+    let claim_rules = s
+        .claims
+        .iter()
+        .filter_map(|r| compile_rule(src, &at("claims"), r, errors))
+        .collect();
+    (errors.0.len() == before).then(|| IssuerSpec {
+        issuer: s.issuer.clone(),
+        audiences: s.audiences.clone(),
+        allowed_clients: s.allowed_clients.clone(),
+        required_scopes: s.required_scopes.clone(),
+        algorithms,
+        leeway: s.leeway.unwrap_or(Duration::from_secs(30)),
+        user_claim: s.user_claim.clone().unwrap_or_else(|| "sub".into()),
+        agent_claims: match &s.agent_claim {
+            Some(c) => vec![c.clone()],
+            None => vec!["azp".into(), "client_id".into()],
+        },
+        groups_claim: s.groups_claim.clone(),
+        tenant_claim: s.tenant_claim.clone(),
+        jwks_uri: s.jwks_uri.clone(),
+        jwks_refetch_interval: s.jwks_refetch_interval.unwrap_or(Duration::from_secs(30)),
+        claim_rules,
+    })
+}
+
+fn compile_rule(
+    src: &SourceFile,
+    key: &str,
+    r: &ClaimRuleSection,
+    errors: &mut ConfigErrors,
+) -> Option<ClaimRule> {
+    let claim = r.claim.clone();
+    match (&r.equals, &r.contains, &r.contains_any) {
+        (Some(v), None, None) => Some(ClaimRule::Equals {
+            claim,
+            value: v.clone(),
+        }),
+        (None, Some(v), None) => Some(ClaimRule::Contains {
+            claim,
+            value: v.clone(),
+        }),
+        (None, None, Some(vs)) if !vs.is_empty() => Some(ClaimRule::ContainsAny {
+            claim,
+            values: vs.clone(),
+        }),
+        _ => {
+            errors.push(src.error(
+                key,
+                format!("the rule for claim `{}` needs exactly one of `equals`, `contains`, `contains_any` (non-empty)", r.claim),
+                "e.g. { claim = \"groups\", contains = \"mcp-users\" }",
+            ));
+            None
+        }
+    }
+}

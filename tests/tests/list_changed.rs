@@ -1,0 +1,202 @@
+//! `notifications/tools/list_changed` end to end: an upstream (`dynamic-upstream`) adds a tool
+//! and announces it; the gateway must refetch that target's tools, publish the new tool under
+//! its gateway name, and tell its own clients — on the session stream for 2025-11-25 clients,
+//! through `subscriptions/listen` for 2026-07-28 clients.
+
+// A failed step should stop the test right there, with the error in the panic message.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+use std::time::Duration;
+
+use portcullis_e2e::{Gateway, Proc, binary, spawn_until_line};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientConfig, ProtocolVersion, ServerNotification,
+    SubscriptionFilter,
+};
+use rmcp::service::{NotificationContext, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{ClientHandler, ClientLifecycleMode, ClientServiceExt, RoleClient, ServiceExt};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+/// How long the whole upstream -> gateway -> client chain may take to deliver the change.
+const NOTIFY_WITHIN: Duration = Duration::from_secs(20);
+const ADDED: &str = "fresh";
+const ADDED_GATEWAY_NAME: &str = "dyn__fresh";
+/// Authentication is not what these tests are about: an open, loopback-only gateway.
+const OPEN_GATEWAY: &str = "[inbound]\nmode = \"none\"\n";
+
+/// `dynamic-upstream` and a gateway with it as target `dyn`. Both are killed on drop, the
+/// gateway first (fields drop in order), so it does not log the upstream vanishing.
+struct Stack {
+    gateway: Gateway,
+    _upstream: Proc,
+}
+
+fn start_stack() -> Stack {
+    let bin = binary("portcullis-e2e", "dynamic-upstream");
+    let (upstream, url) = spawn_until_line(
+        Command::new(bin),
+        "dynamic-upstream",
+        "http://",
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let target = format!("[mcp]\nurl = \"{url}\"\n");
+    let gateway = Gateway::start(OPEN_GATEWAY, &[("dyn", target)]).unwrap();
+    Stack {
+        gateway,
+        _upstream: upstream,
+    }
+}
+
+/// A 2025-11-25 client that reports every `notifications/tools/list_changed` on a channel.
+#[derive(Clone)]
+struct ListChangedSignal(mpsc::UnboundedSender<()>);
+
+impl ClientHandler for ListChangedSignal {
+    async fn on_tool_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
+        // The test may have finished already; a closed channel is fine then.
+        let _ = self.0.send(());
+    }
+}
+
+async fn tool_names<S: rmcp::Service<RoleClient>>(
+    client: &RunningService<RoleClient, S>,
+) -> Vec<String> {
+    let tools = client.list_all_tools().await.unwrap();
+    tools
+        .into_iter()
+        .map(|tool| tool.name.into_owned())
+        .collect()
+}
+
+async fn lists_tool<S: rmcp::Service<RoleClient>>(
+    client: &RunningService<RoleClient, S>,
+    name: &str,
+) -> bool {
+    tool_names(client).await.iter().any(|n| n == name)
+}
+
+async fn call<S: rmcp::Service<RoleClient>>(
+    client: &RunningService<RoleClient, S>,
+    name: &str,
+    args: serde_json::Value,
+) -> CallToolResult {
+    let serde_json::Value::Object(args) = args else {
+        panic!("tool arguments must be a JSON object")
+    };
+    let params = CallToolRequestParams::new(name.to_owned()).with_arguments(args);
+    client.call_tool(params).await.unwrap()
+}
+
+fn text(result: &CallToolResult) -> String {
+    assert_ne!(result.is_error, Some(true), "tool failed: {result:?}");
+    result
+        .content
+        .iter()
+        .filter_map(|block| block.as_text())
+        .map(|text| text.text.as_str())
+        .collect()
+}
+
+/// Before the change: only the upstream's initial tool is published.
+async fn assert_initial_catalog<S: rmcp::Service<RoleClient>>(
+    client: &RunningService<RoleClient, S>,
+) {
+    let names = tool_names(client).await;
+    assert!(
+        names.iter().any(|n| n == "dyn__add_tool"),
+        "initial tools: {names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n == ADDED_GATEWAY_NAME),
+        "initial tools: {names:?}"
+    );
+}
+
+/// Ask the upstream, through the gateway, to add the tool (which makes it announce the change).
+async fn add_fresh_tool<S: rmcp::Service<RoleClient>>(client: &RunningService<RoleClient, S>) {
+    let added = call(client, "dyn__add_tool", json!({ "name": ADDED })).await;
+    assert!(text(&added).contains(ADDED), "add_tool answered {added:?}");
+}
+
+/// After the change: the new tool is listed and calls reach the upstream's new tool.
+async fn assert_fresh_tool_works<S: rmcp::Service<RoleClient>>(
+    client: &RunningService<RoleClient, S>,
+) {
+    let echoed = call(client, ADDED_GATEWAY_NAME, json!({ "probe": 42 })).await;
+    let echoed: serde_json::Value = serde_json::from_str(&text(&echoed)).unwrap();
+    assert_eq!(echoed, json!({ "probe": 42 }));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_session_client_is_told_when_an_upstream_adds_a_tool() {
+    let stack = start_stack();
+    let (tx, mut changed) = mpsc::unbounded_channel();
+    let transport = StreamableHttpClientTransport::from_uri(stack.gateway.url.as_str());
+    let client = ListChangedSignal(tx).serve(transport).await.unwrap();
+    let negotiated = client.peer_info().map(|info| info.protocol_version.clone());
+    assert_eq!(negotiated, Some(ProtocolVersion::V_2025_11_25));
+
+    assert_initial_catalog(&client).await;
+    add_fresh_tool(&client).await;
+
+    // Only a notification may trigger the re-list (no polling, no sleeps), and the list is
+    // checked after each one, so an unrelated earlier notification cannot fail the test.
+    let shown = async {
+        while changed.recv().await.is_some() {
+            if lists_tool(&client, ADDED_GATEWAY_NAME).await {
+                return;
+            }
+        }
+        panic!("client handler dropped");
+    };
+    tokio::time::timeout(NOTIFY_WITHIN, shown)
+        .await
+        .expect("no tools/list_changed showing dyn__fresh reached the session client");
+    assert_fresh_tool_works(&client).await;
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn subscribed_2026_client_is_told_when_an_upstream_adds_a_tool() {
+    let stack = start_stack();
+    let transport = StreamableHttpClientTransport::from_uri(stack.gateway.url.as_str());
+    let lifecycle = ClientLifecycleMode::Discover {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+    };
+    let client = ClientConfig::default()
+        .serve_with_lifecycle(transport, lifecycle)
+        .await
+        .unwrap();
+    let negotiated = client.peer_info().map(|info| info.protocol_version.clone());
+    assert_eq!(negotiated, Some(ProtocolVersion::V_2026_07_28));
+    let filter = SubscriptionFilter::builder().tools_list_changed().build();
+    let mut subscription = client.listen(filter).await.unwrap();
+    assert_eq!(subscription.acknowledged().tools_list_changed, Some(true));
+
+    assert_initial_catalog(&client).await;
+    add_fresh_tool(&client).await;
+
+    // As above, but the notifications arrive on the subscription, not on a session.
+    let shown = async {
+        loop {
+            match subscription.next().await.unwrap() {
+                Some(ServerNotification::ToolListChangedNotification(_)) => {}
+                Some(other) => panic!("unexpected notification on the subscription: {other:?}"),
+                None => panic!("subscription ended: {:?}", subscription.end()),
+            }
+            if lists_tool(&client, ADDED_GATEWAY_NAME).await {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(NOTIFY_WITHIN, shown)
+        .await
+        .expect("no tools/list_changed showing dyn__fresh reached the subscription");
+    assert_fresh_tool_works(&client).await;
+    subscription.cancel().await.unwrap();
+    client.cancel().await.unwrap();
+}
