@@ -1,0 +1,179 @@
+//! The development identity provider: `portcullis dev-token` mints a token the running
+//! gateway accepts, the gateway serves the dev issuer's discovery and keys, and it refuses to
+//! run the dev IdP on a non-loopback address unless told it is insecure.
+#![allow(clippy::unwrap_used)] // tests may panic on setup failures
+
+use std::process::Command;
+
+use portcullis_e2e::{Gateway, binary, free_port, write_config};
+use rmcp::ServiceExt;
+use rmcp::model::{CallToolRequestParams, ClientConfig};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
+fn demo_target() -> String {
+    format!(
+        "[mcp]\ncommand = \"{}\"\n",
+        binary("portcullis-demo", "portcullis-demo").display()
+    )
+}
+
+fn dev_token(config: &std::path::Path, user: &str) -> String {
+    let out = Command::new(binary("portcullis", "portcullis"))
+        .args(["dev-token", "--config"])
+        .arg(config)
+        .args([
+            "--user",
+            user,
+            "--agent",
+            "e2e-agent",
+            "--scope",
+            "mcp:read",
+            "--ttl",
+            "5m",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn claims_of(token: &str) -> (serde_json::Value, serde_json::Value) {
+    use base64::Engine;
+    let part = |i: usize| {
+        let seg = token.split('.').nth(i).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(seg)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    (part(0), part(1))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dev_token_is_accepted_and_the_dev_issuer_is_served() {
+    let port = free_port();
+    let gw = Gateway::start(
+        &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[dev_idp]\n"),
+        &[("demo", demo_target())],
+    )
+    .unwrap();
+    let token = dev_token(&gw.dir.path().join("gateway.toml"), "alice");
+    let (header, claims) = claims_of(&token);
+    assert_eq!(header["alg"], "ES256");
+    assert_eq!(claims["aud"], gw.url);
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["iss"], format!("{}/dev-idp", gw.base()));
+
+    // The gateway publishes the dev issuer like any OIDC issuer.
+    let http = reqwest::Client::new();
+    let discovery: serde_json::Value = http
+        .get(format!(
+            "{}/dev-idp/.well-known/openid-configuration",
+            gw.base()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(discovery["issuer"], claims["iss"]);
+    let jwks: serde_json::Value = http
+        .get(discovery["jwks_uri"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"][0]["kid"], header["kid"]);
+    assert!(
+        jwks["keys"][0].get("d").is_none(),
+        "the private key must never be published"
+    );
+
+    // Without a token: 401 and the challenge that points at the resource metadata.
+    let resp = http
+        .post(&gw.url)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let challenge = resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        challenge,
+        format!(
+            "Bearer resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp\"",
+            gw.base()
+        )
+    );
+
+    // With it: an MCP client lists and calls tools.
+    let config = StreamableHttpClientTransportConfig::with_uri(gw.url.clone()).auth_header(token);
+    let client = ClientConfig::default()
+        .serve(StreamableHttpClientTransport::from_config(config))
+        .await
+        .unwrap();
+    let tools = client.peer().list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "demo__echo"));
+    let args = serde_json::json!({"text": "hello"})
+        .as_object()
+        .cloned()
+        .unwrap();
+    let r = client
+        .peer()
+        .call_tool(CallToolRequestParams::new("demo__echo").with_arguments(args))
+        .await
+        .unwrap();
+    assert!(serde_json::to_string(&r.content).unwrap().contains("hello"));
+    client.cancel().await.ok();
+}
+
+#[test]
+fn dev_idp_on_a_non_loopback_address_is_refused() {
+    let dir = write_config(
+        "[server]\nlisten = \"0.0.0.0:0\"\n[dev_idp]\n",
+        &[("demo", demo_target())],
+    )
+    .unwrap();
+    let out = Command::new(binary("portcullis", "portcullis"))
+        .args(["serve", "--config"])
+        .arg(dir.path().join("gateway.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("[dev_idp] is on") && stderr.contains("--i-know-this-is-insecure"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn dev_token_without_a_dev_idp_says_how_to_enable_it() {
+    let dir = write_config(
+        "[inbound]\nmode = \"none\"\n[server]\nlisten = \"127.0.0.1:8799\"\n",
+        &[("demo", demo_target())],
+    )
+    .unwrap();
+    let out = Command::new(binary("portcullis", "portcullis"))
+        .args(["dev-token", "--user", "bob", "--config"])
+        .arg(dir.path().join("gateway.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("has no [dev_idp] table"), "{stderr}");
+}
