@@ -234,6 +234,7 @@ async fn connect(
         }
     }
     problems.extend(catalog.view().conflicts.iter().map(|c| c.0.clone()));
+    problems.extend(catalog.view().unknown_tool_settings.iter().cloned());
     (catalog, problems, warnings)
 }
 
@@ -358,7 +359,7 @@ fn dev_token(path: &std::path::Path, mut req: DevTokenRequest) -> anyhow::Result
     };
     if snapshot.server.listen.port() == 0 {
         anyhow::bail!(
-            "`server.listen` uses port 0, so the token's audience is unknown. Fix: set a fixed port or `server.public_url`"
+            "`server.listen` uses port 0, so the token's audience (the gateway's URL) is unknown. Fix: set a fixed port in `server.listen`"
         );
     }
     if req.ttl.is_zero() {

@@ -19,6 +19,9 @@ pub struct Caller {
     /// All claims of the verified token, for policies. Never contains the token itself.
     pub claims: serde_json::Map<String, serde_json::Value>,
     pub expires_at: SystemTime,
+    /// The bearer token itself, only for `token_exchange` to trade at the caller's
+    /// authorization server. Never forwarded to a target; redacted in `Debug`.
+    pub subject_token: Option<crate::config::Secret>,
 }
 
 impl Caller {

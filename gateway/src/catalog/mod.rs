@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 pub use naming::{MAX_NAME_LEN, valid_name};
 
 use crate::config::{Snapshot, TargetKind};
+use crate::outbound;
 use crate::targets::McpTarget;
 
 /// What changed, for the front door to tell its clients.
@@ -54,6 +55,9 @@ pub struct View {
     pub resource_owner: HashMap<String, usize>,
     pub templates: Vec<(usize, ResourceTemplate)>,
     pub conflicts: Vec<Conflict>,
+    /// `[tools.NAME]` settings naming a tool the target does not list (a typo would leave
+    /// the real tool without its scope requirement).
+    pub unknown_tool_settings: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -69,6 +73,7 @@ impl Catalog {
     pub fn start(snapshot: &Snapshot, shutdown: CancellationToken) -> Arc<Self> {
         let (changed, mut on_change) = watch::channel(0u64);
         let (events, _) = broadcast::channel(256);
+        let token_http = outbound::token_http_client();
         let targets = snapshot
             .targets
             .iter()
@@ -76,6 +81,7 @@ impl Catalog {
                 TargetKind::Mcp(t) => McpTarget::start(
                     spec.clone(),
                     t.clone(),
+                    outbound::provider(&spec.auth, token_http.clone()),
                     changed.clone(),
                     events.clone(),
                     shutdown.clone(),
@@ -197,6 +203,17 @@ impl Catalog {
             }
             view.templates
                 .extend(listing.templates.iter().cloned().map(|t| (i, t)));
+            if !listing.tools.is_empty() {
+                for name in target.spec().tool_scopes.keys() {
+                    if !listing.tools.iter().any(|t| t.name == name.as_str()) {
+                        view.unknown_tool_settings.push(format!(
+                            "{}: `[tools.{name}]` names no tool of target `{}`; its scopes protect nothing. Fix: use one of the upstream tool names `portcullis tools` lists (without the prefix)",
+                            target.spec().file.display(),
+                            target.name()
+                        ));
+                    }
+                }
+            }
         }
         // Deterministic order (the spec asks for it; clients cache by it).
         view.tools.sort_by(|a, b| a.name.cmp(&b.name));
@@ -204,6 +221,13 @@ impl Catalog {
         let old = self.view.load();
         for c in view.conflicts.iter().filter(|c| !old.conflicts.contains(c)) {
             tracing::error!(target: "portcullis::catalog", "{}", c.0);
+        }
+        for w in view
+            .unknown_tool_settings
+            .iter()
+            .filter(|w| !old.unknown_tool_settings.contains(w))
+        {
+            tracing::warn!(target: "portcullis::catalog", "{w}");
         }
         drop(old);
         let old = self.view.swap(Arc::new(view));

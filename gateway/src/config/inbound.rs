@@ -105,13 +105,28 @@ pub(super) fn compile(
                     "add an [[inbound.issuers]] table (see docs/inbound.md), or [dev_idp] for local development, or `[inbound] mode = \"none\"` for an unauthenticated loopback-only gateway",
                 ));
             }
-            let issuers = file
+            let issuers: Vec<IssuerSpec> = file
                 .inbound
                 .issuers
                 .iter()
                 .enumerate()
                 .filter_map(|(i, s)| compile_issuer(src, i, s, errors))
                 .collect();
+            for (i, spec) in issuers.iter().enumerate() {
+                if issuers[..i]
+                    .iter()
+                    .any(|earlier| earlier.issuer == spec.issuer)
+                {
+                    errors.push(src.error(
+                        &format!("inbound.issuers[{i}].issuer"),
+                        format!(
+                            "issuer `{}` is configured twice; only one entry could ever be used",
+                            spec.issuer
+                        ),
+                        "merge the two entries",
+                    ));
+                }
+            }
             InboundMode::Jwt { issuers }
         }
     };
@@ -166,6 +181,37 @@ fn compile_issuer(
         .iter()
         .filter_map(|r| compile_rule(src, &at("claims"), r, errors))
         .collect();
+    if let Some(u) = &s.jwks_uri
+        && u.scheme() != "https"
+        && !super::is_loopback_host(u.host_str().unwrap_or_default())
+    {
+        errors.push(src.error(
+            &at("jwks_uri"),
+            format!("`{u}` is plain http on a non-loopback host; keys fetched from it could be forged in transit"),
+            "use https",
+        ));
+    }
+    for (key, value) in [
+        ("user_claim", &s.user_claim),
+        ("agent_claim", &s.agent_claim),
+    ] {
+        if value.as_deref().is_some_and(str::is_empty) {
+            errors.push(src.error(
+                &at(key),
+                "an empty claim name matches nothing",
+                "remove the key to use the default, or name a claim",
+            ));
+        }
+    }
+    if s.jwks_refetch_interval
+        .is_some_and(|d| d < Duration::from_secs(1))
+    {
+        errors.push(src.error(
+            &at("jwks_refetch_interval"),
+            "an interval under one second lets a flood of unknown key ids hammer the IdP",
+            "use e.g. \"30s\"",
+        ));
+    }
     (errors.0.len() == before).then(|| IssuerSpec {
         issuer: s.issuer.clone(),
         audiences: s.audiences.clone(),

@@ -7,6 +7,7 @@
 
 mod diagnostic;
 mod inbound;
+pub mod outbound;
 mod schema;
 pub mod secret;
 
@@ -107,6 +108,8 @@ pub struct TargetSpec {
     /// Scopes a caller needs per upstream tool name (`[tools.NAME] scopes`).
     pub tool_scopes: BTreeMap<String, Vec<String>>,
     pub kind: TargetKind,
+    /// How the gateway authenticates to the target (`[auth]`).
+    pub auth: outbound::AuthSpec,
 }
 
 #[derive(Debug, Clone)]
@@ -394,6 +397,25 @@ fn load_target(path: &Path, errors: &mut ConfigErrors) -> Option<TargetSpec> {
         }
     };
     let kind = kind?;
+    let auth = outbound::compile(&src, file.auth.as_ref(), base, errors)?;
+    if let (false, TargetKind::Mcp(McpTransport::Stdio { .. })) =
+        (matches!(auth, outbound::AuthSpec::None), &kind)
+    {
+        errors.push(src.error(
+            "auth",
+            "a stdio target runs as a child process; it has no HTTP requests to attach credentials to",
+            "pass its credentials as environment variables with `[mcp.secret_env]`, and remove [auth]",
+        ));
+    }
+    if let (outbound::AuthSpec::TokenExchange(_), TargetKind::Mcp(_)) = (&auth, &kind) {
+        // The upstream session is opened (and listed) before any caller exists, so there is
+        // no caller token to exchange for it.
+        errors.push(src.error(
+            "auth.mode",
+            "`token_exchange` needs a caller's token on every request, but an MCP target shares one upstream session opened before any caller",
+            "use `oauth2_client_credentials` or `api_key` for MCP targets; token exchange serves per-call target kinds",
+        ));
+    }
     for (key, d) in [
         ("timeout", file.timeout),
         ("connect_timeout", file.connect_timeout),
@@ -420,6 +442,7 @@ fn load_target(path: &Path, errors: &mut ConfigErrors) -> Option<TargetSpec> {
             .map(|(k, v)| (k.clone(), v.scopes.clone()))
             .collect(),
         kind,
+        auth,
     })
 }
 

@@ -115,6 +115,8 @@ pub struct TargetFile {
     #[serde(default)]
     pub optional: bool,
     pub mcp: Option<McpSection>,
+    /// How the gateway authenticates to this target.
+    pub auth: Option<AuthSection>,
     /// Per-tool settings keyed by the upstream tool name.
     #[serde(default)]
     pub tools: BTreeMap<String, ToolSection>,
@@ -140,4 +142,75 @@ pub struct McpSection {
     #[serde(default)]
     pub secret_env: BTreeMap<String, SecretRef>,
     pub cwd: Option<PathBuf>,
+}
+
+/// `[auth]` in a target file; `mode` selects the variant.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthSection {
+    None {},
+    ApiKey {
+        key: SecretRef,
+        header: Option<String>,
+        prefix: Option<String>,
+        query: Option<String>,
+    },
+    #[serde(rename = "oauth2_client_credentials")]
+    ClientCredentials {
+        token_url: Option<Url>,
+        issuer: Option<Url>,
+        client_id: String,
+        client_secret: Option<SecretRef>,
+        private_key: Option<SecretRef>,
+        private_key_alg: Option<String>,
+        client_auth: Option<ClientAuthName>,
+        #[serde(default)]
+        scopes: Vec<String>,
+        audience: Option<String>,
+        resource: Option<String>,
+        #[serde(default, with = "humantime_serde")]
+        refresh_skew: Option<Duration>,
+    },
+    #[serde(rename = "oauth2_authorization_code")]
+    AuthorizationCode {},
+    AwsSigv4 {
+        service: String,
+        region: String,
+        access_key_id: Option<SecretRef>,
+        secret_access_key: Option<SecretRef>,
+        session_token: Option<SecretRef>,
+        sts_endpoint: Option<Url>,
+        assume_role: Option<AssumeRoleSection>,
+    },
+    TokenExchange {
+        token_url: Url,
+        client_id: Option<String>,
+        client_secret: Option<SecretRef>,
+        client_auth: Option<ClientAuthName>,
+        audience: Option<String>,
+        resource: Option<String>,
+        #[serde(default)]
+        scopes: Vec<String>,
+        subject_token_type: Option<String>,
+        requested_token_type: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthName {
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssumeRoleSection {
+    pub role_arn: String,
+    /// Inline session policy template: `{tool}`, `{target}`, `{user}` are replaced per call.
+    pub session_policy: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub duration: Option<Duration>,
+    pub external_id: Option<String>,
 }

@@ -40,7 +40,13 @@ struct Remote {
     fetch: tokio::sync::Mutex<()>,
     last_unknown_kid_fetch: Mutex<Option<Instant>>,
     last_error: Mutex<Option<String>>,
+    /// When the last fetch failed: requests queued behind a failing fetch do not each retry
+    /// (each could wait for the full HTTP timeout while the IdP is down).
+    last_failure: Mutex<Option<Instant>>,
 }
+
+/// After a failed fetch, further fetches wait this long.
+const FAILURE_BACKOFF: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 struct Cached {
@@ -82,6 +88,7 @@ impl KeySource {
                 fetch: tokio::sync::Mutex::new(()),
                 last_unknown_kid_fetch: Mutex::new(None),
                 last_error: Mutex::new(None),
+                last_failure: Mutex::new(None),
             })),
         }
     }
@@ -194,6 +201,24 @@ impl Remote {
         {
             return Ok(c.set);
         }
+        let recently_failed = self
+            .last_failure
+            .lock()
+            .ok()
+            .and_then(|f| *f)
+            .is_some_and(|t| t.elapsed() < FAILURE_BACKOFF);
+        if recently_failed {
+            let why = self
+                .last_error
+                .lock()
+                .ok()
+                .and_then(|e| e.clone())
+                .unwrap_or_default();
+            return Err(format!(
+                "{why} (not retried for {}s)",
+                FAILURE_BACKOFF.as_secs()
+            ));
+        }
         match self.fetch().await {
             Ok((set, ttl)) => {
                 let set = std::sync::Arc::new(set);
@@ -207,12 +232,18 @@ impl Remote {
                 if let Ok(mut e) = self.last_error.lock() {
                     *e = None;
                 }
+                if let Ok(mut f) = self.last_failure.lock() {
+                    *f = None;
+                }
                 Ok(set)
             }
             Err(e) => {
                 tracing::warn!(target: "portcullis::inbound", issuer = %self.issuer, "cannot fetch signing keys: {e}");
                 if let Ok(mut slot) = self.last_error.lock() {
                     *slot = Some(e.clone());
+                }
+                if let Ok(mut f) = self.last_failure.lock() {
+                    *f = Some(Instant::now());
                 }
                 Err(e)
             }
@@ -241,7 +272,7 @@ impl Remote {
                 "{origin}/.well-known/oauth-authorization-server{path}"
             ));
         }
-        let mut last = String::new();
+        let mut failures = Vec::new();
         for url in candidates {
             match get(&self.http, &url).await {
                 Ok((body, _)) => {
@@ -258,10 +289,10 @@ impl Remote {
                         .ok_or_else(|| format!("{url} has no jwks_uri"))?;
                     return Url::parse(jwks).map_err(|e| format!("jwks_uri {jwks}: {e}"));
                 }
-                Err(e) => last = e,
+                Err(e) => failures.push(e),
             }
         }
-        Err(format!("discovery failed: {last}"))
+        Err(format!("discovery failed: {}", failures.join("; ")))
     }
 }
 

@@ -13,21 +13,88 @@ use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method};
 use serde_json::{Value, json};
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use super::{Authenticator, Rejection};
 use crate::catalog::Catalog;
+use crate::identity::Caller;
+use crate::telemetry::{AuditEvent, Decision, Outcome};
 
 #[derive(Debug, Clone)]
 pub struct AuthState {
     pub auth: Arc<Authenticator>,
     pub catalog: Arc<Catalog>,
     pub max_body: usize,
+    /// Which user opened each MCP session: a session id is not a credential, so a request
+    /// naming another user's session is refused (MCP security best practices).
+    pub sessions: Arc<SessionOwners>,
 }
 
+#[derive(Debug, Default)]
+pub struct SessionOwners(Mutex<HashMap<String, (String, String)>>);
+
+const MAX_TRACKED_SESSIONS: usize = 100_000;
+const SESSION_HEADER: &str = "mcp-session-id";
+
 pub async fn require_caller(State(state): State<AuthState>, req: Request, next: Next) -> Response {
-    match admit(&state, req).await {
-        Ok(req) => next.run(req).await,
-        Err(rejection) => challenge(&state.auth, rejection),
+    let session = req
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let req = match admit(&state, req).await {
+        Ok(req) => req,
+        Err(rejection) => {
+            refused(&rejection);
+            return challenge(&state.auth, rejection);
+        }
+    };
+    let Some(caller) = req.extensions().get::<Caller>().cloned() else {
+        return challenge(&state.auth, Rejection::missing());
+    };
+    let owner = (caller.issuer.clone(), caller.user.clone());
+    if let Some(id) = &session
+        && let Ok(owners) = state.sessions.0.lock()
+        && owners.get(id).is_some_and(|o| *o != owner)
+    {
+        let r = Rejection::forbidden(
+            "this MCP session was opened by another user; start your own session",
+        );
+        refused(&r);
+        return challenge(&state.auth, r);
     }
+    let resp = next.run(req).await;
+    if session.is_none()
+        && let Some(id) = resp
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+        && let Ok(mut owners) = state.sessions.0.lock()
+    {
+        if owners.len() >= MAX_TRACKED_SESSIONS {
+            owners.clear(); // bounded memory; rmcp still owns the sessions themselves
+        }
+        owners.insert(id.to_string(), owner);
+    }
+    resp
+}
+
+/// Every refusal is a decision: logged and audited (never with the token).
+fn refused(r: &Rejection) {
+    let mut e = AuditEvent::new("-", "unauthenticated", "authenticate");
+    e.decision = Decision::Deny;
+    let e = e.finish(
+        Outcome::Error {
+            code: i32::from(r.status.as_u16()),
+            message: r
+                .description
+                .clone()
+                .unwrap_or_else(|| "no bearer token".into()),
+        },
+        std::time::Duration::ZERO,
+    );
+    e.emit();
 }
 
 async fn admit(state: &AuthState, mut req: Request) -> Result<Request, Rejection> {
@@ -65,7 +132,15 @@ async fn admit(state: &AuthState, mut req: Request) -> Result<Request, Rejection
         let (parts, body) = req.into_parts();
         let bytes = axum::body::to_bytes(body, state.max_body)
             .await
-            .map_err(|_| Rejection::bad_request("the request body is too large or unreadable"))?;
+            .map_err(|_| Rejection {
+                status: http::StatusCode::PAYLOAD_TOO_LARGE,
+                error: None,
+                description: Some(format!(
+                    "the request body is larger than {} bytes, or unreadable",
+                    state.max_body
+                )),
+                scope: None,
+            })?;
         check_tool_scopes(state, &caller, &bytes)?;
         req = Request::from_parts(parts, Body::from(bytes));
     }
@@ -75,11 +150,7 @@ async fn admit(state: &AuthState, mut req: Request) -> Result<Request, Rejection
 
 /// `tools/call` of a tool whose target requires scopes the token lacks → 403 step-up naming
 /// every scope this operation needs.
-fn check_tool_scopes(
-    state: &AuthState,
-    caller: &crate::identity::Caller,
-    body: &[u8],
-) -> Result<(), Rejection> {
+fn check_tool_scopes(state: &AuthState, caller: &Caller, body: &[u8]) -> Result<(), Rejection> {
     let Ok(message) = serde_json::from_slice::<Value>(body) else {
         return Ok(()); // not JSON: the MCP layer answers with a parse error
     };
@@ -114,7 +185,19 @@ fn check_tool_scopes(
 
 /// The 401/403/400 response with its `WWW-Authenticate` challenge (RFC 6750 §3, RFC 9728 §5.1).
 pub fn challenge(auth: &Authenticator, r: Rejection) -> Response {
-    let quote = |s: &str| s.replace(['"', '\\'], "'");
+    // Header-safe: printable ASCII only, no quotes, bounded.
+    let quote = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .take(300)
+            .collect()
+    };
     let mut params = vec![format!("resource_metadata=\"{}\"", auth.resource_metadata)];
     if let Some(e) = r.error {
         params.push(format!("error=\"{e}\""));

@@ -65,6 +65,14 @@ impl Rejection {
             scope: None,
         }
     }
+    pub fn forbidden(description: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            error: Some("invalid_token"),
+            description: Some(description.into()),
+            scope: None,
+        }
+    }
     pub fn insufficient_scope(needed: &[String], description: impl Into<String>) -> Self {
         Self {
             status: StatusCode::FORBIDDEN,
@@ -156,11 +164,16 @@ impl Authenticator {
             )));
         }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(hit) = self.cached(&digest) {
-            return Ok(hit);
-        }
-        let caller = verify::verify(&self.issuers, token).await?;
-        self.remember(digest, &caller);
+        let mut caller = match self.cached(&digest) {
+            Some(hit) => hit,
+            None => {
+                let mut caller = verify::verify(&self.issuers, token).await?;
+                caller.subject_token = None; // the cache holds identities, not tokens
+                self.remember(digest, &caller);
+                caller
+            }
+        };
+        caller.subject_token = Some(crate::config::Secret::new(token));
         Ok(caller)
     }
 

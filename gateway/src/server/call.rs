@@ -71,10 +71,18 @@ async fn call_upstream(
     ctx: &RequestContext<RoleServer>,
 ) -> Result<CallToolResult, ErrorData> {
     let progress = ctx.meta.get_progress_token();
-    let mut pending = target
-        .call_tool(req, progress)
-        .await
-        .map_err(|e| errors::from_target(&e))?;
+    let caller = crate::identity::caller_of(ctx.extensions.get::<http::request::Parts>());
+    let mut pending = match target.call_tool(req, progress, caller).await {
+        Ok(p) => p,
+        // A credential problem is the tool's failure as the user sees it: say which target
+        // and what the authorization server answered, as a tool error the client shows.
+        Err(e @ crate::targets::TargetError::Credential { .. }) => {
+            let mut r = CallToolResult::error(vec![rmcp::model::ContentBlock::text(e.to_string())]);
+            complete(&mut r.result_type);
+            return Ok(r);
+        }
+        Err(e) => return Err(errors::from_target(&e)),
+    };
     let result = loop {
         tokio::select! {
             // Relays first: a log line or progress sent just before the result must reach the

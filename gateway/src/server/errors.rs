@@ -27,6 +27,11 @@ pub fn from_target(e: &TargetError) -> ErrorData {
             Some(json!({ "target": target, "timeout_ms": after.as_millis() as u64 })),
         ),
         // The upstream's own error, with its code, so clients see what the tool said.
+        TargetError::Credential { target, .. } => ErrorData::new(
+            TARGET_UNAVAILABLE,
+            e.to_string(),
+            Some(json!({ "target": target })),
+        ),
         TargetError::Upstream { target, error } => ErrorData::new(
             error.code,
             format!("target `{target}`: {}", error.message),

@@ -60,6 +60,7 @@ pub fn router(
             auth: auth.clone(),
             catalog: catalog.clone(),
             max_body: settings.max_request_bytes,
+            sessions: Default::default(),
         };
         mcp_routes = mcp_routes.layer(axum::middleware::from_fn_with_state(state, require_caller));
     }

@@ -23,10 +23,13 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{Notify, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::mcp_http::{CredentialedClient, OutboundContext};
 use super::relay::{Registration, RelayReceiver, Relays};
 use super::{Health, Listing, TargetError};
 use crate::catalog::CatalogEvent;
 use crate::config::{McpTransport, TargetSpec};
+use crate::identity::Caller;
+use crate::outbound::{CredentialProvider, OutboundRequest};
 
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -41,6 +44,7 @@ struct Inner {
     spec: TargetSpec,
     transport: McpTransport,
     http: reqwest::Client,
+    credentials: Arc<dyn CredentialProvider>,
     live: ArcSwapOption<Live>,
     /// Single-flight: one connection attempt at a time.
     connect_lock: tokio::sync::Mutex<()>,
@@ -90,6 +94,7 @@ impl McpTarget {
     pub fn start(
         spec: TargetSpec,
         transport: McpTransport,
+        credentials: Arc<dyn CredentialProvider>,
         changed: watch::Sender<u64>,
         events: broadcast::Sender<CatalogEvent>,
         shutdown: CancellationToken,
@@ -104,6 +109,7 @@ impl McpTarget {
             spec,
             transport,
             http,
+            credentials,
             live: ArcSwapOption::empty(),
             connect_lock: tokio::sync::Mutex::new(()),
             last_error: Mutex::new(Some("not connected yet".into())),
@@ -157,8 +163,16 @@ impl McpTarget {
         &self,
         params: CallToolRequestParams,
         downstream_progress: Option<ProgressToken>,
+        caller: Option<&Caller>,
     ) -> Result<PendingCall<'_, CallToolResult>, TargetError> {
-        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        let tool = params.name.to_string();
+        self.inner.check_credentials(caller, &tool).await?;
+        let mut request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        // In-memory only (never serialized): lets the HTTP layer attach per-call credentials.
+        request.extensions_mut().insert(OutboundContext {
+            caller: caller.cloned(),
+            tool: Some(tool),
+        });
         let pending = self
             .inner
             .start_request(request, downstream_progress)
@@ -234,6 +248,36 @@ impl Inner {
         if let Ok(mut slot) = self.last_error.lock() {
             *slot = Some(e.into());
         }
+    }
+
+    /// Obtain the call's credential before sending anything, so a token-endpoint or STS
+    /// failure reaches the caller as itself (naming the OAuth error), not as a transport error.
+    /// The HTTP layer then reuses the cached credential.
+    async fn check_credentials(
+        &self,
+        caller: Option<&Caller>,
+        tool: &str,
+    ) -> Result<(), TargetError> {
+        let McpTransport::Http { url } = &self.transport else {
+            return Ok(());
+        };
+        let req = OutboundRequest {
+            target: &self.spec.name,
+            method: "POST",
+            url,
+            headers: &[],
+            body: b"",
+            caller,
+            tool: Some(tool),
+        };
+        self.credentials
+            .attach(&req)
+            .await
+            .map(|_| ())
+            .map_err(|error| TargetError::Credential {
+                target: self.spec.name.clone(),
+                error,
+            })
     }
 
     fn unavailable(&self, reason: impl Into<String>) -> TargetError {
@@ -392,8 +436,13 @@ impl Inner {
         match &self.transport {
             McpTransport::Http { url } => {
                 let config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
+                let client_with_credentials = CredentialedClient {
+                    http: self.http.clone(),
+                    credentials: self.credentials.clone(),
+                    target: Arc::from(self.spec.name.as_str()),
+                };
                 let transport =
-                    StreamableHttpClientTransport::with_client(self.http.clone(), config);
+                    StreamableHttpClientTransport::with_client(client_with_credentials, config);
                 client
                     .serve_with_ct(transport, ct)
                     .await

@@ -3,6 +3,7 @@
 //! variants of [`Target`] — `targets/` never sees a JWT, only a call and (later) a credential.
 
 pub mod mcp;
+pub mod mcp_http;
 pub mod relay;
 
 use std::time::Duration;
@@ -43,4 +44,10 @@ pub enum TargetError {
     /// The upstream answered with a JSON-RPC error; passed on with its code.
     #[error("target `{target}` returned an error: {}", error.message)]
     Upstream { target: String, error: ErrorData },
+    /// No credential for the target could be obtained (token endpoint, STS, …).
+    #[error("cannot get a credential for target `{target}`: {error}")]
+    Credential {
+        target: String,
+        error: crate::outbound::CredentialError,
+    },
 }

@@ -1,0 +1,166 @@
+//! Outbound credentials: how the gateway authenticates to each target. One
+//! [`CredentialProvider`] per target, built when the config is compiled, chosen by `[auth]
+//! mode`. It sees the [`Caller`], the tool and the HTTP request about to be sent, and says what
+//! to attach; it never sees MCP, and the caller's own token is never what it attaches.
+
+mod api_key;
+mod client_credentials;
+mod oauth;
+mod sigv4;
+mod token_exchange;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use futures::future::BoxFuture;
+use http::{HeaderName, HeaderValue};
+use url::Url;
+
+pub use client_credentials::ClientCredentials;
+pub use sigv4::SigV4;
+pub use token_exchange::TokenExchange;
+
+use crate::config::outbound::AuthSpec;
+use crate::identity::Caller;
+
+/// One HTTP request the gateway is about to send to a target.
+#[derive(Debug)]
+pub struct OutboundRequest<'a> {
+    pub target: &'a str,
+    pub method: &'a str,
+    pub url: &'a Url,
+    /// Headers that will be sent and that a signature must cover (e.g. `content-type`).
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+    /// Who the call is for; `None` for the gateway's own requests (session set-up, listing).
+    pub caller: Option<&'a Caller>,
+    /// The upstream tool being called, if any.
+    pub tool: Option<&'a str>,
+}
+
+/// What to add to the request. Values are marked sensitive and never printed.
+#[derive(Default, Clone)]
+pub struct Attachment {
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub query: Vec<(String, String)>,
+}
+
+impl fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<_> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        let query: Vec<_> = self.query.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("Attachment")
+            .field("headers", &names)
+            .field("query", &query)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Attachment {
+    pub fn header(mut self, name: HeaderName, value: &str) -> Result<Self, CredentialError> {
+        let mut v = HeaderValue::from_str(value).map_err(|_| {
+            CredentialError::Invalid("credential is not a valid header value".into())
+        })?;
+        v.set_sensitive(true);
+        self.headers.push((name, v));
+        Ok(self)
+    }
+
+    /// The URL with the query credentials added.
+    pub fn apply_query(&self, url: &Url) -> Url {
+        let mut url = url.clone();
+        if !self.query.is_empty() {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in &self.query {
+                q.append_pair(k, v);
+            }
+        }
+        url
+    }
+}
+
+/// Why no credential could be produced. Each names the target, so the caller's tool error
+/// says which registration needs attention.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum CredentialError {
+    /// The authorization server refused (OAuth error code and description).
+    #[error("the token endpoint refused: {code}{}", .description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Refused {
+        code: String,
+        description: Option<String>,
+    },
+    #[error("the credential service is unreachable: {0}")]
+    Unreachable(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("mode `{0}` acts for a caller, and this request has none")]
+    NoCaller(&'static str),
+}
+
+/// The seam every target kind calls before sending a request.
+pub trait CredentialProvider: Send + Sync + fmt::Debug {
+    fn mode(&self) -> &'static str;
+
+    /// What to attach to this request.
+    fn attach<'a>(
+        &'a self,
+        req: &'a OutboundRequest<'a>,
+    ) -> BoxFuture<'a, Result<Attachment, CredentialError>>;
+
+    /// The target answered 401 to a request made with `used`: drop any cached token it came
+    /// from. Returns true when retrying once with a fresh credential can help.
+    fn rejected(&self, _used: &Attachment) -> bool {
+        false
+    }
+}
+
+/// The clock providers use for token expiry; injectable so tests can move time.
+pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(SystemTime::now)
+}
+
+/// No credentials.
+#[derive(Debug)]
+pub struct NoAuth;
+
+impl CredentialProvider for NoAuth {
+    fn mode(&self) -> &'static str {
+        "none"
+    }
+    fn attach<'a>(
+        &'a self,
+        _req: &'a OutboundRequest<'a>,
+    ) -> BoxFuture<'a, Result<Attachment, CredentialError>> {
+        Box::pin(async { Ok(Attachment::default()) })
+    }
+}
+
+/// Build the provider for a target's `[auth]`. Expensive state (HTTP clients, token caches,
+/// AWS clients) lives in the provider, built once per target.
+pub fn provider(spec: &AuthSpec, http: reqwest::Client) -> Arc<dyn CredentialProvider> {
+    match spec {
+        AuthSpec::None => Arc::new(NoAuth),
+        AuthSpec::ApiKey { key, placement } => {
+            Arc::new(api_key::ApiKey::new(key.clone(), placement.clone()))
+        }
+        AuthSpec::ClientCredentials(s) => {
+            Arc::new(ClientCredentials::new(s.clone(), http, system_clock()))
+        }
+        AuthSpec::AwsSigv4(s) => Arc::new(SigV4::new(s.clone(), system_clock())),
+        AuthSpec::TokenExchange(s) => Arc::new(TokenExchange::new(s.clone(), http, system_clock())),
+    }
+}
+
+/// An HTTP client for token endpoints: no redirects (a redirect could carry our client
+/// credentials elsewhere), bounded time.
+pub fn token_http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(15))
+        .build()
+        .unwrap_or_default()
+}
