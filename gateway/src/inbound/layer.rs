@@ -58,11 +58,11 @@ pub async fn require_caller(State(state): State<AuthState>, req: Request, next: 
         && let Ok(owners) = state.sessions.0.lock()
         && owners.get(id).is_some_and(|o| *o != owner)
     {
-        let r = Rejection::forbidden(
-            "this MCP session was opened by another user; start your own session",
-        );
+        let r = Rejection::foreign_session();
         refused(&r);
-        return challenge(&state.auth, r);
+        let body =
+            axum::Json(json!({ "error": "session_not_found", "error_description": r.description }));
+        return (r.status, body).into_response();
     }
     let resp = next.run(req).await;
     if session.is_none()
@@ -99,9 +99,9 @@ fn refused(r: &Rejection) {
 
 async fn admit(state: &AuthState, mut req: Request) -> Result<Request, Rejection> {
     // Tokens in URLs end up in logs and browser history: refused (MCP, OAuth 2.1 §5.2).
+    // Decoded, so `access%5Ftoken` is recognised too.
     let in_query = req.uri().query().is_some_and(|q| {
-        q.split('&')
-            .any(|kv| kv.split('=').next() == Some("access_token"))
+        url::form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "access_token")
     });
     if in_query {
         return Err(Rejection::bad_request(
@@ -218,6 +218,10 @@ pub fn challenge(auth: &Authenticator, r: Rejection) -> Response {
         "error_description": r.description.as_deref().unwrap_or("this endpoint needs an OAuth bearer token; see the resource metadata"),
     });
     let mut resp = (r.status, axum::Json(body)).into_response();
+    if r.status == http::StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
     if let Ok(v) = HeaderValue::from_str(&header) {
         resp.headers_mut().insert(WWW_AUTHENTICATE, v);
     }

@@ -65,10 +65,23 @@ impl Rejection {
             scope: None,
         }
     }
-    pub fn forbidden(description: impl Into<String>) -> Self {
+    /// Another user's session id: answered as an unknown session (MCP: 404), which also
+    /// does not confirm that the session exists.
+    pub fn foreign_session() -> Self {
         Self {
-            status: StatusCode::FORBIDDEN,
-            error: Some("invalid_token"),
+            status: StatusCode::NOT_FOUND,
+            error: None,
+            description: Some(
+                "no such session for this user; start a new session with initialize".into(),
+            ),
+            scope: None,
+        }
+    }
+    /// The token may be fine but cannot be checked now (the issuer's keys are unreachable).
+    pub fn unavailable(description: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            error: None,
             description: Some(description.into()),
             scope: None,
         }

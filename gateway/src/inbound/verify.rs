@@ -76,9 +76,9 @@ pub async fn verify(issuers: &[Arc<Issuer>], token: &str) -> Result<Caller, Reje
             KeyError::NoKid => {
                 Rejection::invalid("the token names no `kid` and the issuer publishes several keys")
             }
-            KeyError::Unavailable(why) => {
-                Rejection::invalid(format!("the issuer's signing keys are unavailable ({why})"))
-            }
+            KeyError::Unavailable(why) => Rejection::unavailable(format!(
+                "the issuer's signing keys cannot be fetched now ({why}); retry later"
+            )),
         })?;
     if let Some(ka) = jwk.common.key_algorithm
         && Algorithm::try_from(ka).ok() != Some(header.alg)

@@ -42,6 +42,34 @@ pub(super) async fn call_tool(
     };
     let target = gw.target(route.target)?;
     audit.target = Some(target.name().to_string());
+
+    // Authorize: the HTTP layer answers a missing tool scope with the 403 step-up; this
+    // repeats the check on the view the call is routed by, so a tool that appeared between
+    // the two reads is never called without its scope.
+    if let (Some(needed), Some(caller)) = (
+        view.tool_scopes.get(req.name.as_ref()),
+        crate::identity::caller_of(parts),
+    ) && let Some(missing) = needed.iter().find(|s| !caller.scopes.contains(*s))
+    {
+        let e = ErrorData::invalid_request(
+            format!(
+                "insufficient_scope: tool `{}` needs the scope `{missing}`",
+                req.name
+            ),
+            None,
+        );
+        audit.decision = Decision::Deny;
+        audit
+            .finish(
+                Outcome::Error {
+                    code: e.code.0,
+                    message: e.message.to_string(),
+                },
+                started.elapsed(),
+            )
+            .emit();
+        return Err(e);
+    }
     req.name = route.upstream_name.clone().into();
     strip_meta(&mut req.meta);
 

@@ -1,10 +1,12 @@
 //! `dynamic-upstream`: an MCP server over streamable HTTP whose tool list changes at runtime, for
 //! the end-to-end tests of `notifications/tools/list_changed` through the gateway.
 //!
-//! It starts with one tool, `add_tool {name}`. Calling it registers a tool of that name (which
-//! echoes its arguments back as JSON text) and sends `notifications/tools/list_changed` to every
-//! connected session. The tool list is shared by all sessions, so a tool added through one
-//! session is listed by every other.
+//! It starts with two tools. `add_tool {name}` registers a tool of that name (which echoes its
+//! arguments back as JSON text) and sends `notifications/tools/list_changed` to every connected
+//! session. The tool list is shared by all sessions, so a tool added through one session is
+//! listed by every other. `calls` answers, as text, how many `tools/call` requests (of any
+//! other tool, known or not) the process has received so far, so a test can prove that nothing
+//! it sent reached the upstream.
 //!
 //! Usage: `dynamic-upstream` (no arguments). It binds 127.0.0.1 on a free port, prints one line
 //! `http://127.0.0.1:PORT/mcp` on stdout once listening, and logs to stderr.
@@ -13,7 +15,10 @@ use std::{
     borrow::Cow,
     io::{IsTerminal as _, Write as _},
     net::Ipv4Addr,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use anyhow::Context as _;
@@ -28,6 +33,7 @@ use rmcp::{
 use serde_json::json;
 
 const ADD_TOOL: &str = "add_tool";
+const CALLS: &str = "calls";
 /// The MCP spec's limit on tool names (2025-11-25, "Tool names").
 const MAX_NAME_LEN: usize = 64;
 
@@ -89,11 +95,13 @@ struct Registry {
     added: Mutex<Vec<Tool>>,
     /// Every session that completed its handshake, to tell about list changes.
     peers: Mutex<Vec<Peer<RoleServer>>>,
+    /// `tools/call` requests received, except those of `calls` itself.
+    calls: AtomicU64,
 }
 
 impl Registry {
     fn tools(&self) -> Vec<Tool> {
-        let mut tools = vec![add_tool()];
+        let mut tools = vec![add_tool(), calls_tool()];
         tools.extend(lock(&self.added).iter().cloned());
         tools
     }
@@ -102,7 +110,7 @@ impl Registry {
     fn add(&self, name: &str) -> Result<(), ErrorData> {
         validate_name(name)?;
         let mut added = lock(&self.added);
-        if name == ADD_TOOL || added.iter().any(|tool| tool.name == name) {
+        if name == ADD_TOOL || name == CALLS || added.iter().any(|tool| tool.name == name) {
             return Err(ErrorData::invalid_params(
                 format!("a tool named `{name}` already exists"),
                 None,
@@ -186,6 +194,11 @@ impl ServerHandler for DynamicUpstream {
         request: CallToolRequestParams,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        if request.name == CALLS {
+            let calls = self.registry.calls.load(Ordering::SeqCst);
+            return Ok(CallToolResult::success(vec![ContentBlock::text(calls.to_string())]).into());
+        }
+        self.registry.calls.fetch_add(1, Ordering::SeqCst);
         let args = request.arguments.unwrap_or_default();
         let result = if request.name == ADD_TOOL {
             self.add_tool(&args).await?
@@ -246,6 +259,14 @@ fn add_tool() -> Tool {
         ADD_TOOL,
         "Adds an echo tool with this name and announces tools/list_changed",
         object(schema),
+    )
+}
+
+fn calls_tool() -> Tool {
+    Tool::new(
+        CALLS,
+        "How many tools/call requests this upstream received so far, not counting `calls`",
+        object(json!({ "type": "object" })),
     )
 }
 
