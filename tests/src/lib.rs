@@ -304,3 +304,146 @@ pub fn eventually<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Resu
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The certified OpenID provider from `peers/idp` (npm `oidc-provider`) on a free loopback
+/// port, started through the peers script; stopped on drop (also when a test panics).
+#[derive(Debug)]
+pub struct Idp {
+    /// `http://127.0.0.1:PORT`, exactly as the tokens' `iss` names it.
+    pub issuer: String,
+    pub port: u16,
+    peers: PathBuf,
+}
+
+impl Idp {
+    pub fn start(peers: &Path) -> Result<Self> {
+        let port = free_port();
+        // The guard exists before the script runs: a start that fails half-way is stopped too.
+        let idp = Self {
+            issuer: format!("http://127.0.0.1:{port}"),
+            port,
+            peers: peers.to_path_buf(),
+        };
+        let issuer = idp.script("start-idp.sh", &[&port.to_string()])?;
+        if issuer != idp.issuer {
+            bail!("start-idp.sh printed {issuer:?}, expected {}", idp.issuer);
+        }
+        Ok(idp)
+    }
+
+    /// Run `peers/idp/SCRIPT ARGS` against this issuer; its trimmed stdout.
+    pub fn script(&self, script: &str, args: &[&str]) -> Result<String> {
+        let out = Command::new("bash")
+            .arg(self.peers.join("idp").join(script))
+            .args(args)
+            .env("IDP_ISSUER", &self.issuer)
+            .env("IDP_PORT", self.port.to_string())
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("run {script}"))?;
+        if !out.status.success() {
+            bail!(
+                "{script} {args:?} failed ({}): {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// A user's access token from the authorization-code + PKCE flow (`token.sh`), for
+    /// `resource` (its `aud`).
+    pub fn user_token(&self, user: &str, resource: &str) -> Result<String> {
+        self.script("token.sh", &[user, "--resource", resource])
+    }
+
+    /// An agent's access token from client credentials (`cc-token.sh`, client `cc-client`).
+    pub fn client_token(&self, resource: &str) -> Result<String> {
+        self.script("cc-token.sh", &["--resource", resource])
+    }
+
+    /// Rotate the signing key (the old one stays published); returns the new `kid`.
+    pub fn rotate_key(&self) -> Result<String> {
+        let out = self.script("rotate-key.sh", &[&self.port.to_string()])?;
+        let v: serde_json::Value =
+            serde_json::from_str(&out).with_context(|| format!("rotate-key.sh printed {out}"))?;
+        v["signing_kid"]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("rotate-key.sh printed no signing_kid: {out}"))
+    }
+
+    /// Stop the IdP now (idempotent; drop does it too).
+    pub fn stop(&self) {
+        let _ = Command::new("bash")
+            .arg(self.peers.join("idp/stop-idp.sh"))
+            .arg(self.port.to_string())
+            .stdin(Stdio::null())
+            .output();
+    }
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The decoded header of a JWT (not verified).
+pub fn jwt_header(token: &str) -> Result<serde_json::Value> {
+    jwt_part(token, 0)
+}
+
+/// The decoded claims of a JWT (not verified).
+pub fn jwt_claims(token: &str) -> Result<serde_json::Value> {
+    jwt_part(token, 1)
+}
+
+fn jwt_part(token: &str, index: usize) -> Result<serde_json::Value> {
+    let part = token
+        .split('.')
+        .nth(index)
+        .with_context(|| format!("not a JWT: {token}"))?;
+    Ok(serde_json::from_slice(&base64url_decode(part)?)?)
+}
+
+/// base64url without padding (RFC 4648 §5), as JWTs use it.
+pub fn base64url_decode(text: &str) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.trim_end_matches('=').bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => bail!("invalid base64url character {:?}", c as char),
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Ok(out)
+}
+
+/// base64url without padding (RFC 4648 §5), as JWTs use it.
+pub fn base64url_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}

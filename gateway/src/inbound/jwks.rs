@@ -4,7 +4,8 @@
 //! once per `jwks_refetch_interval` (single-flight, so a flood of random kids costs the IdP
 //! one request per interval), and kept while the IdP is down: the last good set serves on.
 
-use std::sync::{Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::Algorithm;
@@ -27,7 +28,7 @@ pub struct KeySource {
 enum Kind {
     /// Keys known in-process (the dev IdP).
     Local(JwkSet),
-    Remote(Box<Remote>),
+    Remote(Arc<Remote>),
 }
 
 #[derive(Debug)]
@@ -43,6 +44,8 @@ struct Remote {
     /// When the last fetch failed: requests queued behind a failing fetch do not each retry
     /// (each could wait for the full HTTP timeout while the IdP is down).
     last_failure: Mutex<Option<Instant>>,
+    /// A background TTL refresh is running.
+    refreshing: AtomicBool,
 }
 
 /// After a failed fetch, further fetches wait this long.
@@ -50,7 +53,7 @@ const FAILURE_BACKOFF: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 struct Cached {
-    set: std::sync::Arc<JwkSet>,
+    set: Arc<JwkSet>,
     fetched: Instant,
     ttl: Duration,
 }
@@ -79,7 +82,7 @@ impl KeySource {
 
     pub fn remote(spec: &IssuerSpec, http: reqwest::Client) -> Self {
         Self {
-            kind: Kind::Remote(Box::new(Remote {
+            kind: Kind::Remote(Arc::new(Remote {
                 issuer: spec.issuer.clone(),
                 jwks_uri: spec.jwks_uri.clone(),
                 http,
@@ -89,6 +92,7 @@ impl KeySource {
                 last_unknown_kid_fetch: Mutex::new(None),
                 last_error: Mutex::new(None),
                 last_failure: Mutex::new(None),
+                refreshing: AtomicBool::new(false),
             })),
         }
     }
@@ -109,7 +113,7 @@ impl KeySource {
         }
     }
 
-    /// Fetch now (startup, and the TTL refresh).
+    /// Fetch now (startup).
     pub async fn refresh(&self) -> Result<(), String> {
         match &self.kind {
             Kind::Local(_) => Ok(()),
@@ -124,15 +128,18 @@ impl KeySource {
             Kind::Remote(r) => r,
         };
         let set = match remote.current() {
-            Some(c) if c.fetched.elapsed() < c.ttl => c.set,
-            stale => match remote
-                .fetch_single_flight(stale.as_ref().map(|c| c.fetched))
+            Some(c) => {
+                // Stale keys keep serving while a background task refreshes them, so no
+                // request waits on the IdP (which may be slow or down) for a known key.
+                if c.fetched.elapsed() >= c.ttl {
+                    refresh_in_background(remote, c.fetched);
+                }
+                c.set
+            }
+            None => remote
+                .fetch_single_flight(None)
                 .await
-            {
-                Ok(set) => set,
-                // The IdP is down: the last good set keeps serving.
-                Err(e) => stale.map(|c| c.set).ok_or(KeyError::Unavailable(e))?,
-            },
+                .map_err(KeyError::Unavailable)?,
         };
         match pick(&set, kid, alg) {
             Err(KeyError::UnknownKid(k)) if remote.may_refetch_for_unknown_kid() => {
@@ -146,6 +153,17 @@ impl KeySource {
             other => other,
         }
     }
+}
+
+fn refresh_in_background(remote: &Arc<Remote>, seen: Instant) {
+    if remote.refreshing.swap(true, Ordering::AcqRel) {
+        return; // one refresh at a time
+    }
+    let remote = remote.clone();
+    tokio::spawn(async move {
+        let _ = remote.fetch_single_flight(Some(seen)).await;
+        remote.refreshing.store(false, Ordering::Release);
+    });
 }
 
 /// Find the key by `kid`; without a `kid`, the only key that fits the algorithm.
@@ -191,10 +209,7 @@ impl Remote {
     }
 
     /// Fetch unless another task fetched since `seen` while we waited for the lock.
-    async fn fetch_single_flight(
-        &self,
-        seen: Option<Instant>,
-    ) -> Result<std::sync::Arc<JwkSet>, String> {
+    async fn fetch_single_flight(&self, seen: Option<Instant>) -> Result<Arc<JwkSet>, String> {
         let _flight = self.fetch.lock().await;
         if let Some(c) = self.current()
             && seen.is_none_or(|s| c.fetched > s)
@@ -221,7 +236,7 @@ impl Remote {
         }
         match self.fetch().await {
             Ok((set, ttl)) => {
-                let set = std::sync::Arc::new(set);
+                let set = Arc::new(set);
                 if let Ok(mut slot) = self.keys.write() {
                     *slot = Some(Cached {
                         set: set.clone(),

@@ -1,0 +1,349 @@
+//! OAuth2 client credentials (2LO) against the real OpenID provider (`../shared/peers/idp`,
+//! its `cc-client`). The upstream is a second Portcullis whose inbound layer verifies the
+//! bearer against the IdP's JWKS, so a call succeeding proves the upstream received a valid
+//! IdP token for its audience. Token requests are counted by a proxy in front of the IdP's
+//! token endpoint.
+#![allow(clippy::unwrap_used)] // tests may panic on setup failures
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use axum::extract::State;
+use axum::response::IntoResponse;
+use portcullis::config::Secret;
+use portcullis::config::outbound::{
+    ClientAuth, ClientCredentialsSpec, OAuthClientSpec, TokenEndpoint,
+};
+use portcullis::outbound::ClientCredentials;
+use portcullis_e2e::{Gateway, binary, free_port, peers};
+use rmcp::ServiceExt;
+use rmcp::model::{CallToolRequestParams, ClientConfig};
+use rmcp::transport::StreamableHttpClientTransport;
+
+/// The IdP, started on a free port and stopped on drop.
+struct Idp {
+    issuer: String,
+    port: u16,
+    peers: PathBuf,
+}
+
+impl Idp {
+    fn start(peers: &Path) -> Self {
+        let port = free_port();
+        let out = Command::new("bash")
+            .arg(peers.join("idp/start-idp.sh"))
+            .arg(port.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "start-idp.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let issuer = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        Self {
+            issuer,
+            port,
+            peers: peers.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(self.peers.join("idp/stop-idp.sh"))
+            .arg(self.port.to_string())
+            .output();
+    }
+}
+
+/// A proxy in front of the IdP's token endpoint that counts requests and can misbehave.
+#[derive(Clone)]
+struct TokenProxy {
+    upstream: String,
+    count: Arc<AtomicUsize>,
+    /// 0 pass through; 1 answer `invalid_client`; 2 hand out a garbage token once, then pass.
+    mode: Arc<AtomicU8>,
+}
+
+async fn proxy_token(
+    State(p): State<TokenProxy>,
+    headers: http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    p.count.fetch_add(1, Ordering::SeqCst);
+    match p.mode.load(Ordering::SeqCst) {
+        1 => {
+            return (http::StatusCode::UNAUTHORIZED, axum::Json(serde_json::json!({"error": "invalid_client", "error_description": "client authentication failed"})))
+                .into_response();
+        }
+        2 => {
+            p.mode.store(0, Ordering::SeqCst);
+            return axum::Json(serde_json::json!({"access_token": "garbage-token", "token_type": "Bearer", "expires_in": 3600})).into_response();
+        }
+        _ => {}
+    }
+    let mut req = reqwest::Client::new()
+        .post(format!("{}/token", p.upstream))
+        .body(body.to_vec());
+    for (k, v) in &headers {
+        if k != http::header::HOST && k != http::header::CONTENT_LENGTH {
+            req = req.header(k, v);
+        }
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let bytes = resp.bytes().await.unwrap();
+    (
+        status,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        bytes,
+    )
+        .into_response()
+}
+
+async fn start_proxy(upstream: &str) -> (String, TokenProxy) {
+    let state = TokenProxy {
+        upstream: upstream.to_string(),
+        count: Arc::default(),
+        mode: Arc::default(),
+    };
+    let app = axum::Router::new()
+        .route("/token", axum::routing::post(proxy_token))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/token", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    (url, state)
+}
+
+fn secret_file(dir: &tempfile::TempDir, value: &str) -> String {
+    let p = dir.path().join("cc-secret");
+    std::fs::write(&p, value).unwrap();
+    p.display().to_string()
+}
+
+/// An upstream Portcullis that admits only IdP tokens for its own URL, fronting the demo.
+fn validating_upstream(idp: &Idp) -> Gateway {
+    let gw = format!("[[inbound.issuers]]\nissuer = \"{}\"\n", idp.issuer);
+    let demo = format!(
+        "[mcp]\ncommand = \"{}\"\n",
+        binary("portcullis-demo", "portcullis-demo").display()
+    );
+    Gateway::start(&gw, &[("demo", demo)]).unwrap()
+}
+
+fn two_lo_target(upstream: &Gateway, token_url: &str, secret_path: &str, extra: &str) -> String {
+    format!(
+        "[mcp]\nurl = \"{}\"\n[auth]\nmode = \"oauth2_client_credentials\"\ntoken_url = \"{token_url}\"\nclient_id = \"cc-client\"\nclient_secret = \"file:{secret_path}\"\nscopes = [\"mcp:read\"]\nresource = \"{}\"\n{extra}",
+        upstream.url, upstream.url
+    )
+}
+
+async fn echo(url: &str, tool: &str, text: &str) -> rmcp::model::CallToolResult {
+    let client = ClientConfig::default()
+        .serve(StreamableHttpClientTransport::from_uri(url.to_string()))
+        .await
+        .unwrap();
+    let args = serde_json::json!({"text": text})
+        .as_object()
+        .cloned()
+        .unwrap();
+    let r = client
+        .peer()
+        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args))
+        .await
+        .unwrap();
+    client.cancel().await.ok();
+    r
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_receives_a_valid_idp_token_and_one_token_serves_many_calls() {
+    let Some(peers) = peers() else { return };
+    let idp = Idp::start(&peers);
+    let upstream = tokio::task::spawn_blocking({
+        let issuer = idp.issuer.clone();
+        let peers = peers.clone();
+        move || {
+            validating_upstream(&Idp {
+                issuer,
+                port: 0,
+                peers,
+            })
+        }
+    })
+    .await
+    .unwrap();
+    let (token_url, proxy) = start_proxy(&idp.issuer).await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = secret_file(&dir, "cc-client-secret");
+    let target = two_lo_target(&upstream, &token_url, &secret, "");
+    let front = tokio::task::spawn_blocking(move || Gateway::start("", &[("up", target)]).unwrap())
+        .await
+        .unwrap();
+
+    for i in 0..5 {
+        let r = echo(&front.url, "up__demo__echo", &format!("call {i}")).await;
+        assert_ne!(r.is_error, Some(true), "{r:?}");
+        assert!(
+            serde_json::to_string(&r.content)
+                .unwrap()
+                .contains(&format!("call {i}"))
+        );
+    }
+    // Session set-up, listing and five calls through fresh client sessions: one token.
+    assert_eq!(proxy.count.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_401_replaces_the_cached_token_once() {
+    let Some(peers) = peers() else { return };
+    let idp = Idp::start(&peers);
+    let upstream = tokio::task::spawn_blocking({
+        let issuer = idp.issuer.clone();
+        let peers = peers.clone();
+        move || {
+            validating_upstream(&Idp {
+                issuer,
+                port: 0,
+                peers,
+            })
+        }
+    })
+    .await
+    .unwrap();
+    let (token_url, proxy) = start_proxy(&idp.issuer).await;
+    // The first token handed out is garbage: the upstream answers 401, the gateway drops it,
+    // fetches a real one and retries once.
+    proxy.mode.store(2, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let secret = secret_file(&dir, "cc-client-secret");
+    let target = two_lo_target(&upstream, &token_url, &secret, "");
+    let front = tokio::task::spawn_blocking(move || Gateway::start("", &[("up", target)]).unwrap())
+        .await
+        .unwrap();
+    let r = echo(&front.url, "up__demo__echo", "after retry").await;
+    assert_ne!(r.is_error, Some(true), "{r:?}");
+    assert_eq!(
+        proxy.count.load(Ordering::SeqCst),
+        2,
+        "one garbage token, one real"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_endpoint_errors_are_tool_errors_naming_target_and_oauth_code() {
+    let Some(peers) = peers() else { return };
+    let idp = Idp::start(&peers);
+    let upstream = tokio::task::spawn_blocking({
+        let issuer = idp.issuer.clone();
+        let peers = peers.clone();
+        move || {
+            validating_upstream(&Idp {
+                issuer,
+                port: 0,
+                peers,
+            })
+        }
+    })
+    .await
+    .unwrap();
+    let (token_url, proxy) = start_proxy(&idp.issuer).await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = secret_file(&dir, "cc-client-secret");
+    // A skew as long as the token's life: every call asks for a fresh token, so the next call
+    // meets the token endpoint's error.
+    let target = two_lo_target(&upstream, &token_url, &secret, "refresh_skew = \"3600s\"\n");
+    let front = tokio::task::spawn_blocking(move || Gateway::start("", &[("up", target)]).unwrap())
+        .await
+        .unwrap();
+    assert_ne!(
+        echo(&front.url, "up__demo__echo", "ok").await.is_error,
+        Some(true)
+    );
+    proxy.mode.store(1, Ordering::SeqCst);
+    let r = echo(&front.url, "up__demo__echo", "refused").await;
+    assert_eq!(r.is_error, Some(true), "{r:?}");
+    let text = serde_json::to_string(&r.content).unwrap();
+    assert!(
+        text.contains("target `up`") && text.contains("invalid_client"),
+        "{text}"
+    );
+
+    // A wrong secret at the real IdP: `check` names the target and the OAuth error.
+    proxy.mode.store(0, Ordering::SeqCst);
+    let bad = secret_file(&dir, "not-the-secret");
+    let dir2 = portcullis_e2e::write_config(
+        "",
+        &[("bad", two_lo_target(&upstream, &token_url, &bad, ""))],
+    )
+    .unwrap();
+    let out = Command::new(binary("portcullis", "portcullis"))
+        .args(["check", "--config"])
+        .arg(dir2.path().join("gateway.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("target `bad`") && stderr.contains("invalid_client"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("not-the-secret"),
+        "the secret must never be printed: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_concurrent_callers_cause_one_token_request_and_expiry_one_refresh() {
+    let Some(peers) = peers() else { return };
+    let idp = Idp::start(&peers);
+    let (token_url, proxy) = start_proxy(&idp.issuer).await;
+    let now = Arc::new(std::sync::Mutex::new(SystemTime::now()));
+    let clock = {
+        let now = now.clone();
+        Arc::new(move || *now.lock().unwrap())
+    };
+    let spec = ClientCredentialsSpec {
+        endpoint: TokenEndpoint::Url(url::Url::parse(&token_url).unwrap()),
+        client: OAuthClientSpec {
+            client_id: "cc-client".into(),
+            auth: ClientAuth::Basic(Secret::new("cc-client-secret")),
+        },
+        scopes: vec!["mcp:read".into()],
+        audience: None,
+        resource: Some("http://127.0.0.1:1/mcp".into()),
+        refresh_skew: Duration::from_secs(60),
+    };
+    let provider = Arc::new(ClientCredentials::new(spec, reqwest::Client::new(), clock));
+    let tokens = futures::future::join_all((0..1000).map(|_| {
+        let p = provider.clone();
+        async move { p.token().await.unwrap().expose().to_string() }
+    }))
+    .await;
+    assert_eq!(proxy.count.load(Ordering::SeqCst), 1, "single flight");
+    assert!(tokens.iter().all(|t| t == &tokens[0]));
+    // The IdP's token is an at+jwt for the requested resource.
+    assert_eq!(tokens[0].split('.').count(), 3);
+
+    // Past expiry minus skew (the IdP's tokens live 3600 s): one refresh for all callers.
+    *now.lock().unwrap() += Duration::from_secs(3600 - 30);
+    let refreshed = futures::future::join_all((0..100).map(|_| {
+        let p = provider.clone();
+        async move { p.token().await.unwrap().expose().to_string() }
+    }))
+    .await;
+    assert_eq!(
+        proxy.count.load(Ordering::SeqCst),
+        2,
+        "expiry triggers exactly one refresh"
+    );
+    assert!(refreshed.iter().all(|t| t == &refreshed[0]));
+    assert_eq!(provider.fetches(), 2);
+}
