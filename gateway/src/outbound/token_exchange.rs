@@ -5,7 +5,7 @@
 //! sent with the same client authentication as the other modes.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -28,6 +28,7 @@ pub struct TokenExchange {
     http: reqwest::Client,
     clock: ClockDebug,
     cache: Mutex<HashMap<[u8; 32], CachedToken>>,
+    flights: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,6 +50,7 @@ impl TokenExchange {
             http,
             clock: ClockDebug(clock),
             cache: Mutex::new(HashMap::new()),
+            flights: Mutex::new(HashMap::new()),
         }
     }
 
@@ -77,7 +79,13 @@ impl TokenExchange {
         let mut req = self.http.post(self.spec.token_url.clone());
         if let Some(client) = &self.spec.client {
             match &client.auth {
-                ClientAuth::Basic(s) => req = req.basic_auth(&client.client_id, Some(s.expose())),
+                // RFC 6749 §2.3.1: both parts are form-urlencoded before Basic encoding.
+                ClientAuth::Basic(s) => {
+                    req = req.basic_auth(
+                        form_encode(&client.client_id),
+                        Some(form_encode(s.expose())),
+                    )
+                }
                 ClientAuth::Post(s) => {
                     form.push(("client_id".into(), client.client_id.clone()));
                     form.push(("client_secret".into(), s.expose().to_string()));
@@ -125,6 +133,10 @@ impl TokenExchange {
     }
 }
 
+fn form_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
 impl CredentialProvider for TokenExchange {
     fn mode(&self) -> &'static str {
         "token_exchange"
@@ -143,22 +155,45 @@ impl CredentialProvider for TokenExchange {
                 Sha256::digest(format!("{}\u{0}{}", req.target, subject.expose()).as_bytes())
                     .into();
             let now = (self.clock.0)();
-            let cached = self
-                .cache
-                .lock()
-                .ok()
-                .and_then(|c| c.get(&key).filter(|t| t.fresh(now)).cloned());
-            let token = match cached {
+            let cached = |now| {
+                self.cache
+                    .lock()
+                    .ok()
+                    .and_then(|c| c.get(&key).filter(|t| t.fresh(now)).cloned())
+            };
+            let token = match cached(now) {
                 Some(t) => t,
                 None => {
-                    let t = self.exchange(subject.expose()).await?;
-                    if let Ok(mut c) = self.cache.lock() {
-                        if c.len() >= MAX_CACHED {
-                            c.retain(|_, t| t.fresh(now));
+                    // Single flight per (caller token, target): concurrent calls of one caller
+                    // share one exchange.
+                    let flight = self
+                        .flights
+                        .lock()
+                        .ok()
+                        .map(|mut f| f.entry(key).or_default().clone());
+                    let _guard = match &flight {
+                        Some(f) => Some(f.lock().await),
+                        None => None,
+                    };
+                    match cached((self.clock.0)()) {
+                        Some(t) => t,
+                        None => {
+                            let t = self.exchange(subject.expose()).await?;
+                            if let Ok(mut c) = self.cache.lock() {
+                                if c.len() >= MAX_CACHED {
+                                    c.retain(|_, t| t.fresh(now));
+                                    if c.len() >= MAX_CACHED {
+                                        c.clear(); // bounded memory beats a perfect hit rate
+                                        if let Ok(mut f) = self.flights.lock() {
+                                            f.clear();
+                                        }
+                                    }
+                                }
+                                c.insert(key, t.clone());
+                            }
+                            t
                         }
-                        c.insert(key, t.clone());
                     }
-                    t
                 }
             };
             Attachment::default().header(
@@ -168,9 +203,16 @@ impl CredentialProvider for TokenExchange {
         })
     }
 
-    fn rejected(&self, _used: &Attachment) -> bool {
+    fn rejected(&self, used: &Attachment) -> bool {
+        let used: Vec<&str> = used
+            .headers
+            .iter()
+            .filter_map(|(_, v)| v.to_str().ok())
+            .collect();
         if let Ok(mut c) = self.cache.lock() {
-            c.clear();
+            c.retain(|_, t| {
+                !used.contains(&format!("Bearer {}", t.access_token.expose()).as_str())
+            });
         }
         true
     }

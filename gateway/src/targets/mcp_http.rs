@@ -70,6 +70,15 @@ impl CredentialedClient {
     }
 }
 
+/// reqwest errors quote the request URL, which may hold a query-parameter API key; errors
+/// end up in logs, `/readyz` and callers' messages, so the URL is removed.
+fn scrub(e: Error) -> Error {
+    match e {
+        StreamableHttpError::Client(e) => StreamableHttpError::Client(e.without_url()),
+        other => other,
+    }
+}
+
 fn with_headers(
     mut base: HashMap<HeaderName, HeaderValue>,
     a: &Attachment,
@@ -151,9 +160,10 @@ impl StreamableHttpClient for CredentialedClient {
                     with_headers(custom_headers, &a),
                     limits,
                 )
-                .await;
+                .await
+                .map_err(scrub);
         }
-        first
+        first.map_err(scrub)
     }
 
     async fn delete_session(
@@ -172,6 +182,7 @@ impl StreamableHttpClient for CredentialedClient {
                 with_headers(custom_headers, &a),
             )
             .await
+            .map_err(scrub)
     }
 
     async fn get_stream(
@@ -192,5 +203,6 @@ impl StreamableHttpClient for CredentialedClient {
                 with_headers(custom_headers, &a),
             )
             .await
+            .map_err(scrub)
     }
 }

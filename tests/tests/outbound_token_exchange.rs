@@ -1,0 +1,571 @@
+//! Outbound `token_exchange` (RFC 8693) at the provider level, against an in-process
+//! authorization server that checks every field of the exchange. (MCP targets refuse this mode
+//! at config time: their shared upstream session is opened before any caller exists, so the
+//! provider is what per-call target kinds use.)
+#![allow(clippy::unwrap_used)] // tests may panic on setup failures
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use base64::Engine;
+use portcullis::config::Secret;
+use portcullis::config::outbound::{
+    ACCESS_TOKEN_TYPE, ClientAuth, OAuthClientSpec, TokenExchangeSpec,
+};
+use portcullis::identity::Caller;
+use portcullis::outbound::{
+    Attachment, Clock, CredentialError, CredentialProvider, OutboundRequest, TokenExchange,
+    system_clock,
+};
+use serde_json::json;
+use url::Url;
+
+const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const AUDIENCE: &str = "https://api.example.test";
+const RESOURCE: &str = "https://api.example.test/v1/";
+const CLIENT_ID: &str = "portcullis-gw";
+const CLIENT_SECRET: &str = "gw-secret-3c8f";
+
+/// How the authorization server expects the gateway to authenticate itself.
+#[derive(Debug, Clone)]
+enum ExpectClient {
+    /// `client_secret_basic`: HTTP Basic, id and secret form-urlencoded first (RFC 6749 §2.3.1).
+    Basic { id: String, secret: String },
+    /// `client_secret_post`: `client_id` and `client_secret` in the form.
+    Post { id: String, secret: String },
+}
+
+/// One request the authorization server received.
+#[derive(Debug, Clone)]
+struct TokenRequest {
+    authorization: Option<String>,
+    content_type: Option<String>,
+    form: Vec<(String, String)>,
+}
+
+impl TokenRequest {
+    /// The single value of `name`, or `None` when absent; panics on repeats.
+    fn field(&self, name: &str) -> Option<&str> {
+        let values: Vec<&str> = self
+            .form
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert!(values.len() <= 1, "`{name}` sent {} times", values.len());
+        values.first().copied()
+    }
+}
+
+#[derive(Clone)]
+struct AsState {
+    expect: ExpectClient,
+    requests: Arc<Mutex<Vec<TokenRequest>>>,
+    issued: Arc<AtomicU64>,
+}
+
+/// An RFC 8693 authorization server on a free loopback port. `POST /token` checks the
+/// exchange and issues `exchanged-N`; `POST /refuse` answers `invalid_grant`. Stops on drop.
+struct AuthServer {
+    base: String,
+    requests: Arc<Mutex<Vec<TokenRequest>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for AuthServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl AuthServer {
+    async fn start(expect: ExpectClient) -> Self {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let state = AsState {
+            expect,
+            requests: requests.clone(),
+            issued: Arc::new(AtomicU64::new(0)),
+        };
+        let app = axum::Router::new()
+            .route("/token", post(token))
+            .route("/refuse", post(refuse))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            base,
+            requests,
+            task,
+        }
+    }
+
+    fn url(&self, path: &str) -> Url {
+        Url::parse(&format!("{}{path}", self.base)).unwrap()
+    }
+
+    fn requests(&self) -> Vec<TokenRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+}
+
+fn record(st: &AsState, headers: &HeaderMap, body: &[u8]) -> TokenRequest {
+    let text = |h| {
+        headers
+            .get(h)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    let req = TokenRequest {
+        authorization: text(header::AUTHORIZATION),
+        content_type: text(header::CONTENT_TYPE),
+        form: url::form_urlencoded::parse(body).into_owned().collect(),
+    };
+    st.requests.lock().unwrap().push(req.clone());
+    req
+}
+
+fn oauth_error(status: StatusCode, code: &str, description: String) -> Response {
+    (
+        status,
+        Json(json!({ "error": code, "error_description": description })),
+    )
+        .into_response()
+}
+
+/// HTTP Basic credentials as RFC 6749 §2.3.1 defines them: base64 of
+/// `urlencode(client_id):urlencode(secret)`.
+fn basic_credentials(authorization: &str) -> Result<(String, String), String> {
+    let b64 = authorization
+        .strip_prefix("Basic ")
+        .ok_or_else(|| format!("not HTTP Basic: {authorization}"))?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| format!("bad base64 in Basic credentials: {e}"))?;
+    let raw = String::from_utf8(raw).map_err(|e| e.to_string())?;
+    let (id, secret) = raw.split_once(':').ok_or("Basic credentials without `:`")?;
+    let decode = |s: &str| -> String {
+        url::form_urlencoded::parse(format!("v={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Ok((decode(id), decode(secret)))
+}
+
+fn check_client(expect: &ExpectClient, req: &TokenRequest) -> Result<(), String> {
+    match expect {
+        ExpectClient::Basic { id, secret } => {
+            let auth = req
+                .authorization
+                .as_deref()
+                .ok_or("client_secret_basic: no Authorization header")?;
+            let (got_id, got_secret) = basic_credentials(auth)?;
+            if (&got_id, &got_secret) != (id, secret) {
+                return Err(format!("wrong Basic credentials for client `{got_id}`"));
+            }
+            if req.field("client_secret").is_some() {
+                return Err("client_secret_basic: the secret must not also be in the form".into());
+            }
+        }
+        ExpectClient::Post { id, secret } => {
+            if req.authorization.is_some() {
+                return Err("client_secret_post: no Authorization header expected".into());
+            }
+            if req.field("client_id") != Some(id) || req.field("client_secret") != Some(secret) {
+                return Err("client_secret_post: wrong client_id/client_secret in the form".into());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_exchange(req: &TokenRequest) -> Result<(), String> {
+    if req.content_type.as_deref() != Some("application/x-www-form-urlencoded") {
+        return Err(format!("content-type {:?}", req.content_type));
+    }
+    let want = [
+        ("grant_type", GRANT),
+        ("subject_token_type", ACCESS_TOKEN_TYPE),
+        ("audience", AUDIENCE),
+        ("resource", RESOURCE),
+        ("scope", "orders:read orders:write"),
+    ];
+    for (name, value) in want {
+        if req.field(name) != Some(value) {
+            return Err(format!(
+                "`{name}` is {:?}, expected {value:?}",
+                req.field(name)
+            ));
+        }
+    }
+    match req.field("subject_token") {
+        Some(t) if t.starts_with("caller-token-") => Ok(()),
+        other => Err(format!("subject_token {other:?} is not a caller's token")),
+    }
+}
+
+async fn token(State(st): State<AsState>, headers: HeaderMap, body: Bytes) -> Response {
+    let req = record(&st, &headers, &body);
+    if let Err(e) = check_client(&st.expect, &req) {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", e);
+    }
+    if let Err(e) = check_exchange(&req) {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", e);
+    }
+    let n = st.issued.fetch_add(1, Ordering::SeqCst) + 1;
+    Json(json!({
+        "access_token": format!("exchanged-{n}"),
+        "issued_token_type": ACCESS_TOKEN_TYPE,
+        "token_type": "Bearer",
+        "expires_in": 300,
+    }))
+    .into_response()
+}
+
+async fn refuse(State(st): State<AsState>, headers: HeaderMap, body: Bytes) -> Response {
+    record(&st, &headers, &body);
+    oauth_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "subject token expired".into(),
+    )
+}
+
+fn basic() -> ExpectClient {
+    ExpectClient::Basic {
+        id: CLIENT_ID.into(),
+        secret: CLIENT_SECRET.into(),
+    }
+}
+
+fn spec(token_url: Url, auth: ClientAuth) -> TokenExchangeSpec {
+    TokenExchangeSpec {
+        token_url,
+        client: Some(OAuthClientSpec {
+            client_id: CLIENT_ID.into(),
+            auth,
+        }),
+        audience: Some(AUDIENCE.into()),
+        resource: Some(RESOURCE.into()),
+        scopes: vec!["orders:read".into(), "orders:write".into()],
+        subject_token_type: ACCESS_TOKEN_TYPE.into(),
+        requested_token_type: None,
+    }
+}
+
+fn caller(token: Option<&str>) -> Caller {
+    Caller {
+        issuer: "https://idp.example.test".into(),
+        user: "alice".into(),
+        agent: Some("e2e-agent".into()),
+        scopes: BTreeSet::from(["mcp:read".to_string()]),
+        groups: vec![],
+        tenant: None,
+        claims: serde_json::Map::new(),
+        expires_at: SystemTime::now() + Duration::from_secs(600),
+        subject_token: token.map(Secret::new),
+    }
+}
+
+fn target_url() -> Url {
+    Url::parse("https://api.example.test/v1/orders").unwrap()
+}
+
+async fn attach(
+    p: &TokenExchange,
+    target: &str,
+    caller: Option<&Caller>,
+) -> Result<Attachment, CredentialError> {
+    let url = target_url();
+    let headers = [("content-type".to_string(), "application/json".to_string())];
+    p.attach(&OutboundRequest {
+        target,
+        method: "POST",
+        url: &url,
+        headers: &headers,
+        body: br#"{"q":1}"#,
+        caller,
+        tool: Some("search_orders"),
+    })
+    .await
+}
+
+/// The one Authorization header of an attachment (checked sensitive), and nothing else.
+fn bearer(a: &Attachment) -> String {
+    assert_eq!(a.headers.len(), 1, "{a:?}");
+    assert!(a.query.is_empty(), "{a:?}");
+    let (name, value) = &a.headers[0];
+    assert_eq!(name, header::AUTHORIZATION);
+    assert!(value.is_sensitive(), "credential headers are sensitive");
+    value.to_str().unwrap().to_string()
+}
+
+fn no_caller_token_in(a: &Attachment, token: &str) {
+    for (_, v) in &a.headers {
+        assert!(
+            !v.to_str().unwrap().contains(token),
+            "the caller's token is attached"
+        );
+    }
+    for (_, v) in &a.query {
+        assert!(!v.contains(token), "the caller's token is attached");
+    }
+}
+
+#[tokio::test]
+async fn exchanges_the_callers_token_with_every_rfc8693_field_and_basic_client_auth() {
+    let server = AuthServer::start(basic()).await;
+    let p = TokenExchange::new(
+        spec(
+            server.url("/token"),
+            ClientAuth::Basic(Secret::new(CLIENT_SECRET)),
+        ),
+        reqwest::Client::new(),
+        system_clock(),
+    );
+    let alice = caller(Some("caller-token-1"));
+    let a = attach(&p, "orders", Some(&alice)).await.unwrap();
+    assert_eq!(bearer(&a), "Bearer exchanged-1");
+    no_caller_token_in(&a, "caller-token-1");
+
+    let seen = server.requests();
+    assert_eq!(seen.len(), 1);
+    let r = &seen[0];
+    assert_eq!(r.field("grant_type"), Some(GRANT));
+    assert_eq!(r.field("subject_token"), Some("caller-token-1"));
+    assert_eq!(r.field("subject_token_type"), Some(ACCESS_TOKEN_TYPE));
+    assert_eq!(r.field("audience"), Some(AUDIENCE));
+    assert_eq!(r.field("resource"), Some(RESOURCE));
+    assert_eq!(r.field("scope"), Some("orders:read orders:write"));
+    assert_eq!(r.field("requested_token_type"), None);
+    assert_eq!(
+        r.field("client_secret"),
+        None,
+        "the secret is only in the header"
+    );
+    assert_eq!(
+        basic_credentials(r.authorization.as_deref().unwrap()).unwrap(),
+        (CLIENT_ID.to_string(), CLIENT_SECRET.to_string())
+    );
+    assert_eq!(
+        r.content_type.as_deref(),
+        Some("application/x-www-form-urlencoded")
+    );
+}
+
+#[tokio::test]
+async fn the_exchanged_token_is_cached_per_caller_token_and_target() {
+    let server = AuthServer::start(basic()).await;
+    let p = TokenExchange::new(
+        spec(
+            server.url("/token"),
+            ClientAuth::Basic(Secret::new(CLIENT_SECRET)),
+        ),
+        reqwest::Client::new(),
+        system_clock(),
+    );
+    let alice = caller(Some("caller-token-1"));
+    let first = bearer(&attach(&p, "orders", Some(&alice)).await.unwrap());
+    assert_eq!(first, "Bearer exchanged-1");
+    assert_eq!(server.count(), 1);
+
+    // Same caller token, same target: from the cache, no new request.
+    let again = bearer(&attach(&p, "orders", Some(&alice)).await.unwrap());
+    assert_eq!(again, first);
+    assert_eq!(server.count(), 1, "a cached token is reused");
+
+    // Another caller token: its own exchange, its own token.
+    let bob = caller(Some("caller-token-2"));
+    let other = bearer(&attach(&p, "orders", Some(&bob)).await.unwrap());
+    assert_eq!(other, "Bearer exchanged-2");
+    assert_eq!(server.count(), 2);
+    assert_eq!(
+        server.requests()[1].field("subject_token"),
+        Some("caller-token-2")
+    );
+    // Each caller keeps their own cached token.
+    assert_eq!(
+        bearer(&attach(&p, "orders", Some(&alice)).await.unwrap()),
+        first
+    );
+    assert_eq!(
+        bearer(&attach(&p, "orders", Some(&bob)).await.unwrap()),
+        other
+    );
+    assert_eq!(server.count(), 2);
+
+    // Same caller token, another target: a token for one target is not used for another.
+    let elsewhere = bearer(&attach(&p, "billing", Some(&alice)).await.unwrap());
+    assert_eq!(elsewhere, "Bearer exchanged-3");
+    assert_eq!(server.count(), 3);
+
+    // The target refused the token (401): the cache is dropped and the next call exchanges again.
+    let used = attach(&p, "orders", Some(&alice)).await.unwrap();
+    assert!(p.rejected(&used), "a retry with a fresh token can help");
+    let fresh = bearer(&attach(&p, "orders", Some(&alice)).await.unwrap());
+    assert_eq!(fresh, "Bearer exchanged-4");
+    assert_eq!(server.count(), 4);
+}
+
+#[tokio::test]
+async fn an_expired_exchanged_token_is_exchanged_again() {
+    let server = AuthServer::start(basic()).await;
+    let start = SystemTime::now();
+    let offset = Arc::new(AtomicU64::new(0));
+    let clock: Clock = {
+        let offset = offset.clone();
+        Arc::new(move || start + Duration::from_secs(offset.load(Ordering::SeqCst)))
+    };
+    let p = TokenExchange::new(
+        spec(
+            server.url("/token"),
+            ClientAuth::Basic(Secret::new(CLIENT_SECRET)),
+        ),
+        reqwest::Client::new(),
+        clock,
+    );
+    let alice = caller(Some("caller-token-1"));
+    assert_eq!(
+        bearer(&attach(&p, "orders", Some(&alice)).await.unwrap()),
+        "Bearer exchanged-1"
+    );
+    // expires_in = 300: still used well before expiry …
+    offset.store(200, Ordering::SeqCst);
+    assert_eq!(
+        bearer(&attach(&p, "orders", Some(&alice)).await.unwrap()),
+        "Bearer exchanged-1"
+    );
+    assert_eq!(server.count(), 1);
+    // … and replaced once it has expired.
+    offset.store(301, Ordering::SeqCst);
+    assert_eq!(
+        bearer(&attach(&p, "orders", Some(&alice)).await.unwrap()),
+        "Bearer exchanged-2"
+    );
+    assert_eq!(server.count(), 2);
+}
+
+#[tokio::test]
+async fn a_refusal_names_the_oauth_error_and_is_not_cached() {
+    let server = AuthServer::start(basic()).await;
+    let p = TokenExchange::new(
+        spec(
+            server.url("/refuse"),
+            ClientAuth::Basic(Secret::new(CLIENT_SECRET)),
+        ),
+        reqwest::Client::new(),
+        system_clock(),
+    );
+    let alice = caller(Some("caller-token-1"));
+    let err = attach(&p, "orders", Some(&alice)).await.unwrap_err();
+    assert_eq!(
+        err,
+        CredentialError::Refused {
+            code: "invalid_grant".into(),
+            description: Some("subject token expired".into()),
+        }
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("invalid_grant") && message.contains("subject token expired"),
+        "{message}"
+    );
+    assert!(!message.contains("caller-token-1"), "{message}");
+    assert_eq!(server.count(), 1);
+    // The exchange really happened (it was refused, not skipped) …
+    assert_eq!(
+        server.requests()[0].field("subject_token"),
+        Some("caller-token-1")
+    );
+    // … and a refusal is not remembered as a token.
+    assert!(attach(&p, "orders", Some(&alice)).await.is_err());
+    assert_eq!(server.count(), 2);
+}
+
+#[tokio::test]
+async fn without_a_caller_token_nothing_is_exchanged() {
+    let server = AuthServer::start(basic()).await;
+    let p = TokenExchange::new(
+        spec(
+            server.url("/token"),
+            ClientAuth::Basic(Secret::new(CLIENT_SECRET)),
+        ),
+        reqwest::Client::new(),
+        system_clock(),
+    );
+    // The gateway's own requests (session set-up, listing) have no caller.
+    assert_eq!(
+        attach(&p, "orders", None).await.unwrap_err(),
+        CredentialError::NoCaller("token_exchange")
+    );
+    // A caller whose token was not kept cannot be exchanged either.
+    let anonymous = caller(None);
+    assert_eq!(
+        attach(&p, "orders", Some(&anonymous)).await.unwrap_err(),
+        CredentialError::NoCaller("token_exchange")
+    );
+    assert_eq!(server.count(), 0, "no request without a subject token");
+}
+
+#[tokio::test]
+async fn client_secret_post_puts_the_client_credentials_in_the_form() {
+    let server = AuthServer::start(ExpectClient::Post {
+        id: CLIENT_ID.into(),
+        secret: CLIENT_SECRET.into(),
+    })
+    .await;
+    let p = TokenExchange::new(
+        spec(
+            server.url("/token"),
+            ClientAuth::Post(Secret::new(CLIENT_SECRET)),
+        ),
+        reqwest::Client::new(),
+        system_clock(),
+    );
+    let alice = caller(Some("caller-token-1"));
+    let a = attach(&p, "orders", Some(&alice)).await.unwrap();
+    assert_eq!(bearer(&a), "Bearer exchanged-1");
+    let seen = server.requests();
+    assert_eq!(seen.len(), 1);
+    let r = &seen[0];
+    assert_eq!(r.authorization, None, "no Authorization header");
+    assert_eq!(r.field("client_id"), Some(CLIENT_ID));
+    assert_eq!(r.field("client_secret"), Some(CLIENT_SECRET));
+    assert_eq!(r.field("subject_token"), Some("caller-token-1"));
+    assert_eq!(r.field("grant_type"), Some(GRANT));
+}
+
+#[tokio::test]
+async fn basic_client_auth_form_urlencodes_the_id_and_secret() {
+    // Generated secrets often hold `+`, `/` or `=`; a client id may hold `:`. RFC 6749
+    // §2.3.1 has both form-urlencoded before they go into HTTP Basic (the `oauth2` crate, used
+    // by `oauth2_client_credentials`, does so), and a conforming server decodes them.
+    let secret = "s+cr/t=%:x";
+    let server = AuthServer::start(ExpectClient::Basic {
+        id: CLIENT_ID.into(),
+        secret: secret.into(),
+    })
+    .await;
+    let p = TokenExchange::new(
+        spec(server.url("/token"), ClientAuth::Basic(Secret::new(secret))),
+        reqwest::Client::new(),
+        system_clock(),
+    );
+    let alice = caller(Some("caller-token-1"));
+    let a = attach(&p, "orders", Some(&alice)).await;
+    assert_eq!(bearer(&a.unwrap()), "Bearer exchanged-1");
+}
