@@ -5,7 +5,6 @@
 //! token endpoint.
 #![allow(clippy::unwrap_used)] // tests may panic on setup failures
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -18,48 +17,10 @@ use portcullis::config::outbound::{
     ClientAuth, ClientCredentialsSpec, OAuthClientSpec, TokenEndpoint,
 };
 use portcullis::outbound::ClientCredentials;
-use portcullis_e2e::{Gateway, binary, free_port, peers};
+use portcullis_e2e::{Gateway, Idp, binary, peers};
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ClientConfig};
 use rmcp::transport::StreamableHttpClientTransport;
-
-/// The IdP, started on a free port and stopped on drop.
-struct Idp {
-    issuer: String,
-    port: u16,
-    peers: PathBuf,
-}
-
-impl Idp {
-    fn start(peers: &Path) -> Self {
-        let port = free_port();
-        let out = Command::new("bash")
-            .arg(peers.join("idp/start-idp.sh"))
-            .arg(port.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "start-idp.sh: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let issuer = String::from_utf8(out.stdout).unwrap().trim().to_string();
-        Self {
-            issuer,
-            port,
-            peers: peers.to_path_buf(),
-        }
-    }
-}
-
-impl Drop for Idp {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(self.peers.join("idp/stop-idp.sh"))
-            .arg(self.port.to_string())
-            .output();
-    }
-}
 
 /// A proxy in front of the IdP's token endpoint that counts requests and can misbehave.
 #[derive(Clone)]
@@ -128,13 +89,20 @@ fn secret_file(dir: &tempfile::TempDir, value: &str) -> String {
 }
 
 /// An upstream Portcullis that admits only IdP tokens for its own URL, fronting the demo.
-fn validating_upstream(idp: &Idp) -> Gateway {
-    let gw = format!("[[inbound.issuers]]\nissuer = \"{}\"\n", idp.issuer);
+fn validating_upstream(issuer: &str) -> Gateway {
+    let gw = format!("[[inbound.issuers]]\nissuer = \"{issuer}\"\n");
     let demo = format!(
         "[mcp]\ncommand = \"{}\"\n",
         binary("portcullis-demo", "portcullis-demo").display()
     );
     Gateway::start(&gw, &[("demo", demo)]).unwrap()
+}
+
+async fn start_upstream(idp: &Idp) -> Gateway {
+    let issuer = idp.issuer.clone();
+    tokio::task::spawn_blocking(move || validating_upstream(&issuer))
+        .await
+        .unwrap()
 }
 
 fn two_lo_target(upstream: &Gateway, token_url: &str, secret_path: &str, extra: &str) -> String {
@@ -165,20 +133,8 @@ async fn echo(url: &str, tool: &str, text: &str) -> rmcp::model::CallToolResult 
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_receives_a_valid_idp_token_and_one_token_serves_many_calls() {
     let Some(peers) = peers() else { return };
-    let idp = Idp::start(&peers);
-    let upstream = tokio::task::spawn_blocking({
-        let issuer = idp.issuer.clone();
-        let peers = peers.clone();
-        move || {
-            validating_upstream(&Idp {
-                issuer,
-                port: 0,
-                peers,
-            })
-        }
-    })
-    .await
-    .unwrap();
+    let idp = Idp::start(&peers).unwrap();
+    let upstream = start_upstream(&idp).await;
     let (token_url, proxy) = start_proxy(&idp.issuer).await;
     let dir = tempfile::tempdir().unwrap();
     let secret = secret_file(&dir, "cc-client-secret");
@@ -203,20 +159,8 @@ async fn upstream_receives_a_valid_idp_token_and_one_token_serves_many_calls() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upstream_401_replaces_the_cached_token_once() {
     let Some(peers) = peers() else { return };
-    let idp = Idp::start(&peers);
-    let upstream = tokio::task::spawn_blocking({
-        let issuer = idp.issuer.clone();
-        let peers = peers.clone();
-        move || {
-            validating_upstream(&Idp {
-                issuer,
-                port: 0,
-                peers,
-            })
-        }
-    })
-    .await
-    .unwrap();
+    let idp = Idp::start(&peers).unwrap();
+    let upstream = start_upstream(&idp).await;
     let (token_url, proxy) = start_proxy(&idp.issuer).await;
     // The first token handed out is garbage: the upstream answers 401, the gateway drops it,
     // fetches a real one and retries once.
@@ -239,20 +183,8 @@ async fn an_upstream_401_replaces_the_cached_token_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn token_endpoint_errors_are_tool_errors_naming_target_and_oauth_code() {
     let Some(peers) = peers() else { return };
-    let idp = Idp::start(&peers);
-    let upstream = tokio::task::spawn_blocking({
-        let issuer = idp.issuer.clone();
-        let peers = peers.clone();
-        move || {
-            validating_upstream(&Idp {
-                issuer,
-                port: 0,
-                peers,
-            })
-        }
-    })
-    .await
-    .unwrap();
+    let idp = Idp::start(&peers).unwrap();
+    let upstream = start_upstream(&idp).await;
     let (token_url, proxy) = start_proxy(&idp.issuer).await;
     let dir = tempfile::tempdir().unwrap();
     let secret = secret_file(&dir, "cc-client-secret");
@@ -303,7 +235,7 @@ async fn token_endpoint_errors_are_tool_errors_naming_target_and_oauth_code() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_thousand_concurrent_callers_cause_one_token_request_and_expiry_one_refresh() {
     let Some(peers) = peers() else { return };
-    let idp = Idp::start(&peers);
+    let idp = Idp::start(&peers).unwrap();
     let (token_url, proxy) = start_proxy(&idp.issuer).await;
     let now = Arc::new(std::sync::Mutex::new(SystemTime::now()));
     let clock = {

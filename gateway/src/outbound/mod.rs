@@ -84,8 +84,8 @@ impl Attachment {
 /// says which registration needs attention.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CredentialError {
-    /// The authorization server refused (OAuth error code and description).
-    #[error("the token endpoint refused: {code}{}", .description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    /// The credential service refused: an OAuth error code, or an AWS STS error code.
+    #[error("the credential service refused: {code}{}", .description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
     Refused {
         code: String,
         description: Option<String>,

@@ -9,16 +9,20 @@
 //! do one thing. Assumed credentials are cached per (policy, user) until expiry minus a skew.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use aws_config::BehaviorVersion;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::ProvideCredentials;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::http_request::{
+    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+    UriPathNormalizationMode, sign,
+};
 use aws_sigv4::sign::v4;
 use futures::future::BoxFuture;
 use http::HeaderName;
+use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
 use super::client_credentials::ClockDebug;
@@ -32,7 +36,8 @@ pub struct SigV4 {
     spec: SigV4Spec,
     clock: ClockDebug,
     sdk: OnceCell<aws_config::SdkConfig>,
-    assumed: Mutex<HashMap<(String, String), Credentials>>,
+    assumed: Mutex<HashMap<(String, Option<String>), Credentials>>,
+    flights: Mutex<HashMap<(String, Option<String>), Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl SigV4 {
@@ -42,6 +47,7 @@ impl SigV4 {
             clock: ClockDebug(clock),
             sdk: OnceCell::new(),
             assumed: Mutex::new(HashMap::new()),
+            flights: Mutex::new(HashMap::new()),
         }
     }
 
@@ -87,28 +93,47 @@ impl SigV4 {
         let Some(role) = &self.spec.assume_role else {
             return self.base_credentials().await;
         };
+        // The name IAM and CloudTrail see; the policy's `{user}` is the same string, so a
+        // policy can compare it with `aws:SourceIdentity`.
+        let name = user.map(iam_name);
         // The gateway's own requests (no caller) get the role without a narrowing policy.
-        let policy = match (user, &role.session_policy) {
+        let policy = match (&name, &role.session_policy) {
             (Some(u), Some(t)) => Some(fill_policy(t, tool.unwrap_or(""), target, u)),
             _ => None,
         };
-        let who = user
-            .map(sanitize)
-            .unwrap_or_else(|| "portcullis-gateway".into());
-        let key = (policy.clone().unwrap_or_default(), who.clone());
+        // Keyed on the raw user: two users never share a session.
+        let key = (policy.clone().unwrap_or_default(), user.map(str::to_string));
+        let fresh = |now: SystemTime| {
+            self.assumed
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&key).cloned())
+                .filter(|c| c.expiry().is_some_and(|e| now + SKEW < e))
+        };
+        if let Some(c) = fresh((self.clock.0)()) {
+            return Ok(c);
+        }
+        // Single flight per (policy, user): concurrent calls share one AssumeRole.
+        let flight = self
+            .flights
+            .lock()
+            .ok()
+            .map(|mut f| f.entry(key.clone()).or_default().clone());
+        let _guard = match &flight {
+            Some(f) => Some(f.lock().await),
+            None => None,
+        };
         let now = (self.clock.0)();
-        if let Some(c) = self.assumed.lock().ok().and_then(|m| m.get(&key).cloned())
-            && c.expiry().is_some_and(|e| now + SKEW < e)
-        {
+        if let Some(c) = fresh(now) {
             return Ok(c);
         }
         let sts = aws_sdk_sts::Client::new(self.sdk().await);
         let out = sts
             .assume_role()
             .role_arn(&role.role_arn)
-            .role_session_name(session_name(&who))
+            .role_session_name(session_name(name.as_deref()))
             .set_policy(policy)
-            .set_source_identity(user.map(|_| who.clone()))
+            .set_source_identity(name.clone())
             .set_external_id(role.external_id.clone())
             .duration_seconds(i32::try_from(role.duration.as_secs()).unwrap_or(900))
             .send()
@@ -151,7 +176,7 @@ impl SigV4 {
             .region(&self.spec.region)
             .name(&self.spec.service)
             .time(now)
-            .settings(SigningSettings::default())
+            .settings(settings_for(&self.spec.service))
             .build()
             .map_err(|e| CredentialError::Invalid(format!("SigV4 parameters: {e}")))?
             .into();
@@ -175,9 +200,10 @@ impl SigV4 {
     }
 }
 
-/// IAM names: `[\w+=,.@-]`, 2–64 characters.
-fn sanitize(user: &str) -> String {
-    let mut s: String = user
+/// A user's IAM-safe name (`[\w+=,.@-]`, 2–62 characters). When cleaning changed or
+/// shortened the name, a hash of the original is appended, so distinct users never share one.
+fn iam_name(user: &str) -> String {
+    let clean: String = user
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "+=,.@-_".contains(c) {
@@ -186,16 +212,35 @@ fn sanitize(user: &str) -> String {
                 '-'
             }
         })
-        .take(64)
         .collect();
-    while s.len() < 2 {
-        s.push('-');
+    if clean == user && (2..=62).contains(&clean.len()) {
+        return clean;
     }
-    s
+    let digest = Sha256::digest(user.as_bytes());
+    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let keep: String = clean.chars().take(62 - 9).collect();
+    format!("{keep}.{hash}")
 }
 
-fn session_name(who: &str) -> String {
-    format!("pc-{who}").chars().take(64).collect()
+/// User sessions are `u.<name>`; the gateway's own is `portcullis-gateway`, which no user
+/// session name can equal.
+fn session_name(name: Option<&str>) -> String {
+    match name {
+        Some(n) => format!("u.{n}"),
+        None => "portcullis-gateway".into(),
+    }
+}
+
+/// S3 signs differently: it wants `x-amz-content-sha256`, the path encoded once, and no
+/// path normalisation (aws-sigv4's documented S3 settings).
+fn settings_for(service: &str) -> SigningSettings {
+    let mut settings = SigningSettings::default();
+    if service.starts_with("s3") {
+        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    }
+    settings
 }
 
 impl CredentialProvider for SigV4 {
@@ -221,10 +266,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn iam_names_are_sanitised() {
-        assert_eq!(sanitize("alice@example.com"), "alice@example.com");
-        assert_eq!(sanitize("a b/c"), "a-b-c");
-        assert_eq!(sanitize("x"), "x-");
-        assert_eq!(session_name(&"y".repeat(80)).len(), 64);
+    fn iam_names_are_safe_and_never_shared() {
+        let ok = |n: &str| {
+            (2..=62).contains(&n.len())
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(c))
+        };
+        assert_eq!(iam_name("alice@example.com"), "alice@example.com");
+        let (a, b) = (iam_name("bob smith"), iam_name("bob/smith"));
+        assert!(
+            ok(&a) && ok(&b) && a != b && a.starts_with("bob-smith."),
+            "{a} {b}"
+        );
+        let long1 = iam_name(&format!("{}1", "y".repeat(80)));
+        let long2 = iam_name(&format!("{}2", "y".repeat(80)));
+        assert!(ok(&long1) && long1 != long2);
+        assert!(ok(&iam_name("x")));
+        // No user can get the gateway's own session name.
+        assert_ne!(
+            session_name(Some(&iam_name("portcullis-gateway"))),
+            session_name(None)
+        );
+        assert!(session_name(Some(&long1)).len() <= 64);
     }
 }

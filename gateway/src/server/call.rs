@@ -27,18 +27,7 @@ pub(super) async fn call_tool(
     // Resolve: gateway name → (target, upstream tool name), from one catalog view.
     let view = gw.catalog().view();
     let Some(route) = view.tool_routes.get(req.name.as_ref()) else {
-        let e = errors::unknown_tool(&req.name);
-        audit.decision = Decision::Deny;
-        audit
-            .finish(
-                Outcome::Error {
-                    code: e.code.0,
-                    message: e.message.to_string(),
-                },
-                started.elapsed(),
-            )
-            .emit();
-        return Err(e);
+        return Err(deny(audit, errors::unknown_tool(&req.name), started));
     };
     let target = gw.target(route.target)?;
     audit.target = Some(target.name().to_string());
@@ -58,17 +47,7 @@ pub(super) async fn call_tool(
             ),
             None,
         );
-        audit.decision = Decision::Deny;
-        audit
-            .finish(
-                Outcome::Error {
-                    code: e.code.0,
-                    message: e.message.to_string(),
-                },
-                started.elapsed(),
-            )
-            .emit();
-        return Err(e);
+        return Err(deny(audit, e, started));
     }
     req.name = route.upstream_name.clone().into();
     strip_meta(&mut req.meta);
@@ -132,6 +111,21 @@ async fn call_upstream(
     let mut r = result.map_err(|e| errors::from_target(&e))?;
     complete(&mut r.result_type);
     Ok(r)
+}
+
+/// Record a refused call and return its error.
+fn deny(mut audit: AuditEvent, e: ErrorData, started: Instant) -> ErrorData {
+    audit.decision = Decision::Deny;
+    audit
+        .finish(
+            Outcome::Error {
+                code: e.code.0,
+                message: e.message.to_string(),
+            },
+            started.elapsed(),
+        )
+        .emit();
+    e
 }
 
 /// Hand a relayed message to the downstream caller. This runs inside the caller's request

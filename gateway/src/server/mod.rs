@@ -77,6 +77,15 @@ impl Gateway {
             .ok_or_else(|| ErrorData::internal_error("catalog route names no target", None))
     }
 
+    /// The target that serves a resource URI, or the "not found" error naming it.
+    fn resource_target(&self, uri: &str) -> Result<&McpTarget, ErrorData> {
+        let view = self.inner.catalog.view();
+        self.inner
+            .catalog
+            .resource_target(&view, uri)
+            .ok_or_else(|| errors::unknown_resource(uri))
+    }
+
     fn track_subscription(&self, uri: &str, subscribed: bool) {
         if let Ok(mut sessions) = self.inner.sessions.lock()
             && let Some(s) = sessions.get_mut(&self.session)
@@ -276,12 +285,7 @@ impl ServerHandler for Gateway {
         mut req: ReadResourceRequestParams,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        let view = self.inner.catalog.view();
-        let target = self
-            .inner
-            .catalog
-            .resource_target(&view, &req.uri)
-            .ok_or_else(|| errors::unknown_resource(&req.uri))?;
+        let target = self.resource_target(&req.uri)?;
         strip_meta(&mut req.meta);
         match forward(
             target,
@@ -302,12 +306,7 @@ impl ServerHandler for Gateway {
         mut req: SubscribeRequestParams,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let view = self.inner.catalog.view();
-        let target = self
-            .inner
-            .catalog
-            .resource_target(&view, &req.uri)
-            .ok_or_else(|| errors::unknown_resource(&req.uri))?;
+        let target = self.resource_target(&req.uri)?;
         strip_meta(&mut req.meta);
         let uri = req.uri.clone();
         forward(
@@ -324,12 +323,7 @@ impl ServerHandler for Gateway {
         mut req: UnsubscribeRequestParams,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let view = self.inner.catalog.view();
-        let target = self
-            .inner
-            .catalog
-            .resource_target(&view, &req.uri)
-            .ok_or_else(|| errors::unknown_resource(&req.uri))?;
+        let target = self.resource_target(&req.uri)?;
         strip_meta(&mut req.meta);
         self.track_subscription(&req.uri, false);
         // The upstream subscription is shared by every session: keep it while anyone wants it.
@@ -365,11 +359,7 @@ impl ServerHandler for Gateway {
                 p.name = route.upstream_name.clone();
                 self.target(route.target)?
             }
-            Reference::Resource(r) => self
-                .inner
-                .catalog
-                .resource_target(&view, &r.uri)
-                .ok_or_else(|| errors::unknown_resource(&r.uri))?,
+            Reference::Resource(r) => self.resource_target(&r.uri)?,
             _ => {
                 return Err(ErrorData::invalid_params(
                     "unsupported completion reference type",
