@@ -31,13 +31,16 @@ use crate::config::outbound::{SigV4Spec, fill_policy};
 
 const SKEW: Duration = Duration::from_secs(60);
 
+/// (filled session policy, raw user): what an assumed session is cached under.
+type SessionKey = (String, Option<String>);
+
 #[derive(Debug)]
 pub struct SigV4 {
     spec: SigV4Spec,
     clock: ClockDebug,
     sdk: OnceCell<aws_config::SdkConfig>,
-    assumed: Mutex<HashMap<(String, Option<String>), Credentials>>,
-    flights: Mutex<HashMap<(String, Option<String>), Arc<tokio::sync::Mutex<()>>>>,
+    assumed: Mutex<HashMap<SessionKey, Credentials>>,
+    flights: Mutex<HashMap<SessionKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl SigV4 {
