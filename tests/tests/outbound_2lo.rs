@@ -279,3 +279,104 @@ async fn a_thousand_concurrent_callers_cause_one_token_request_and_expiry_one_re
     assert!(refreshed.iter().all(|t| t == &refreshed[0]));
     assert_eq!(provider.fetches(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_secret_post_and_a_discovered_token_endpoint() {
+    let Some(peers) = peers() else { return };
+    let idp = Idp::start(&peers).unwrap();
+    let spec = ClientCredentialsSpec {
+        // No token_url: discovered from the issuer's OpenID configuration.
+        endpoint: TokenEndpoint::Issuer(url::Url::parse(&idp.issuer).unwrap()),
+        client: OAuthClientSpec {
+            client_id: "cc-client-post".into(),
+            auth: ClientAuth::Post(Secret::new("cc-client-post-secret")),
+        },
+        scopes: vec!["mcp:read".into()],
+        audience: None,
+        resource: Some("http://127.0.0.1:2/mcp".into()),
+        refresh_skew: Duration::from_secs(60),
+    };
+    let provider = ClientCredentials::new(
+        spec,
+        reqwest::Client::new(),
+        portcullis::outbound::system_clock(),
+    );
+    let token = provider.token().await.unwrap();
+    let claims = portcullis_e2e::jwt_claims(token.expose()).unwrap();
+    assert_eq!(claims["client_id"], "cc-client-post");
+    assert_eq!(
+        claims["aud"], "http://127.0.0.1:2/mcp",
+        "the RFC 8707 resource reached the IdP"
+    );
+    assert_eq!(claims["iss"], idp.issuer);
+}
+
+/// `private_key_jwt` (RFC 7523) against an authorization server that verifies the client
+/// assertion with the client's public key.
+#[tokio::test(flavor = "multi_thread")]
+async fn private_key_jwt_sends_a_verifiable_client_assertion() {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+    let fixtures = portcullis_e2e::repo_root().join("tests/fixtures");
+    let private = std::fs::read_to_string(fixtures.join("rsa.pem")).unwrap();
+    let public = std::fs::read(fixtures.join("rsa.pub.pem")).unwrap();
+    let seen: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/token",
+            axum::routing::post({
+                let seen = seen.clone();
+                move |axum::extract::Form(form): axum::extract::Form<std::collections::HashMap<String, String>>| {
+                    let seen = seen.clone();
+                    let public = public.clone();
+                    async move {
+                        let mut v = Validation::new(Algorithm::RS256);
+                        v.validate_aud = false; // the test checks `aud` against the endpoint URL
+                        let key = DecodingKey::from_rsa_pem(&public).unwrap();
+                        let assertion = form.get("client_assertion").cloned().unwrap_or_default();
+                        let ok = form.get("grant_type").map(String::as_str) == Some("client_credentials")
+                            && form.get("client_assertion_type").map(String::as_str) == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+                            && !form.contains_key("client_secret");
+                        match (ok, jsonwebtoken::decode::<serde_json::Value>(&assertion, &key, &v)) {
+                            (true, Ok(data)) => {
+                                seen.lock().unwrap().push(data.claims.to_string());
+                                axum::Json(serde_json::json!({"access_token": "pkjwt-token", "token_type": "Bearer", "expires_in": 300})).into_response()
+                            }
+                            _ => (http::StatusCode::UNAUTHORIZED, axum::Json(serde_json::json!({"error": "invalid_client"}))).into_response(),
+                        }
+                    }
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let token_url = format!("http://{}/token", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    let spec = ClientCredentialsSpec {
+        endpoint: TokenEndpoint::Url(url::Url::parse(&token_url).unwrap()),
+        client: OAuthClientSpec {
+            client_id: "pk-client".into(),
+            auth: ClientAuth::PrivateKeyJwt {
+                key_pem: Secret::new(private),
+                alg: jsonwebtoken::Algorithm::RS256,
+            },
+        },
+        scopes: vec![],
+        audience: Some("https://api.example.com".into()),
+        resource: None,
+        refresh_skew: Duration::from_secs(60),
+    };
+    let provider = ClientCredentials::new(
+        spec,
+        reqwest::Client::new(),
+        portcullis::outbound::system_clock(),
+    );
+    assert_eq!(provider.token().await.unwrap().expose(), "pkjwt-token");
+    let claims: serde_json::Value = serde_json::from_str(&seen.lock().unwrap()[0]).unwrap();
+    assert_eq!(claims["iss"], "pk-client");
+    assert_eq!(claims["sub"], "pk-client");
+    assert_eq!(
+        claims["aud"], token_url,
+        "RFC 7523: the audience is the token endpoint"
+    );
+    assert!(claims["exp"].as_u64().unwrap() > claims["iat"].as_u64().unwrap());
+    assert!(claims["jti"].as_str().is_some_and(|j| !j.is_empty()));
+}
