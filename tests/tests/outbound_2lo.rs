@@ -356,7 +356,7 @@ async fn private_key_jwt_sends_a_verifiable_client_assertion() {
             client_id: "pk-client".into(),
             auth: ClientAuth::PrivateKeyJwt {
                 key_pem: Secret::new(private),
-                alg: jsonwebtoken::Algorithm::RS256,
+                alg: Algorithm::RS256,
             },
         },
         scopes: vec![],
