@@ -37,13 +37,16 @@ struct Answer {
 
 impl Rig {
     fn start(idp: &Idp) -> Self {
-        let gateway_toml = format!(
+        Self::with_config(&format!(
             "[[inbound.issuers]]\nissuer = \"{}\"\njwks_refetch_interval = \"1s\"\n",
             idp.issuer
-        );
+        ))
+    }
+
+    fn with_config(gateway_toml: &str) -> Self {
         let demo = binary("portcullis-demo", "portcullis-demo");
         let target = format!("[mcp]\ncommand = {:?}\n", demo.display().to_string());
-        let (gw, log) = start_gateway_logging(&gateway_toml, &[("demo", target)]);
+        let (gw, log) = start_gateway_logging(gateway_toml, &[("demo", target)]);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -448,4 +451,56 @@ fn token_for_another_resource_is_refused() {
             .contains(r#"error="invalid_token""#),
         "{report}"
     );
+}
+
+/// Several issuers at once (multi-tenant): the IdP and the gateway's dev issuer each admit
+/// their own callers, the audit names the issuer's user, and a token from one issuer does
+/// not pass as the other's.
+#[test]
+fn several_issuers_at_once() {
+    let Some(peers) = peers() else { return };
+    let idp = Idp::start(&peers).unwrap();
+    let port = portcullis_e2e::free_port();
+    let rig = Rig::with_config(&format!(
+        "[[inbound.issuers]]\nissuer = \"{}\"\n[dev_idp]\n[server]\nlisten = \"127.0.0.1:{port}\"\n",
+        idp.issuer
+    ));
+    let from_idp = idp.user_token("erin", &rig.gw.url).unwrap();
+    let out = Command::new(binary("portcullis", "portcullis"))
+        .args(["dev-token", "--user", "frank", "--agent", "cli", "--config"])
+        .arg(rig.gw.dir.path().join("gateway.toml"))
+        .output()
+        .unwrap();
+    let from_dev = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_accepted(&rig.initialize(Some(&from_idp)), "the IdP's token");
+    assert_accepted(&rig.initialize(Some(&from_dev)), "the dev issuer's token");
+    let metadata = rig.get_json(&format!(
+        "{}/.well-known/oauth-protected-resource/mcp",
+        rig.gw.base()
+    ));
+    let servers: Vec<&str> = metadata["authorization_servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        servers.contains(&idp.issuer.as_str()) && servers.iter().any(|s| s.ends_with("/dev-idp")),
+        "{metadata}"
+    );
+    // An unknown issuer is refused by name.
+    let forged = format!(
+        "{}.{}.sig",
+        portcullis_e2e::base64url_encode(br#"{"alg":"RS256","kid":"x"}"#),
+        portcullis_e2e::base64url_encode(
+            format!(
+                r#"{{"iss":"https://evil.example","aud":"{}","sub":"x","exp":9999999999}}"#,
+                rig.gw.url
+            )
+            .as_bytes()
+        )
+    );
+    let a = rig.initialize(Some(&forged));
+    assert_invalid_token(&a, &rig, "a token from an untrusted issuer");
+    assert!(a.www_authenticate.contains("not trusted"), "{a:?}");
 }

@@ -54,7 +54,9 @@ pub fn router(
             .with_max_request_body_bytes(settings.max_request_bytes)
             .with_cancellation_token(shutdown),
     );
-    let mut mcp_routes = Router::new().nest_service("/mcp", mcp);
+    let mut mcp_routes = Router::new()
+        .nest_service("/mcp", mcp)
+        .layer(axum::middleware::from_fn(session_delete_status));
     if let Some(auth) = &auth {
         let state = AuthState {
             auth: auth.clone(),
@@ -124,6 +126,20 @@ async fn dev_jwks(State(s): State<AppState>) -> Response {
         Some(keys) => Json(keys).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+/// rmcp answers a session DELETE with 202; the MCP SDKs expect 200 or 204 ("Session
+/// termination failed: 202" in the Python SDK). The session is gone either way: say 204.
+async fn session_delete_status(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let delete = req.method() == http::Method::DELETE;
+    let mut resp = next.run(req).await;
+    if delete && resp.status() == StatusCode::ACCEPTED {
+        *resp.status_mut() = StatusCode::NO_CONTENT;
+    }
+    resp
 }
 
 /// The process is up and serving HTTP.
