@@ -491,8 +491,8 @@ fn several_issuers_at_once() {
     // An unknown issuer is refused by name.
     let forged = format!(
         "{}.{}.sig",
-        portcullis_e2e::base64url_encode(br#"{"alg":"RS256","kid":"x"}"#),
-        portcullis_e2e::base64url_encode(
+        base64url_encode(br#"{"alg":"RS256","kid":"x"}"#),
+        base64url_encode(
             format!(
                 r#"{{"iss":"https://evil.example","aud":"{}","sub":"x","exp":9999999999}}"#,
                 rig.gw.url
