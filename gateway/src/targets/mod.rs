@@ -3,7 +3,6 @@
 //! variants of [`Target`] — `targets/` never sees a JWT, only a call and (later) a credential.
 
 pub mod mcp;
-pub mod mcp_http;
 pub mod relay;
 
 use std::time::Duration;

@@ -13,23 +13,25 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use rmcp::model::*;
-use rmcp::service::{
-    InboundStreamOrigin, NotificationContext, PeerRequestOptions, RequestContext, ServiceError,
-};
+use rmcp::service::{PeerRequestOptions, ServiceError};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
-use rmcp::{ClientHandler, ErrorData, Peer, RoleClient, ServiceExt};
+use rmcp::{ErrorData, Peer, RoleClient, ServiceExt};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{Notify, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::mcp_http::{CredentialedClient, OutboundContext};
+mod client;
+pub mod http;
+
 use super::relay::{Registration, RelayReceiver, Relays};
 use super::{Health, Listing, TargetError};
 use crate::catalog::CatalogEvent;
 use crate::config::{McpTransport, TargetSpec};
 use crate::identity::Caller;
 use crate::outbound::{CredentialProvider, OutboundRequest};
+use client::UpstreamClient;
+use http::{CredentialedClient, OutboundContext};
 
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -547,154 +549,5 @@ async fn forward_stderr(target: String, stderr: tokio::process::ChildStderr) {
     let mut lines = BufReader::new(stderr).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         tracing::info!(target: "portcullis::upstream_stderr", target_name = %target, "{line}");
-    }
-}
-
-/// The gateway's client side of an upstream session: relays what the upstream asks of "its
-/// client" to the downstream caller, and refreshes the listing when the upstream says so.
-#[derive(Debug, Clone)]
-struct UpstreamClient {
-    inner: Weak<Inner>,
-}
-
-impl UpstreamClient {
-    async fn relay(
-        &self,
-        request: ServerRequest,
-        ctx: &RequestContext<RoleClient>,
-    ) -> Result<ClientResult, ErrorData> {
-        let inner = self
-            .inner
-            .upgrade()
-            .ok_or_else(|| ErrorData::internal_error("target is shutting down", None))?;
-        let origin = ctx.extensions.get::<InboundStreamOrigin>();
-        inner.relays.request(request, origin).await
-    }
-
-    /// Refetch through the notifying session itself: during the first connect the session is
-    /// not published yet, and a change announced then must not be lost.
-    async fn refresh(&self, peer: &Peer<RoleClient>) {
-        let Some(inner) = self.inner.upgrade() else {
-            return;
-        };
-        if let Err(e) = inner.refresh(peer).await {
-            tracing::warn!(target: "portcullis::targets", target_name = %inner.spec.name, "refresh after list_changed failed: {e}");
-        }
-    }
-
-    fn unattributed(&self, note: ServerNotification) {
-        if let Some(inner) = self.inner.upgrade()
-            && !inner.relays.unattributed(note)
-        {
-            tracing::debug!(target: "portcullis::targets", target_name = %inner.spec.name, "notification not attributable to one caller; dropped");
-        }
-    }
-}
-
-// Sampling, roots and logging are deprecated in 2026-07-28 but are what 2025-11-25 servers,
-// most of those deployed, still send; the gateway relays them.
-#[allow(deprecated)]
-impl ClientHandler for UpstreamClient {
-    fn get_info(&self) -> ClientConfig {
-        let mut caps = ClientCapabilities::default();
-        caps.sampling = Some(Default::default());
-        caps.elicitation = Some(
-            ElicitationCapability::new()
-                .with_form(Default::default())
-                .with_url(Default::default()),
-        );
-        caps.roots = Some(Default::default());
-        ClientConfig::new(
-            caps,
-            Implementation::new("portcullis", env!("CARGO_PKG_VERSION")),
-        )
-    }
-
-    async fn create_message(
-        &self,
-        mut params: CreateMessageRequestParams,
-        ctx: RequestContext<RoleClient>,
-    ) -> Result<CreateMessageResult, ErrorData> {
-        // The upstream's _meta (its progress token for this request) means nothing downstream.
-        params.meta = None;
-        let req = ServerRequest::CreateMessageRequest(CreateMessageRequest::new(params));
-        match self.relay(req, &ctx).await? {
-            ClientResult::CreateMessageResult(r) => Ok(*r),
-            other => Err(ErrorData::internal_error(
-                format!("client answered sampling with {other:?}"),
-                None,
-            )),
-        }
-    }
-
-    async fn create_elicitation(
-        &self,
-        params: ElicitRequestParams,
-        ctx: RequestContext<RoleClient>,
-    ) -> Result<ElicitResult, ErrorData> {
-        let req = ServerRequest::ElicitRequest(ElicitRequest::new(params));
-        match self.relay(req, &ctx).await? {
-            ClientResult::ElicitResult(r) => Ok(r),
-            other => Err(ErrorData::internal_error(
-                format!("client answered elicitation with {other:?}"),
-                None,
-            )),
-        }
-    }
-
-    async fn list_roots(
-        &self,
-        ctx: RequestContext<RoleClient>,
-    ) -> Result<ListRootsResult, ErrorData> {
-        let req = ServerRequest::ListRootsRequest(ListRootsRequest::default());
-        match self.relay(req, &ctx).await? {
-            ClientResult::ListRootsResult(r) => Ok(r),
-            other => Err(ErrorData::internal_error(
-                format!("client answered roots/list with {other:?}"),
-                None,
-            )),
-        }
-    }
-
-    async fn on_progress(
-        &self,
-        params: ProgressNotificationParam,
-        _ctx: NotificationContext<RoleClient>,
-    ) {
-        if let Some(inner) = self.inner.upgrade() {
-            inner.relays.progress(params);
-        }
-    }
-
-    async fn on_logging_message(
-        &self,
-        params: LoggingMessageNotificationParam,
-        _ctx: NotificationContext<RoleClient>,
-    ) {
-        self.unattributed(ServerNotification::LoggingMessageNotification(
-            LoggingMessageNotification::new(params),
-        ));
-    }
-
-    async fn on_resource_updated(
-        &self,
-        params: ResourceUpdatedNotificationParam,
-        _ctx: NotificationContext<RoleClient>,
-    ) {
-        if let Some(inner) = self.inner.upgrade() {
-            let _ = inner.events.send(CatalogEvent::ResourceUpdated(params.uri));
-        }
-    }
-
-    async fn on_tool_list_changed(&self, ctx: NotificationContext<RoleClient>) {
-        self.refresh(&ctx.peer).await;
-    }
-
-    async fn on_prompt_list_changed(&self, ctx: NotificationContext<RoleClient>) {
-        self.refresh(&ctx.peer).await;
-    }
-
-    async fn on_resource_list_changed(&self, ctx: NotificationContext<RoleClient>) {
-        self.refresh(&ctx.peer).await;
     }
 }
