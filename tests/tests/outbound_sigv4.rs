@@ -155,6 +155,11 @@ fn caller(user: &str) -> Caller {
     }
 }
 
+/// The name AWS sees for a test caller (see `aws_identity_name`).
+fn aws_name(user: &str) -> String {
+    portcullis::outbound::aws_identity_name("http://127.0.0.1:1", user)
+}
+
 fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
@@ -456,7 +461,7 @@ async fn per_call_assume_role_sends_the_narrowed_policy_and_caches() {
     );
 
     let creds = provider
-        .credentials(Some("alice"), Some("peers-echo"), "lambda-target")
+        .credentials(Some(&caller("alice")), Some("peers-echo"), "lambda-target")
         .await
         .unwrap();
     let seen = recorder.seen();
@@ -467,8 +472,12 @@ async fn per_call_assume_role_sends_the_narrowed_policy_and_caches() {
     let form = seen[0].form();
     assert_eq!(form["Action"], "AssumeRole", "{form:?}");
     assert_eq!(form["RoleArn"], role_arn, "{form:?}");
-    assert_eq!(form["RoleSessionName"], "u.alice", "{form:?}");
-    assert_eq!(form["SourceIdentity"], "alice", "{form:?}");
+    assert_eq!(
+        form["RoleSessionName"],
+        format!("u.{}", aws_name("alice")),
+        "{form:?}"
+    );
+    assert_eq!(form["SourceIdentity"], aws_name("alice"), "{form:?}");
     assert_eq!(form["DurationSeconds"], "900", "{form:?}");
     assert!(!form.contains_key("ExternalId"), "{form:?}");
     let sent: serde_json::Value = serde_json::from_str(&form["Policy"]).unwrap();
@@ -476,7 +485,7 @@ async fn per_call_assume_role_sends_the_narrowed_policy_and_caches() {
         POLICY_TEMPLATE,
         "peers-echo",
         "lambda-target",
-        "alice",
+        &aws_name("alice"),
     ))
     .unwrap();
     assert_eq!(sent, expected);
@@ -543,7 +552,7 @@ async fn per_call_assume_role_sends_the_narrowed_policy_and_caches() {
 
     // Same user and tool again: served from the cache, STS is not asked.
     let again = provider
-        .credentials(Some("alice"), Some("peers-echo"), "lambda-target")
+        .credentials(Some(&caller("alice")), Some("peers-echo"), "lambda-target")
         .await
         .unwrap();
     assert_eq!(recorder.seen().len(), 1);
@@ -551,28 +560,32 @@ async fn per_call_assume_role_sends_the_narrowed_policy_and_caches() {
 
     // Another user: another session, another policy.
     let bob = provider
-        .credentials(Some("bob"), Some("peers-echo"), "lambda-target")
+        .credentials(Some(&caller("bob")), Some("peers-echo"), "lambda-target")
         .await
         .unwrap();
     let seen = recorder.seen();
     assert_eq!(seen.len(), 2);
     assert_ne!(bob.access_key_id(), creds.access_key_id());
     let form = seen[1].form();
-    assert_eq!(form["RoleSessionName"], "u.bob", "{form:?}");
-    assert_eq!(form["SourceIdentity"], "bob", "{form:?}");
+    assert_eq!(
+        form["RoleSessionName"],
+        format!("u.{}", aws_name("bob")),
+        "{form:?}"
+    );
+    assert_eq!(form["SourceIdentity"], aws_name("bob"), "{form:?}");
     let sent: serde_json::Value = serde_json::from_str(&form["Policy"]).unwrap();
     let expected: serde_json::Value = serde_json::from_str(&fill_policy(
         POLICY_TEMPLATE,
         "peers-echo",
         "lambda-target",
-        "bob",
+        &aws_name("bob"),
     ))
     .unwrap();
     assert_eq!(sent, expected);
 
     // Another tool for alice: another policy, so another session.
     provider
-        .credentials(Some("alice"), Some("other-fn"), "lambda-target")
+        .credentials(Some(&caller("alice")), Some("other-fn"), "lambda-target")
         .await
         .unwrap();
     let seen = recorder.seen();
@@ -586,13 +599,13 @@ async fn per_call_assume_role_sends_the_narrowed_policy_and_caches() {
     // Ten minutes on, alice's session (15 min) is still good; near its end it is renewed.
     *offset.lock().unwrap() = Duration::from_secs(600);
     provider
-        .credentials(Some("alice"), Some("peers-echo"), "lambda-target")
+        .credentials(Some(&caller("alice")), Some("peers-echo"), "lambda-target")
         .await
         .unwrap();
     assert_eq!(recorder.seen().len(), 3);
     *offset.lock().unwrap() = Duration::from_secs(870);
     let renewed = provider
-        .credentials(Some("alice"), Some("peers-echo"), "lambda-target")
+        .credentials(Some(&caller("alice")), Some("peers-echo"), "lambda-target")
         .await
         .unwrap();
     assert_eq!(recorder.seen().len(), 4);
@@ -644,15 +657,19 @@ async fn attach_assumes_the_role_for_the_caller_and_tool() {
     let seen = recorder.seen();
     assert_eq!(seen.len(), 1, "{seen:?}");
     let form = seen[0].form();
-    assert_eq!(form["RoleSessionName"], "u.alice", "{form:?}");
-    assert_eq!(form["SourceIdentity"], "alice", "{form:?}");
+    assert_eq!(
+        form["RoleSessionName"],
+        format!("u.{}", aws_name("alice")),
+        "{form:?}"
+    );
+    assert_eq!(form["SourceIdentity"], aws_name("alice"), "{form:?}");
     assert_eq!(form["ExternalId"], "ext-123", "{form:?}");
     let sent: serde_json::Value = serde_json::from_str(&form["Policy"]).unwrap();
     let expected: serde_json::Value = serde_json::from_str(&fill_policy(
         POLICY_TEMPLATE,
         &function,
         "aws-target",
-        "alice",
+        &aws_name("alice"),
     ))
     .unwrap();
     assert_eq!(sent, expected);
@@ -698,7 +715,7 @@ async fn user_names_iam_does_not_allow_still_give_valid_sessions() {
     ];
     for (i, user) in users.iter().enumerate() {
         let creds = provider
-            .credentials(Some(user), Some("peers-echo"), "lambda-target")
+            .credentials(Some(&caller(user)), Some("peers-echo"), "lambda-target")
             .await
             .unwrap_or_else(|e| panic!("user {user:?}: {e}; STS saw {:?}", recorder.seen()));
         let seen = recorder.seen();

@@ -40,28 +40,44 @@ pub fn check(name: &str, source: &str, taken: &BTreeMap<String, String>) -> Resu
     Ok(())
 }
 
+/// Longest resource URI the gateway matches against templates.
+pub const MAX_URI_LEN: usize = 8 * 1024;
+
 /// RFC 6570 level-1 matching: literal parts must match, each `{var}` matches one or more
-/// characters other than `/`.
+/// characters other than `/`. Linear in the URI for the usual one-variable-per-segment
+/// templates; character-boundary safe; URIs over [`MAX_URI_LEN`] never match.
 pub fn template_matches(template: &str, uri: &str) -> bool {
-    fn go(t: &str, u: &str) -> bool {
-        match t.find('{') {
-            None => t == u,
-            Some(open) => {
-                let (lit, rest) = t.split_at(open);
-                let Some(u) = u.strip_prefix(lit) else {
-                    return false;
-                };
-                let Some(close) = rest.find('}') else {
-                    return false;
-                };
-                let after = &rest[close + 1..];
-                (1..=u.len())
-                    .take_while(|&n| !u[..n].contains('/'))
-                    .any(|n| u.is_char_boundary(n) && go(after, &u[n..]))
-            }
+    fn go(t: &str, u: &str, depth: usize) -> bool {
+        if depth > 32 {
+            return false;
         }
+        let Some(open) = t.find('{') else {
+            return t == u;
+        };
+        let (lit, rest) = t.split_at(open);
+        let Some(u) = u.strip_prefix(lit) else {
+            return false;
+        };
+        let Some(close) = rest.find('}') else {
+            return false;
+        };
+        let after = &rest[close + 1..];
+        // The variable ends at the latest at the next `/`.
+        let limit = u.find('/').unwrap_or(u.len());
+        if after.is_empty() {
+            return limit == u.len() && limit > 0;
+        }
+        // The literal that must follow the variable (possibly empty before another `{`).
+        let next = &after[..after.find('{').unwrap_or(after.len())];
+        u.char_indices()
+            .map(|(n, _)| n)
+            .chain(std::iter::once(u.len()))
+            .skip(1)
+            .take_while(|&n| n <= limit)
+            .filter(|&n| u[n..].starts_with(next))
+            .any(|n| go(after, &u[n..], depth + 1))
     }
-    go(template, uri)
+    uri.len() <= MAX_URI_LEN && go(template, uri, 0)
 }
 
 #[cfg(test)]
@@ -109,5 +125,12 @@ mod tests {
             "test://other/42/data"
         ));
         assert!(template_matches("file:///{name}", "file:///a.txt"));
+        // Multi-byte characters and long URIs: no panic, bounded work.
+        assert!(template_matches("file:///{name}", "file:///é"));
+        assert!(!template_matches(
+            "file:///{name}",
+            &format!("file:///{}/", "a".repeat(200_000))
+        ));
+        assert!(template_matches("a://{x}-{y}", "a://1-2"));
     }
 }

@@ -18,7 +18,7 @@ use http::{HeaderName, HeaderValue};
 use url::Url;
 
 pub use client_credentials::ClientCredentials;
-pub use sigv4::SigV4;
+pub use sigv4::{SigV4, aws_identity_name};
 pub use token_exchange::TokenExchange;
 
 use crate::config::outbound::AuthSpec;

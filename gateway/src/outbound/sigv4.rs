@@ -28,6 +28,7 @@ use tokio::sync::OnceCell;
 use super::client_credentials::ClockDebug;
 use super::{Attachment, Clock, CredentialError, CredentialProvider, OutboundRequest};
 use crate::config::outbound::{SigV4Spec, fill_policy};
+use crate::identity::Caller;
 
 const SKEW: Duration = Duration::from_secs(60);
 
@@ -89,7 +90,7 @@ impl SigV4 {
     /// Credentials for this request: assumed per call when `assume_role` is set.
     pub async fn credentials(
         &self,
-        user: Option<&str>,
+        caller: Option<&Caller>,
         tool: Option<&str>,
         target: &str,
     ) -> Result<Credentials, CredentialError> {
@@ -98,14 +99,17 @@ impl SigV4 {
         };
         // The name IAM and CloudTrail see; the policy's `{user}` is the same string, so a
         // policy can compare it with `aws:SourceIdentity`.
-        let name = user.map(iam_name);
+        let name = caller.map(|c| aws_identity_name(&c.issuer, &c.user));
         // The gateway's own requests (no caller) get the role without a narrowing policy.
         let policy = match (&name, &role.session_policy) {
             (Some(u), Some(t)) => Some(fill_policy(t, tool.unwrap_or(""), target, u)),
             _ => None,
         };
-        // Keyed on the raw user: two users never share a session.
-        let key = (policy.clone().unwrap_or_default(), user.map(str::to_string));
+        // Keyed on the raw identity (issuer and user): two users never share a session.
+        let key = (
+            policy.clone().unwrap_or_default(),
+            caller.map(|c| format!("{}\u{0}{}", c.issuer, c.user)),
+        );
         let fresh = |now: SystemTime| {
             self.assumed
                 .lock()
@@ -203,9 +207,11 @@ impl SigV4 {
     }
 }
 
-/// A user's IAM-safe name (`[\w+=,.@-]`, 2–62 characters). When cleaning changed or
-/// shortened the name, a hash of the original is appended, so distinct users never share one.
-fn iam_name(user: &str) -> String {
+/// The name AWS sees for a caller (`SourceIdentity`, the session name's tail, the policy's
+/// `{user}`): the user cleaned to IAM's `[\w+=,.@-]` and cut to 53 characters, then `.` and a
+/// hash of (issuer, user). The hash is always there, so no user — from any issuer, with any
+/// name — can produce another's name.
+pub fn aws_identity_name(issuer: &str, user: &str) -> String {
     let clean: String = user
         .chars()
         .map(|c| {
@@ -215,14 +221,11 @@ fn iam_name(user: &str) -> String {
                 '-'
             }
         })
+        .take(53)
         .collect();
-    if clean == user && (2..=62).contains(&clean.len()) {
-        return clean;
-    }
-    let digest = Sha256::digest(user.as_bytes());
+    let digest = Sha256::digest(format!("{issuer}\u{0}{user}").as_bytes());
     let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    let keep: String = clean.chars().take(62 - 9).collect();
-    format!("{keep}.{hash}")
+    format!("{clean}.{hash}")
 }
 
 /// User sessions are `u.<name>`; the gateway's own is `portcullis-gateway`, which no user
@@ -256,9 +259,7 @@ impl CredentialProvider for SigV4 {
         req: &'a OutboundRequest<'a>,
     ) -> BoxFuture<'a, Result<Attachment, CredentialError>> {
         Box::pin(async move {
-            let creds = self
-                .credentials(req.caller.map(|c| c.user.as_str()), req.tool, req.target)
-                .await?;
+            let creds = self.credentials(req.caller, req.tool, req.target).await?;
             self.sign(&creds, req, (self.clock.0)())
         })
     }
@@ -269,27 +270,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn iam_names_are_safe_and_never_shared() {
+    fn aws_names_are_safe_and_never_shared() {
         let ok = |n: &str| {
             (2..=62).contains(&n.len())
                 && n.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(c))
         };
-        assert_eq!(iam_name("alice@example.com"), "alice@example.com");
-        let (a, b) = (iam_name("bob smith"), iam_name("bob/smith"));
-        assert!(
-            ok(&a) && ok(&b) && a != b && a.starts_with("bob-smith."),
-            "{a} {b}"
+        let a = aws_identity_name("https://idp", "alice@example.com");
+        assert!(ok(&a) && a.starts_with("alice@example.com."), "{a}");
+        let (b1, b2) = (
+            aws_identity_name("https://idp", "bob smith"),
+            aws_identity_name("https://idp", "bob/smith"),
         );
-        let long1 = iam_name(&format!("{}1", "y".repeat(80)));
-        let long2 = iam_name(&format!("{}2", "y".repeat(80)));
-        assert!(ok(&long1) && long1 != long2);
-        assert!(ok(&iam_name("x")));
-        // No user can get the gateway's own session name.
+        assert!(ok(&b1) && ok(&b2) && b1 != b2);
+        // A user named like another's cleaned name still gets a different name.
+        assert_ne!(aws_identity_name("https://idp", &b1), b1);
+        // The same subject at two issuers is two people.
         assert_ne!(
-            session_name(Some(&iam_name("portcullis-gateway"))),
+            aws_identity_name("https://a", "alice"),
+            aws_identity_name("https://b", "alice")
+        );
+        let long = aws_identity_name("https://idp", &"y".repeat(200));
+        assert!(ok(&long));
+        assert!(ok(&aws_identity_name("https://idp", "x")));
+        assert_ne!(
+            session_name(Some(&aws_identity_name(
+                "https://idp",
+                "portcullis-gateway"
+            ))),
             session_name(None)
         );
-        assert!(session_name(Some(&long1)).len() <= 64);
+        assert!(session_name(Some(&long)).len() <= 64);
     }
 }

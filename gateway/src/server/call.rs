@@ -90,13 +90,26 @@ async fn call_upstream(
         }
         Err(e) => return Err(errors::from_target(&e)),
     };
+    // The whole call, relays included, ends by the target's timeout: a client that never
+    // answers a relayed request must not hold the call (and the relay slot) forever.
+    let timeout = target.spec().call_timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let timed_out = || crate::targets::TargetError::Timeout {
+        target: target.name().to_string(),
+        after: timeout,
+    };
     let result = loop {
         tokio::select! {
             // Relays first: a log line or progress sent just before the result must reach the
             // caller before the result does.
             biased;
-            Some(relay) = pending.relays.recv() => deliver(&ctx.peer, relay).await,
+            Some(relay) = pending.relays.recv() => {
+                if tokio::time::timeout_at(deadline, deliver(&ctx.peer, relay)).await.is_err() {
+                    break Err(timed_out());
+                }
+            }
             r = &mut pending.response => break r,
+            _ = tokio::time::sleep_until(deadline + std::time::Duration::from_secs(1)) => break Err(timed_out()),
         }
     };
     // rmcp hands upstream notifications to their handlers on separate tasks, so one sent
@@ -106,7 +119,8 @@ async fn call_upstream(
         tokio::task::yield_now().await;
     }
     while let Ok(relay) = pending.relays.try_recv() {
-        deliver(&ctx.peer, relay).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), deliver(&ctx.peer, relay))
+            .await;
     }
     let mut r = result.map_err(|e| errors::from_target(&e))?;
     complete(&mut r.result_type);

@@ -445,7 +445,10 @@ async fn forward(target: &McpTarget, request: ClientRequest) -> Result<ServerRes
 
 fn unexpected(got: ServerResult) -> ErrorData {
     ErrorData::internal_error(
-        format!("unexpected response type from upstream: {got:?}"),
+        format!(
+            "the upstream answered with a result kind the gateway does not relay ({})",
+            crate::targets::mcp::result_kind(&got)
+        ),
         None,
     )
 }

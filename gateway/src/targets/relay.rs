@@ -21,6 +21,7 @@ use rmcp::model::{
     ClientResult, ErrorCode, ProgressToken, RequestId, ServerNotification, ServerRequest,
 };
 use rmcp::service::InboundStreamOrigin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 /// A message for the downstream caller of one in-flight call.
@@ -39,6 +40,19 @@ pub type RelayReceiver = mpsc::Receiver<Relay>;
 #[derive(Debug, Default)]
 pub struct Relays {
     inner: Mutex<Table>,
+    /// Every request forwarded to the target and not yet answered — tool calls, prompts,
+    /// resources, the gateway's own listing — so "the only call in flight" really is.
+    in_flight: AtomicUsize,
+}
+
+/// Counts one forwarded request as in flight until dropped. Take it *before* sending.
+#[derive(Debug)]
+pub struct InFlight<'a>(&'a Relays);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -70,6 +84,11 @@ impl Drop for Registration<'_> {
 }
 
 impl Relays {
+    pub fn begin(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self)
+    }
+
     /// Register an in-flight upstream request. Returns the guard and the receiver the
     /// downstream handler must poll until the call completes.
     pub fn register(
@@ -99,7 +118,7 @@ impl Relays {
                 t.by_request.get(id).map(|e| e.tx.clone())
             }
             Some(InboundStreamOrigin::Unassociated) => None,
-            None => sole(&t),
+            None => self.sole(&t),
         }
     }
 
@@ -155,7 +174,7 @@ impl Relays {
 
     /// Relay a notification that names no request: only with exactly one call in flight.
     pub fn unattributed(&self, note: ServerNotification) -> bool {
-        let tx = self.inner.lock().ok().and_then(|t| sole(&t));
+        let tx = self.inner.lock().ok().and_then(|t| self.sole(&t));
         match tx {
             Some(tx) => tx.try_send(Relay::Notification(note)).is_ok(),
             None => false,
@@ -163,11 +182,18 @@ impl Relays {
     }
 }
 
-fn sole(t: &Table) -> Option<mpsc::Sender<Relay>> {
-    let mut it = t.by_request.values();
-    match (it.next(), it.next()) {
-        (Some(only), None) => Some(only.tx.clone()),
-        _ => None,
+impl Relays {
+    /// The one tool call that can be the source of an unattributed message: only when it is
+    /// the only request of any kind in flight to this target.
+    fn sole(&self, t: &Table) -> Option<mpsc::Sender<Relay>> {
+        if self.in_flight.load(Ordering::Acquire) != 1 {
+            return None;
+        }
+        let mut it = t.by_request.values();
+        match (it.next(), it.next()) {
+            (Some(only), None) => Some(only.tx.clone()),
+            _ => None,
+        }
     }
 }
 
@@ -230,9 +256,24 @@ mod tests {
     fn registration_is_removed_when_the_call_ends() {
         let relays = Relays::default();
         {
+            let _in_flight = relays.begin();
             let _g = relays.register(RequestId::Number(1), token("u"), None);
             assert!(relays.sender_for(None).is_some());
         }
         assert!(relays.sender_for(None).is_none());
+    }
+
+    #[test]
+    fn another_callers_request_in_flight_blocks_unattributed_delivery() {
+        let relays = Relays::default();
+        let _alice = relays.begin();
+        let _g = relays.register(RequestId::Number(1), token("u"), None);
+        assert!(relays.sender_for(None).is_some(), "alone: attributable");
+        // Bob's prompts/get is in flight too (not a tool call, never registered): an
+        // unattributed message could be his, so it goes to nobody.
+        let bob = relays.begin();
+        assert!(relays.sender_for(None).is_none());
+        drop(bob);
+        assert!(relays.sender_for(None).is_some());
     }
 }

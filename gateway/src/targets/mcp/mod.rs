@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 mod client;
 pub mod http;
 
-use super::relay::{Registration, RelayReceiver, Relays};
+use super::relay::{InFlight, Registration, RelayReceiver, Relays};
 use super::{Health, Listing, TargetError};
 use crate::catalog::CatalogEvent;
 use crate::config::{McpTransport, TargetSpec};
@@ -83,6 +83,7 @@ pub struct PendingCall<'a, T> {
     pub response: futures::future::BoxFuture<'a, Result<T, TargetError>>,
     pub relays: RelayReceiver,
     _registration: Registration<'a>,
+    _in_flight: InFlight<'a>,
 }
 
 impl<T> std::fmt::Debug for PendingCall<'_, T> {
@@ -190,6 +191,7 @@ impl McpTarget {
             }),
             relays: pending.1,
             _registration: pending.2,
+            _in_flight: pending.3,
         })
     }
 
@@ -198,23 +200,24 @@ impl McpTarget {
     /// in flight" can never pick a request whose caller is not listening for relays.
     pub async fn request(&self, request: ClientRequest) -> Result<ServerResult, TargetError> {
         let inner = &self.inner;
-        let peer = inner.peer().await?;
+        let (peer, generation) = inner.peer().await?;
         let timeout = inner.spec.call_timeout;
         let mut options = PeerRequestOptions::no_options();
         options.timeout = Some(timeout);
+        let _in_flight = inner.relays.begin();
         let handle = peer
             .send_request_with_option(request, options)
             .await
-            .map_err(|e| inner.fail(e, timeout))?;
+            .map_err(|e| inner.fail(e, timeout, generation))?;
         handle
             .await_response()
             .await
-            .map_err(|e| inner.fail(e, timeout))
+            .map_err(|e| inner.fail(e, timeout, generation))
     }
 
     /// Refetch the listing (after `list_changed`, or on demand).
     pub async fn refresh(&self) -> Result<(), TargetError> {
-        let peer = self.inner.peer().await?;
+        let (peer, _) = self.inner.peer().await?;
         self.inner.refresh(&peer).await
     }
 }
@@ -223,9 +226,27 @@ fn unexpected(target: &str, got: &ServerResult) -> TargetError {
     TargetError::Upstream {
         target: target.to_string(),
         error: ErrorData::internal_error(
-            format!("unexpected response type from upstream: {got:?}"),
+            format!(
+                "the upstream answered with a result kind the gateway does not relay ({})",
+                result_kind(got)
+            ),
             None,
         ),
+    }
+}
+
+/// The kind of an upstream result, for errors (never its content: it may hold upstream
+/// state such as an opaque `requestState`).
+pub(crate) fn result_kind(r: &ServerResult) -> &'static str {
+    match r {
+        ServerResult::InputRequiredResult(_) => "input_required",
+        ServerResult::CreateTaskResult(_) => "task",
+        ServerResult::CallToolResult(_) => "tools/call result",
+        ServerResult::GetPromptResult(_) => "prompts/get result",
+        ServerResult::ReadResourceResult(_) => "resources/read result",
+        ServerResult::CompleteResult(_) => "completion result",
+        ServerResult::EmptyResult(_) => "empty result",
+        _ => "other",
     }
 }
 
@@ -233,6 +254,7 @@ type Started<'a> = (
     futures::future::BoxFuture<'a, Result<ServerResult, TargetError>>,
     RelayReceiver,
     Registration<'a>,
+    InFlight<'a>,
 );
 
 impl Inner {
@@ -290,9 +312,10 @@ impl Inner {
     }
 
     /// The live peer, connecting first if needed.
-    async fn peer(self: &Arc<Self>) -> Result<Peer<RoleClient>, TargetError> {
+    /// The live peer and its session generation, connecting first if needed.
+    async fn peer(self: &Arc<Self>) -> Result<(Peer<RoleClient>, u64), TargetError> {
         if let Some(live) = self.current() {
-            return Ok(live.peer.clone());
+            return Ok((live.peer.clone(), live.generation));
         }
         self.connect().await
     }
@@ -302,13 +325,14 @@ impl Inner {
         request: ClientRequest,
         downstream_progress: Option<ProgressToken>,
     ) -> Result<Started<'_>, TargetError> {
-        let peer = self.peer().await?;
+        let (peer, generation) = self.peer().await?;
         let timeout = self.spec.call_timeout;
         let mut options = PeerRequestOptions::no_options();
         options.timeout = Some(timeout);
+        let in_flight = self.relays.begin();
         let handle = match peer.send_request_with_option(request, options).await {
             Ok(h) => h,
-            Err(e) => return Err(self.fail(e, timeout)),
+            Err(e) => return Err(self.fail(e, timeout, generation)),
         };
         let (registration, relays) = self.relays.register(
             handle.id.clone(),
@@ -320,14 +344,14 @@ impl Inner {
             handle
                 .await_response()
                 .await
-                .map_err(|e| this.fail(e, timeout))
+                .map_err(|e| this.fail(e, timeout, generation))
         });
-        Ok((response, relays, registration))
+        Ok((response, relays, registration, in_flight))
     }
 
     /// Classify a failed request; a transport failure also drops the session so the next
     /// call reconnects.
-    fn fail(self: &Arc<Self>, e: ServiceError, timeout: Duration) -> TargetError {
+    fn fail(self: &Arc<Self>, e: ServiceError, timeout: Duration, generation: u64) -> TargetError {
         let target = self.spec.name.clone();
         match e {
             ServiceError::McpError(error) => TargetError::Upstream { target, error },
@@ -337,7 +361,7 @@ impl Inner {
             },
             ServiceError::TransportClosed | ServiceError::TransportSend(_) => {
                 let reason = format!("connection lost ({e})");
-                self.drop_session(&reason);
+                self.drop_session(&reason, generation);
                 TargetError::Unavailable { target, reason }
             }
             other => TargetError::Upstream {
@@ -347,8 +371,18 @@ impl Inner {
         }
     }
 
-    fn drop_session(&self, reason: &str) {
-        if self.live.swap(None).is_some() {
+    /// Forget session `generation` — and only it: a late failure of an old session must not
+    /// take down the healthy one that replaced it.
+    fn drop_session(&self, reason: &str, generation: u64) {
+        let current = self.live.load_full();
+        if current.as_ref().is_none_or(|l| l.generation != generation) {
+            return;
+        }
+        let previous = self.live.compare_and_swap(&current, None);
+        if previous
+            .as_ref()
+            .is_some_and(|p| current.as_ref().is_some_and(|c| Arc::ptr_eq(p, c)))
+        {
             tracing::warn!(target: "portcullis::targets", target_name = %self.spec.name, "session lost: {reason}");
             self.set_error(reason);
             self.changed.send_modify(|n| *n += 1);
@@ -356,10 +390,10 @@ impl Inner {
         }
     }
 
-    async fn connect(self: &Arc<Self>) -> Result<Peer<RoleClient>, TargetError> {
+    async fn connect(self: &Arc<Self>) -> Result<(Peer<RoleClient>, u64), TargetError> {
         let _flight = self.connect_lock.lock().await;
         if let Some(live) = self.current() {
-            return Ok(live.peer.clone()); // someone else connected while we waited
+            return Ok((live.peer.clone(), live.generation)); // someone else connected while we waited
         }
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let ct = self.shutdown.child_token();
@@ -423,11 +457,11 @@ impl Inner {
                     .as_ref()
                     .is_some_and(|l| l.generation == generation);
                 if still_current {
-                    this.drop_session(&format!("session ended ({quit:?})"));
+                    this.drop_session(&format!("session ended ({quit:?})"), generation);
                 }
             }
         });
-        Ok(peer)
+        Ok((peer, generation))
     }
 
     async fn open(
@@ -482,6 +516,7 @@ impl Inner {
     }
 
     async fn refresh(&self, peer: &Peer<RoleClient>) -> Result<(), TargetError> {
+        let _in_flight = self.relays.begin();
         let caps = peer
             .peer_info()
             .map(|i| i.capabilities.clone())
