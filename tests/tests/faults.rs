@@ -186,3 +186,53 @@ fn missing_stdio_command_is_named_by_check_and_serve() {
         assert!(stderr.contains("fix:"), "{sub}: {stderr}");
     }
 }
+
+/// A caller that never answers a relayed request (here: sampling) cannot hold its call, or
+/// the target's relay slot, beyond the target's timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relayed_request_nobody_answers_ends_at_the_target_timeout() {
+    use rmcp::model::{CreateMessageRequestParams, CreateMessageResult};
+    use rmcp::service::RequestContext;
+    use rmcp::{ClientHandler, ErrorData};
+
+    #[derive(Clone)]
+    struct Silent;
+    #[allow(deprecated)] // sampling is deprecated in 2026-07-28, still what this test needs
+    impl ClientHandler for Silent {
+        fn get_info(&self) -> ClientConfig {
+            let mut caps = rmcp::model::ClientCapabilities::default();
+            caps.sampling = Some(Default::default());
+            ClientConfig::new(caps, rmcp::model::Implementation::new("silent", "0"))
+        }
+        async fn create_message(
+            &self,
+            _params: CreateMessageRequestParams,
+            _ctx: RequestContext<RoleClient>,
+        ) -> Result<CreateMessageResult, ErrorData> {
+            std::future::pending().await
+        }
+    }
+
+    let (_fixture, fixture_url) = spawn_until_line(
+        Command::new(env!("CARGO_BIN_EXE_conformance-fixture")),
+        "conformance-fixture",
+        "http://",
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let target = format!("prefix = \"\"\ntimeout = \"2s\"\n[mcp]\nurl = \"{fixture_url}\"\n");
+    let gw = Gateway::start("", &[("fixture", target)]).unwrap();
+    let client = Silent
+        .serve(StreamableHttpClientTransport::from_uri(gw.url.clone()))
+        .await
+        .unwrap();
+    let call = client.peer().call_tool(
+        CallToolRequestParams::new("test_sampling")
+            .with_arguments(args(serde_json::json!({"prompt": "hi"}))),
+    );
+    let err = tokio::time::timeout(Duration::from_secs(20), call)
+        .await
+        .expect("the gateway ends the call")
+        .unwrap_err();
+    assert_eq!(code(&err), TIMEOUT, "{err:?}");
+}
