@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod identity;
 pub mod inbound;
+pub mod limits;
 pub mod outbound;
 pub mod server;
 pub mod targets;

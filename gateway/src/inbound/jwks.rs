@@ -17,7 +17,7 @@ use crate::config::IssuerSpec;
 const DEFAULT_TTL: Duration = Duration::from_secs(300);
 const MIN_TTL: Duration = Duration::from_secs(60);
 const MAX_TTL: Duration = Duration::from_secs(3600);
-const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+use crate::limits::MAX_DOCUMENT_BYTES;
 
 #[derive(Debug)]
 pub struct KeySource {
@@ -326,21 +326,10 @@ async fn get(http: &reqwest::Client, url: &str) -> Result<(Vec<u8>, Duration), S
         .and_then(|v| v.to_str().ok())
         .and_then(max_age)
         .map_or(DEFAULT_TTL, |t| t.clamp(MIN_TTL, MAX_TTL));
-    if resp
-        .content_length()
-        .is_some_and(|n| n as usize > MAX_DOCUMENT_BYTES)
-    {
-        return Err(format!(
-            "GET {url}: document larger than {MAX_DOCUMENT_BYTES} bytes"
-        ));
-    }
-    let body = resp.bytes().await.map_err(|e| format!("GET {url}: {e}"))?;
-    if body.len() > MAX_DOCUMENT_BYTES {
-        return Err(format!(
-            "GET {url}: document larger than {MAX_DOCUMENT_BYTES} bytes"
-        ));
-    }
-    Ok((body.to_vec(), ttl))
+    let body = crate::limits::read_limited(resp, MAX_DOCUMENT_BYTES)
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    Ok((body, ttl))
 }
 
 fn max_age(cache_control: &str) -> Option<Duration> {

@@ -64,18 +64,41 @@ pub async fn require_caller(State(state): State<AuthState>, req: Request, next: 
             axum::Json(json!({ "error": "session_not_found", "error_description": r.description }));
         return (r.status, body).into_response();
     }
-    let resp = next.run(req).await;
     if session.is_none()
-        && let Some(id) = resp
-            .headers()
-            .get(SESSION_HEADER)
-            .and_then(|v| v.to_str().ok())
-        && let Ok(mut owners) = state.sessions.0.lock()
+        && state
+            .sessions
+            .0
+            .lock()
+            .is_ok_and(|o| o.len() >= MAX_TRACKED_SESSIONS)
     {
-        if owners.len() >= MAX_TRACKED_SESSIONS {
-            owners.clear(); // bounded memory; rmcp still owns the sessions themselves
+        // Bounded memory without forgetting who owns a live session: refuse new ones.
+        let body = axum::Json(
+            json!({ "error": "too_many_sessions", "error_description": "the gateway has too many open MCP sessions; retry later" }),
+        );
+        return (http::StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    }
+    let deleting = req.method() == Method::DELETE;
+    let resp = next.run(req).await;
+    if let Ok(mut owners) = state.sessions.0.lock() {
+        match (
+            &session,
+            resp.headers()
+                .get(SESSION_HEADER)
+                .and_then(|v| v.to_str().ok()),
+        ) {
+            // A new session: remember who opened it.
+            (None, Some(id)) => {
+                owners.insert(id.to_string(), owner);
+            }
+            // Ended by the client, or unknown to the MCP layer (expired): forget it.
+            (Some(id), _)
+                if (deleting && resp.status().is_success())
+                    || resp.status() == http::StatusCode::NOT_FOUND =>
+            {
+                owners.remove(id);
+            }
+            _ => {}
         }
-        owners.insert(id.to_string(), owner);
     }
     resp
 }

@@ -32,7 +32,9 @@ pub async fn send(
         .map_err(|e| HttpError(e.to_string()))?;
     let status = resp.status();
     let headers = resp.headers().clone();
-    let body = resp.bytes().await.map_err(|e| HttpError(e.to_string()))?;
+    let body = crate::limits::read_limited(resp, crate::limits::MAX_DOCUMENT_BYTES)
+        .await
+        .map_err(HttpError)?;
     let mut out = http::Response::new(body.to_vec());
     *out.status_mut() = status;
     *out.headers_mut() = headers;
@@ -57,10 +59,11 @@ pub async fn discover_token_endpoint(
     for url in candidates {
         match http.get(&url).send().await {
             Ok(r) if r.status().is_success() => {
-                let doc: serde_json::Value = r
-                    .json()
+                let body = crate::limits::read_limited(r, crate::limits::MAX_DOCUMENT_BYTES)
                     .await
                     .map_err(|e| CredentialError::Unreachable(format!("{url}: {e}")))?;
+                let doc: serde_json::Value = serde_json::from_slice(&body)
+                    .map_err(|e| CredentialError::Invalid(format!("{url} is not JSON: {e}")))?;
                 let endpoint = doc["token_endpoint"].as_str().ok_or_else(|| {
                     CredentialError::Invalid(format!("{url} names no token_endpoint"))
                 })?;

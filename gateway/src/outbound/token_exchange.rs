@@ -107,10 +107,9 @@ impl TokenExchange {
             .await
             .map_err(|e| CredentialError::Unreachable(e.to_string()))?;
         let status = resp.status();
-        let body = resp
-            .bytes()
+        let body = crate::limits::read_limited(resp, crate::limits::MAX_DOCUMENT_BYTES)
             .await
-            .map_err(|e| CredentialError::Unreachable(e.to_string()))?;
+            .map_err(CredentialError::Unreachable)?;
         if !status.is_success() {
             return Err(match serde_json::from_slice::<OAuthError>(&body) {
                 Ok(e) => CredentialError::Refused {

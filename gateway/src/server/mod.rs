@@ -179,6 +179,7 @@ impl ServerHandler for Gateway {
 
     async fn on_initialized(&self, ctx: rmcp::service::NotificationContext<RoleServer>) {
         if let Ok(mut s) = self.inner.sessions.lock() {
+            s.retain(|_, s| !s.peer.is_transport_closed());
             s.insert(
                 self.session,
                 Session {
