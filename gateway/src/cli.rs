@@ -188,13 +188,16 @@ async fn serve(path: &std::path::Path, insecure_dev_idp: bool) -> anyhow::Result
     // One line on stdout, for scripts and tests: the endpoint is up.
     println!("portcullis ready: {mcp_url}");
     let stop = shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down");
-            stop.cancel();
-        })
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    })
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -174,8 +174,18 @@ impl Gateway {
     /// Write `gateway.toml` (listening on a free port unless it says otherwise) and
     /// `targets/NAME.toml` for each target, then start `portcullis serve`.
     pub fn start(gateway_toml: &str, targets: &[(&str, String)]) -> Result<Self> {
+        Self::start_with_env(gateway_toml, targets, &[])
+    }
+
+    /// [`Gateway::start`] with extra environment variables for the gateway process.
+    pub fn start_with_env(
+        gateway_toml: &str,
+        targets: &[(&str, String)],
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let dir = write_config(gateway_toml, targets)?;
         let mut cmd = Command::new(binary("portcullis", "portcullis"));
+        cmd.envs(env.iter().copied());
         cmd.arg("serve")
             .arg("--config")
             .arg(dir.path().join("gateway.toml"));

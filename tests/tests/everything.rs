@@ -35,12 +35,14 @@ fn setup() -> Option<Setup> {
         "prefix = \"evs\"\n[mcp]\ncommand = \"{node}\"\nargs = {}\n",
         serde_json::to_string(&args).unwrap()
     );
-    let gw = Gateway::start(
+    // A secret in the gateway's own environment, which no stdio target was granted.
+    let gw = Gateway::start_with_env(
         "",
         &[
             ("everything", http_target),
             ("everything_stdio", stdio_target),
         ],
+        &[("PORTCULLIS_E2E_GATEWAY_SECRET", "must-not-reach-children")],
     )
     .expect("gateway starts");
     Some(Setup {
@@ -177,4 +179,21 @@ async fn rmcp_client_lists_and_calls_in_both_eras() {
         );
         client.cancel().await.ok();
     }
+}
+
+#[test]
+fn stdio_children_get_a_clean_environment() {
+    let Some(s) = setup() else { return };
+    // server-everything's get-env returns its whole environment.
+    let out = python_client(&s.peers, &s.gw.url, &["call", "evs__get-env", "{}"]).unwrap();
+    assert_eq!(out["ok"], true, "{out}");
+    let env = out["result"]["content"].to_string();
+    assert!(
+        env.contains("PATH"),
+        "the allow-listed basics are inherited: {env}"
+    );
+    assert!(
+        !env.contains("must-not-reach-children"),
+        "the gateway's own secrets are not: {env}"
+    );
 }

@@ -26,6 +26,25 @@ pub use secret::{Secret, SecretRef};
 use targets::{check_prefixes, load_targets};
 use url::Url;
 
+/// What a stdio child inherits from the gateway's environment unless `inherit_env` adds more.
+pub const DEFAULT_INHERITED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "TERM",
+    // So that a target run through `cargo run` (the quickstart's) finds its toolchain.
+    "CARGO_HOME",
+    "RUSTUP_HOME",
+    "RUSTUP_TOOLCHAIN",
+];
+
 /// Default per-call timeout for a target (the 30 s).
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default time to wait for a target's handshake at startup and on reconnect.
@@ -129,6 +148,9 @@ pub enum McpTransport {
         args: Vec<String>,
         /// Plain and secret environment variables; secrets stay redacted in `Debug`.
         env: Vec<(String, EnvValue)>,
+        /// Names of the gateway's own variables the child inherits; nothing else is passed
+        /// (other targets' secrets, cloud credentials in the gateway's environment).
+        inherit: Vec<String>,
         cwd: Option<PathBuf>,
     },
 }

@@ -141,6 +141,9 @@ pub struct McpSection {
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub secret_env: BTreeMap<String, SecretRef>,
+    /// Extra variables of the gateway's environment the child may see.
+    #[serde(default)]
+    pub inherit_env: Vec<String>,
     pub cwd: Option<PathBuf>,
 }
 

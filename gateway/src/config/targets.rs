@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use super::schema::{McpSection, TargetFile};
 use super::{
-    ConfigError, ConfigErrors, DEFAULT_CALL_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, EnvValue,
-    McpTransport, SourceFile, TargetKind, TargetSpec, outbound, valid_tool_chars,
+    ConfigError, ConfigErrors, DEFAULT_CALL_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_INHERITED_ENV, EnvValue, McpTransport, SourceFile, TargetKind, TargetSpec, outbound,
+    valid_tool_chars,
 };
 
 pub(super) fn load_targets(dir: &Path, errors: &mut ConfigErrors) -> Vec<TargetSpec> {
@@ -162,6 +163,7 @@ fn compile_mcp(
                 ("mcp.env", !mcp.env.is_empty()),
                 ("mcp.secret_env", !mcp.secret_env.is_empty()),
                 ("mcp.cwd", mcp.cwd.is_some()),
+                ("mcp.inherit_env", !mcp.inherit_env.is_empty()),
             ];
             for (key, set) in stdio_only {
                 if set {
@@ -212,10 +214,16 @@ fn compile_mcp(
                     )),
                 }
             }
+            let mut inherit: Vec<String> = DEFAULT_INHERITED_ENV
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            inherit.extend(mcp.inherit_env.iter().cloned());
             Some(McpTransport::Stdio {
                 command: resolved,
                 args: mcp.args.clone(),
                 env,
+                inherit,
                 cwd,
             })
         }

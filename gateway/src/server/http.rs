@@ -149,7 +149,14 @@ async fn healthz() -> impl IntoResponse {
 
 /// Ready when every required target is connected, every issuer's keys were fetched at least
 /// once, and the catalog has no conflicts.
-async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+///
+/// The details (target names, upstream errors, issuers) go only to clients on this machine;
+/// anyone else — a load balancer, the internet — learns ready or not.
+async fn readyz(State(s): State<AppState>, req: axum::extract::Request) -> impl IntoResponse {
+    let local = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .is_some_and(|c| c.0.ip().is_loopback());
     let catalog = &s.catalog;
     let view = catalog.view();
     let mut ready = view.conflicts.is_empty();
@@ -185,10 +192,10 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        code,
-        Json(
-            json!({ "ready": ready, "targets": targets, "issuers": issuers, "conflicts": conflicts }),
-        ),
-    )
+    let body = if local {
+        json!({ "ready": ready, "targets": targets, "issuers": issuers, "conflicts": conflicts })
+    } else {
+        json!({ "ready": ready })
+    };
+    (code, Json(body))
 }

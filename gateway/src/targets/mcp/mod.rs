@@ -488,10 +488,18 @@ impl Inner {
                 command,
                 args,
                 env,
+                inherit,
                 cwd,
             } => {
                 let mut cmd = tokio::process::Command::new(command);
-                cmd.args(args).kill_on_drop(true);
+                // A clean environment: the child sees only what its registration grants, not
+                // other targets' secrets or the gateway's cloud credentials.
+                cmd.args(args).kill_on_drop(true).env_clear();
+                for name in inherit {
+                    if let Some(value) = std::env::var_os(name) {
+                        cmd.env(name, value);
+                    }
+                }
                 for (k, v) in env {
                     cmd.env(k, v.expose());
                 }
