@@ -188,6 +188,13 @@ async fn serve(path: &std::path::Path, insecure_dev_idp: bool) -> anyhow::Result
     // One line on stdout, for scripts and tests: the endpoint is up.
     println!("portcullis ready: {mcp_url}");
     let stop = shutdown.clone();
+    // MCP answers are small writes (an SSE event, then the end of the stream): without
+    // TCP_NODELAY, Nagle's algorithm and the client's delayed ACK add ~40 ms to every call.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

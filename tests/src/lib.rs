@@ -69,14 +69,19 @@ pub fn binary(_package: &str, bin: &str) -> PathBuf {
     static BUILT: OnceLock<std::collections::HashMap<String, PathBuf>> = OnceLock::new();
     let all = BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut args = vec![
+            "build",
+            "--quiet",
+            "--message-format=json",
+            "--workspace",
+            "--bins",
+        ];
+        // Benchmarks (built without debug assertions) measure optimised binaries.
+        if !cfg!(debug_assertions) {
+            args.push("--release");
+        }
         let out = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "--message-format=json",
-                "--workspace",
-                "--bins",
-            ])
+            .args(&args)
             .current_dir(repo_root())
             .stderr(Stdio::inherit())
             .output()

@@ -118,6 +118,10 @@ async fn serve_http(addr: SocketAddr) -> anyhow::Result<()> {
     stdout.flush()?;
     drop(stdout);
     tracing::info!(%addr, "serving MCP over streamable HTTP at /mcp");
+    // Small SSE writes: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms per call.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app).await?;
     Ok(())
 }
