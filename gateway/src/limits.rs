@@ -1,5 +1,6 @@
-//! Reading answers from identity providers and token endpoints with a size cap: an IdP that
-//! misbehaves (or an attacker in its place) cannot make the gateway buffer gigabytes.
+//! Talking to identity providers and token endpoints: answers are read with a size cap (an
+//! IdP that misbehaves, or an attacker in its place, cannot make the gateway buffer
+//! gigabytes), and authorization-server metadata is discovered the same way everywhere.
 
 /// Largest discovery document, JWK set or token response accepted.
 pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
@@ -18,4 +19,41 @@ pub async fn read_limited(mut resp: reqwest::Response, max: usize) -> Result<Vec
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// An authorization server's metadata: OpenID discovery (`{issuer}/.well-known/openid-configuration`),
+/// then RFC 8414 (`{origin}/.well-known/oauth-authorization-server{path}`). Returns the URL that
+/// answered and its document; the error names every URL tried. Checking the document's
+/// `issuer` is the caller's business (inbound keys require an exact match).
+pub async fn discover(
+    http: &reqwest::Client,
+    issuer: &str,
+) -> Result<(String, serde_json::Value), String> {
+    let mut candidates = vec![format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    )];
+    if let Ok(u) = url::Url::parse(issuer) {
+        let path = u.path().trim_end_matches('/');
+        candidates.push(format!(
+            "{}/.well-known/oauth-authorization-server{path}",
+            u.origin().ascii_serialization()
+        ));
+    }
+    let mut failures = Vec::new();
+    for url in candidates {
+        match http.get(&url).send().await {
+            Ok(r) if r.status().is_success() => {
+                let body = read_limited(r, MAX_DOCUMENT_BYTES)
+                    .await
+                    .map_err(|e| format!("GET {url}: {e}"))?;
+                let doc =
+                    serde_json::from_slice(&body).map_err(|e| format!("{url} is not JSON: {e}"))?;
+                return Ok((url, doc));
+            }
+            Ok(r) => failures.push(format!("GET {url}: HTTP {}", r.status())),
+            Err(e) => failures.push(format!("GET {url}: {e}")),
+        }
+    }
+    Err(format!("discovery failed: {}", failures.join("; ")))
 }

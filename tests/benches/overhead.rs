@@ -109,12 +109,7 @@ async fn main() {
     })
     .await
     .unwrap();
-    let out = Command::new(binary("portcullis", "portcullis"))
-        .args(["dev-token", "--user", "bench", "--config"])
-        .arg(gw.dir.path().join("gateway.toml"))
-        .output()
-        .unwrap();
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let token = portcullis_e2e::dev_token(gw.dir.path(), &["--user", "bench"]);
 
     run("direct to the demo upstream", &demo_url, None, "echo").await;
     run(

@@ -434,3 +434,25 @@ pub fn base64url_encode(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
+
+/// Run `portcullis SUBCOMMAND --config DIR/gateway.toml ARGS…` to completion.
+pub fn run_portcullis(subcommand: &str, config_dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(binary("portcullis", "portcullis"))
+        .arg(subcommand)
+        .arg("--config")
+        .arg(config_dir.join("gateway.toml"))
+        .args(args)
+        .output()
+        .expect("run portcullis")
+}
+
+/// A token minted by `portcullis dev-token` for the gateway configured in `config_dir`.
+pub fn dev_token(config_dir: &Path, args: &[&str]) -> String {
+    let out = run_portcullis("dev-token", config_dir, args);
+    assert!(
+        out.status.success(),
+        "dev-token failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

@@ -3,10 +3,27 @@
 //! unchanged. Expected failures (none today) live in tests/conformance-expected-failures.yml.
 #![allow(clippy::unwrap_used)] // tests and their harness may panic on setup failures
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use portcullis_e2e::{Gateway, peers, repo_root, spawn_until_line};
+
+/// Run the suite against the gateway with an expected-failures file: (exit 0?, report).
+fn run_suite(peers: &Path, gw: &Gateway, baseline: &Path) -> (bool, String) {
+    // The DNS-rebinding scenario needs a `localhost` URL (it swaps the Host header).
+    let url = gw.url.replace("127.0.0.1", "localhost");
+    let out = Command::new("bash")
+        .arg(peers.join("mcp/conformance.sh"))
+        .arg(&url)
+        .arg("--baseline")
+        .arg(baseline)
+        .output()
+        .expect("run conformance.sh");
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{report}");
+    (out.status.success(), report)
+}
 
 #[test]
 fn conformance_suite_passes_through_the_gateway() {
@@ -20,22 +37,9 @@ fn conformance_suite_passes_through_the_gateway() {
     .expect("fixture starts");
     let target = format!("prefix = \"\"\n[mcp]\nurl = \"{fixture_url}\"\n");
     let gw = Gateway::start("", &[("fixture", target)]).expect("gateway starts");
-    // The DNS-rebinding scenario needs a `localhost` URL (it swaps the Host header).
-    let url = gw.url.replace("127.0.0.1", "localhost");
     let baseline = repo_root().join("tests/conformance-expected-failures.yml");
-    let out = Command::new("bash")
-        .arg(peers.join("mcp/conformance.sh"))
-        .arg(&url)
-        .arg("--baseline")
-        .arg(&baseline)
-        .output()
-        .expect("run conformance.sh");
-    let report = String::from_utf8_lossy(&out.stdout);
-    println!("{report}");
-    assert!(
-        out.status.success(),
-        "conformance failures beyond the baseline:\n{report}"
-    );
+    let (ok, report) = run_suite(&peers, &gw, &baseline);
+    assert!(ok, "conformance failures beyond the baseline:\n{report}");
     // Guard against a suite that ran nothing: the summary must count real passes, including
     // the scenarios that exercise relays through the gateway.
     let total = report
@@ -93,19 +97,7 @@ fn gateway_in_front_of_server_everything_matches_its_baseline_and_adds_rebinding
     let dir = tempfile::tempdir().unwrap();
     let baseline = dir.path().join("baseline.yml");
     std::fs::write(&baseline, ours).unwrap();
-    let url = gw.url.replace("127.0.0.1", "localhost");
-    let out = Command::new("bash")
-        .arg(peers.join("mcp/conformance.sh"))
-        .arg(&url)
-        .arg("--baseline")
-        .arg(&baseline)
-        .output()
-        .expect("run conformance.sh");
-    let report = String::from_utf8_lossy(&out.stdout);
-    println!("{report}");
-    assert!(
-        out.status.success(),
-        "new failures or stale baseline entries:\n{report}"
-    );
+    let (ok, report) = run_suite(&peers, &gw, &baseline);
+    assert!(ok, "new failures or stale baseline entries:\n{report}");
     assert!(report.contains("✓ dns-rebinding-protection"), "{report}");
 }

@@ -3,9 +3,8 @@
 //! run the dev IdP on a non-loopback address unless told it is insecure.
 #![allow(clippy::unwrap_used)] // tests may panic on setup failures
 
-use std::process::Command;
-
 use portcullis_e2e::{Gateway, binary, free_port, write_config};
+use portcullis_e2e::{dev_token, run_portcullis};
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ClientConfig};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -16,30 +15,6 @@ fn demo_target() -> String {
         "[mcp]\ncommand = \"{}\"\n",
         binary("portcullis-demo", "portcullis-demo").display()
     )
-}
-
-fn dev_token(config: &std::path::Path, user: &str) -> String {
-    let out = Command::new(binary("portcullis", "portcullis"))
-        .args(["dev-token", "--config"])
-        .arg(config)
-        .args([
-            "--user",
-            user,
-            "--agent",
-            "e2e-agent",
-            "--scope",
-            "mcp:read",
-            "--ttl",
-            "5m",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 fn claims_of(token: &str) -> (serde_json::Value, serde_json::Value) {
@@ -64,7 +39,19 @@ async fn dev_token_is_accepted_and_the_dev_issuer_is_served() {
         &[("demo", demo_target())],
     )
     .unwrap();
-    let token = dev_token(&gw.dir.path().join("gateway.toml"), "alice");
+    let token = dev_token(
+        gw.dir.path(),
+        &[
+            "--user",
+            "alice",
+            "--agent",
+            "e2e-agent",
+            "--scope",
+            "mcp:read",
+            "--ttl",
+            "5m",
+        ],
+    );
     let (header, claims) = claims_of(&token);
     assert_eq!(header["alg"], "ES256");
     assert_eq!(claims["aud"], gw.url);
@@ -148,11 +135,7 @@ fn dev_idp_on_a_non_loopback_address_is_refused() {
         &[("demo", demo_target())],
     )
     .unwrap();
-    let out = Command::new(binary("portcullis", "portcullis"))
-        .args(["serve", "--config"])
-        .arg(dir.path().join("gateway.toml"))
-        .output()
-        .unwrap();
+    let out = run_portcullis("serve", dir.path(), &[]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -168,11 +151,7 @@ fn dev_token_without_a_dev_idp_says_how_to_enable_it() {
         &[("demo", demo_target())],
     )
     .unwrap();
-    let out = Command::new(binary("portcullis", "portcullis"))
-        .args(["dev-token", "--user", "bob", "--config"])
-        .arg(dir.path().join("gateway.toml"))
-        .output()
-        .unwrap();
+    let out = run_portcullis("dev-token", dir.path(), &["--user", "bob"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("has no [dev_idp] table"), "{stderr}");

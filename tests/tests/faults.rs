@@ -5,6 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use portcullis_e2e::run_portcullis;
 use portcullis_e2e::{
     Gateway, Proc, binary, eventually, free_port, spawn_until_line, write_config,
 };
@@ -168,14 +169,8 @@ async fn slow_target_times_out_with_a_clear_error() {
 fn missing_stdio_command_is_named_by_check_and_serve() {
     let target = "[mcp]\ncommand = \"portcullis-no-such-command\"\n".to_string();
     let dir = write_config("", &[("broken", target)]).unwrap();
-    let config = dir.path().join("gateway.toml");
     for sub in ["check", "serve"] {
-        let out = Command::new(binary("portcullis", "portcullis"))
-            .arg(sub)
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .unwrap();
+        let out = run_portcullis(sub, dir.path(), &[]);
         assert_eq!(out.status.code(), Some(1), "{sub} must fail");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("targets/broken.toml"), "{sub}: {stderr}");

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use portcullis_e2e::dev_token;
 use portcullis_e2e::{
     Gateway, Idp, base64url_encode, binary, eventually, jwt_claims, jwt_header, peers,
     python_client, spawn_until_line, write_config,
@@ -466,12 +467,7 @@ fn several_issuers_at_once() {
         idp.issuer
     ));
     let from_idp = idp.user_token("erin", &rig.gw.url).unwrap();
-    let out = Command::new(binary("portcullis", "portcullis"))
-        .args(["dev-token", "--user", "frank", "--agent", "cli", "--config"])
-        .arg(rig.gw.dir.path().join("gateway.toml"))
-        .output()
-        .unwrap();
-    let from_dev = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let from_dev = dev_token(rig.gw.dir.path(), &["--user", "frank", "--agent", "cli"]);
     assert_accepted(&rig.initialize(Some(&from_idp)), "the IdP's token");
     assert_accepted(&rig.initialize(Some(&from_dev)), "the dev issuer's token");
     let metadata = rig.get_json(&format!(

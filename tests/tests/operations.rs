@@ -2,8 +2,7 @@
 //! reports for targets and issuers.
 #![allow(clippy::unwrap_used)] // tests may panic on setup failures
 
-use std::process::Command;
-
+use portcullis_e2e::run_portcullis;
 use portcullis_e2e::{Gateway, binary, free_port, write_config};
 
 fn demo_stdio(prefix: &str) -> String {
@@ -18,12 +17,7 @@ fn colliding_tool_names_are_a_load_error_naming_both_sources() {
     // Two targets without prefixes serving the same tool names.
     let dir = write_config("", &[("first", demo_stdio("")), ("second", demo_stdio(""))]).unwrap();
     for sub in ["check", "serve"] {
-        let out = Command::new(binary("portcullis", "portcullis"))
-            .arg(sub)
-            .arg("--config")
-            .arg(dir.path().join("gateway.toml"))
-            .output()
-            .unwrap();
+        let out = run_portcullis(sub, dir.path(), &[]);
         assert_eq!(
             out.status.code(),
             Some(1),
@@ -43,11 +37,7 @@ fn colliding_tool_names_are_a_load_error_naming_both_sources() {
 fn over_long_names_are_a_load_error() {
     let prefix = "p".repeat(125); // + "__" + "echo" > 128
     let dir = write_config("", &[("long", demo_stdio(&prefix))]).unwrap();
-    let out = Command::new(binary("portcullis", "portcullis"))
-        .args(["check", "--config"])
-        .arg(dir.path().join("gateway.toml"))
-        .output()
-        .unwrap();
+    let out = run_portcullis("check", dir.path(), &[]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -63,11 +53,7 @@ fn tools_prints_the_catalog_as_json() {
         &[("demo", demo_stdio("d"))],
     )
     .unwrap();
-    let out = Command::new(binary("portcullis", "portcullis"))
-        .args(["tools", "--config"])
-        .arg(dir.path().join("gateway.toml"))
-        .output()
-        .unwrap();
+    let out = run_portcullis("tools", dir.path(), &[]);
     assert!(
         out.status.success(),
         "{}",

@@ -5,7 +5,6 @@
 //! token endpoint.
 #![allow(clippy::unwrap_used)] // tests may panic on setup failures
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
@@ -215,11 +214,7 @@ async fn token_endpoint_errors_are_tool_errors_naming_target_and_oauth_code() {
         &[("bad", two_lo_target(&upstream, &token_url, &bad, ""))],
     )
     .unwrap();
-    let out = Command::new(binary("portcullis", "portcullis"))
-        .args(["check", "--config"])
-        .arg(dir2.path().join("gateway.toml"))
-        .output()
-        .unwrap();
+    let out = portcullis_e2e::run_portcullis("check", dir2.path(), &[]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -14,6 +14,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
+use portcullis_e2e::dev_token;
 use portcullis_e2e::{Gateway, Proc, binary, free_port, spawn_until_line, write_config};
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ClientConfig};
@@ -384,21 +385,6 @@ async fn default_placement_is_an_authorization_bearer_header() {
     }
 }
 
-fn dev_token(config: &Path, user: &str) -> String {
-    let out = Command::new(binary("portcullis", "portcullis"))
-        .args(["dev-token", "--config"])
-        .arg(config)
-        .args(["--user", user])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "dev-token failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_callers_token_never_reaches_the_upstream_only_the_api_key_does() {
     let key = "gateway-own-key-51b2";
@@ -413,7 +399,7 @@ async fn the_callers_token_never_reaches_the_upstream_only_the_api_key_does() {
         vec![("demo", api_key_target(&proxy, &key_path, ""))],
     )
     .await;
-    let token = dev_token(&gw.dir.path().join("gateway.toml"), "alice");
+    let token = dev_token(gw.dir.path(), &["--user", "alice"]);
     assert!(token.split('.').count() == 3, "a JWT: {token}");
 
     // Without the token the gateway refuses: the caller is authenticated, so the token is live.

@@ -277,37 +277,19 @@ impl Remote {
     }
 
     /// OpenID discovery, then RFC 8414; the document's `issuer` must match exactly.
+    /// The `jwks_uri` from the issuer's metadata, whose `issuer` must match exactly.
     async fn discover(&self) -> Result<Url, String> {
-        let base = self.issuer.trim_end_matches('/');
-        let mut candidates = vec![format!("{base}/.well-known/openid-configuration")];
-        if let Ok(u) = Url::parse(&self.issuer) {
-            let path = u.path().trim_end_matches('/');
-            let origin = u.origin().ascii_serialization();
-            candidates.push(format!(
-                "{origin}/.well-known/oauth-authorization-server{path}"
+        let (url, doc) = crate::limits::discover(&self.http, &self.issuer).await?;
+        if doc["issuer"].as_str() != Some(self.issuer.as_str()) {
+            return Err(format!(
+                "{url} names issuer {} but the configured issuer is {}; set `issuer` exactly as the IdP writes it",
+                doc["issuer"], self.issuer
             ));
         }
-        let mut failures = Vec::new();
-        for url in candidates {
-            match get(&self.http, &url).await {
-                Ok((body, _)) => {
-                    let doc: serde_json::Value = serde_json::from_slice(&body)
-                        .map_err(|e| format!("{url} is not JSON: {e}"))?;
-                    if doc["issuer"].as_str() != Some(self.issuer.as_str()) {
-                        return Err(format!(
-                            "{url} names issuer {} but the configured issuer is {}; set `issuer` exactly as the IdP writes it",
-                            doc["issuer"], self.issuer
-                        ));
-                    }
-                    let jwks = doc["jwks_uri"]
-                        .as_str()
-                        .ok_or_else(|| format!("{url} has no jwks_uri"))?;
-                    return Url::parse(jwks).map_err(|e| format!("jwks_uri {jwks}: {e}"));
-                }
-                Err(e) => failures.push(e),
-            }
-        }
-        Err(format!("discovery failed: {}", failures.join("; ")))
+        let jwks = doc["jwks_uri"]
+            .as_str()
+            .ok_or_else(|| format!("{url} has no jwks_uri"))?;
+        Url::parse(jwks).map_err(|e| format!("jwks_uri {jwks}: {e}"))
     }
 }
 

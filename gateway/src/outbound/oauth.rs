@@ -46,38 +46,18 @@ pub async fn discover_token_endpoint(
     http: &reqwest::Client,
     issuer: &Url,
 ) -> Result<Url, CredentialError> {
-    let base = issuer.as_str().trim_end_matches('/');
-    let path = issuer.path().trim_end_matches('/');
-    let candidates = [
-        format!("{base}/.well-known/openid-configuration"),
-        format!(
-            "{}/.well-known/oauth-authorization-server{path}",
-            issuer.origin().ascii_serialization()
-        ),
-    ];
-    let mut last = String::new();
-    for url in candidates {
-        match http.get(&url).send().await {
-            Ok(r) if r.status().is_success() => {
-                let body = crate::limits::read_limited(r, crate::limits::MAX_DOCUMENT_BYTES)
-                    .await
-                    .map_err(|e| CredentialError::Unreachable(format!("{url}: {e}")))?;
-                let doc: serde_json::Value = serde_json::from_slice(&body)
-                    .map_err(|e| CredentialError::Invalid(format!("{url} is not JSON: {e}")))?;
-                let endpoint = doc["token_endpoint"].as_str().ok_or_else(|| {
-                    CredentialError::Invalid(format!("{url} names no token_endpoint"))
-                })?;
-                return Url::parse(endpoint).map_err(|e| {
-                    CredentialError::Invalid(format!("token_endpoint {endpoint}: {e}"))
-                });
-            }
-            Ok(r) => last = format!("{url}: HTTP {}", r.status()),
-            Err(e) => last = format!("{url}: {e}"),
-        }
-    }
-    Err(CredentialError::Unreachable(format!(
-        "cannot discover the token endpoint of {issuer}: {last}"
-    )))
+    let (url, doc) = crate::limits::discover(http, issuer.as_str())
+        .await
+        .map_err(|e| {
+            CredentialError::Unreachable(format!(
+                "cannot discover the token endpoint of {issuer}: {e}"
+            ))
+        })?;
+    let endpoint = doc["token_endpoint"]
+        .as_str()
+        .ok_or_else(|| CredentialError::Invalid(format!("{url} names no token_endpoint")))?;
+    Url::parse(endpoint)
+        .map_err(|e| CredentialError::Invalid(format!("token_endpoint {endpoint}: {e}")))
 }
 
 /// Extra form fields for `private_key_jwt` (RFC 7523 §2.2): a short-lived assertion signed
