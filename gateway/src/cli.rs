@@ -1,4 +1,4 @@
-//! Command line: `serve`, `check`, `tools`.
+//! Command line: `serve`, `check`, `tools`, `dev-token` (and the hidden `demo-upstream`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +64,14 @@ enum Command {
     Check(ConfigArg),
     /// Connect to every target and print the tool catalog as JSON.
     Tools(ConfigArg),
+    /// Serve the quickstart's demo MCP server (echo, add, word_count, slow, fail) on stdio, or
+    /// with `--http 127.0.0.1:PORT` over streamable HTTP. `targets/demo.toml` runs it.
+    #[command(hide = true)]
+    DemoUpstream {
+        /// Serve streamable HTTP at this loopback address instead of stdio (port 0: any).
+        #[arg(long, value_name = "IP:PORT")]
+        http: Option<std::net::SocketAddr>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -106,6 +114,9 @@ pub fn main() -> ExitCode {
             ),
             Command::Check(a) => check(&a.config).await,
             Command::Tools(a) => tools(&a.config).await,
+            Command::DemoUpstream { http } => crate::demo::serve(crate::demo::Mode::new(http)?)
+                .await
+                .map(|()| ExitCode::SUCCESS),
         }
     });
     // Do not wait for stdio children or sessions to wind down: they are cancelled already.
@@ -149,44 +160,40 @@ async fn serve(path: &std::path::Path, insecure_dev_idp: bool) -> anyhow::Result
         .await
         .map_err(|e| {
             anyhow::anyhow!(
-                "cannot listen on {}: {e}. Fix: set `server.listen` in {} to a free address",
+                "cannot listen on {}: {e}. Fix: stop the other process using that address, or set `server.listen` in {} to a free address",
                 snapshot.server.listen,
                 path.display()
             )
         })?;
     snapshot.server.bound_to(listener.local_addr()?);
     let shutdown = CancellationToken::new();
-    let catalog = Catalog::start(&snapshot, shutdown.clone());
-    for (name, e) in catalog.connect_all().await {
-        tracing::error!(target_name = %name, "target not connected at startup (retrying in the background): {e}");
-    }
-    let conflicts = catalog.view().conflicts.clone();
-    if !conflicts.is_empty() {
-        shutdown.cancel();
-        let lines: Vec<_> = conflicts
-            .into_iter()
-            .map(|c| format!("error: {}", c.0))
-            .collect();
-        anyhow::bail!("the tool catalog cannot be built:\n{}", lines.join("\n"));
-    }
     let auth = Authenticator::new(&snapshot, inbound_http_client()?)
         .map_err(|e| anyhow::anyhow!(e))?
         .map(Arc::new);
-    if let Some(auth) = &auth {
-        for (issuer, e) in auth.warm_up().await {
-            tracing::error!(%issuer, "cannot fetch the issuer's signing keys (retrying on demand; /readyz reports it): {e}");
-        }
-    }
+    // Targets connect in the background: HTTP is served from the first moment, /readyz says
+    // what is still connecting, and a call to a target that is not up yet gets an error naming it.
+    let catalog = Catalog::start(&snapshot, shutdown.clone());
     let app = http::router(
         Gateway::new(catalog.clone()),
         &snapshot.server,
-        auth,
+        auth.clone(),
         shutdown.clone(),
     );
     let mcp_url = snapshot.server.mcp_url();
-    tracing::info!(listen = %listener.local_addr()?, "serving {} tools from {} targets at {mcp_url}", catalog.view().tools.len(), catalog.targets().len());
-    // One line on stdout, for scripts and tests: the endpoint is up.
-    println!("portcullis ready: {mcp_url}");
+    let names: Vec<&str> = catalog.targets().iter().map(|t| t.name()).collect();
+    tracing::info!(
+        "listening on {} (MCP endpoint {mcp_url}); connecting to {} in the background: {}",
+        listener.local_addr()?,
+        plural(names.len(), "target"),
+        if names.is_empty() {
+            "-".to_string()
+        } else {
+            names.join(", ")
+        }
+    );
+    // Lines on stdout, for scripts and tests: HTTP is served; later, every target was tried.
+    println!("portcullis listening: {mcp_url}");
+    let startup = tokio::spawn(start_up(catalog, auth, mcp_url, shutdown.clone()));
     let stop = shutdown.clone();
     // MCP answers are small writes (an SSE event, then the end of the stream): without
     // TCP_NODELAY, Nagle's algorithm and the client's delayed ACK add ~40 ms to every call.
@@ -200,12 +207,102 @@ async fn serve(path: &std::path::Path, insecure_dev_idp: bool) -> anyhow::Result
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
+        tokio::select! {
+            () = wait_for_signal() => tracing::info!("shutting down"),
+            () = stop.cancelled() => {}
+        }
         stop.cancel();
     })
     .await?;
-    Ok(ExitCode::SUCCESS)
+    match startup.await {
+        Ok(Err(e)) => Err(e),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// How often `serve` says which targets it is still waiting for.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The first connection round of a starting gateway, in the background: connect every target
+/// and fetch every issuer's keys, saying every few seconds what is still pending, then report
+/// the outcome once. A catalog conflict (two targets claiming one tool name) stops the gateway,
+/// as `check` would.
+async fn start_up(
+    catalog: Arc<Catalog>,
+    auth: Option<Arc<Authenticator>>,
+    mcp_url: String,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let started = tokio::time::Instant::now();
+    let issuers = async {
+        if let Some(auth) = &auth {
+            for (issuer, e) in auth.warm_up().await {
+                tracing::error!(%issuer, "cannot fetch the issuer's signing keys (retrying on demand; /readyz reports it): {e}");
+            }
+        }
+    };
+    let everything = futures::future::join(catalog.connect_all(), issuers);
+    tokio::pin!(everything);
+    let mut progress = tokio::time::interval_at(started + PROGRESS_EVERY, PROGRESS_EVERY);
+    let (failures, ()) = loop {
+        tokio::select! {
+            done = &mut everything => break done,
+            _ = progress.tick() => {
+                let waiting: Vec<&str> = catalog
+                    .targets()
+                    .iter()
+                    .filter(|t| t.health() != Health::Connected)
+                    .map(|t| t.name())
+                    .collect();
+                tracing::info!(
+                    "still connecting to {} after {} s: {}",
+                    plural(waiting.len(), "target"),
+                    started.elapsed().as_secs(),
+                    waiting.join(", ")
+                );
+            }
+            () = shutdown.cancelled() => return Ok(()),
+        }
+    };
+    let conflicts = catalog.view().conflicts.clone();
+    if !conflicts.is_empty() {
+        shutdown.cancel();
+        let lines: Vec<_> = conflicts
+            .into_iter()
+            .map(|c| format!("error: {}", c.0))
+            .collect();
+        anyhow::bail!("the tool catalog cannot be built:\n{}", lines.join("\n"));
+    }
+    let view = catalog.view();
+    let total = catalog.targets().len();
+    if failures.is_empty() {
+        tracing::info!(
+            "ready in {:.1} s: {} from {} at {mcp_url}",
+            started.elapsed().as_secs_f64(),
+            plural(view.tools.len(), "tool"),
+            plural(total, "target"),
+        );
+    } else {
+        let down: Vec<&str> = failures.iter().map(|(name, _)| name.as_str()).collect();
+        tracing::warn!(
+            "serving {} from {} of {} at {mcp_url}; not connected: {} (retrying in the background; /readyz names the cause)",
+            plural(view.tools.len(), "tool"),
+            total - down.len(),
+            plural(total, "target"),
+            down.join(", ")
+        );
+    }
+    println!("portcullis ready: {mcp_url}");
+    Ok(())
+}
+
+/// `1 target`, `2 targets`.
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 async fn wait_for_signal() {
@@ -302,9 +399,9 @@ async fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     }
     if problems.is_empty() {
         println!(
-            "\n{} tools from {} targets.",
-            view.tools.len(),
-            catalog.targets().len()
+            "\n{} from {}.",
+            plural(view.tools.len(), "tool"),
+            plural(catalog.targets().len(), "target")
         );
         Ok(ExitCode::SUCCESS)
     } else {

@@ -3,12 +3,14 @@
 //! Data flows top to bottom through the modules: `config` compiles the TOML into a
 //! snapshot; `targets` keeps one session per upstream; `catalog` merges their tools under
 //! gateway names; `server` is the MCP front door that routes each call; `telemetry` records
-//! every decision. docs/ describes each part for users.
+//! every decision; `demo` is the quickstart's demo MCP server (`portcullis demo-upstream`).
+//! docs/ describes each part for users.
 #![forbid(unsafe_code)]
 
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod identity;
 pub mod inbound;
 pub mod limits;

@@ -1,0 +1,196 @@
+//! The quickstart as a new user meets it: the repository's own `gateway.toml` and `targets/`,
+//! copied into an empty directory (no `.data/`, as on a fresh clone), served by the real binary.
+//! HTTP must be served while targets are still connecting: a stdio target that never finishes
+//! its handshake (a command that only sleeps) must not hold back `/healthz`, the demo target,
+//! or a clear answer about itself.
+#![allow(clippy::unwrap_used)] // tests may panic on setup failures
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use portcullis_e2e::{binary, dev_token, free_port, repo_root, spawn_until_line};
+use rmcp::ServiceExt;
+use rmcp::model::{CallToolRequestParams, ClientConfig};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
+/// The repository's quickstart configuration in a fresh directory, on `port`, plus `extra`
+/// target files.
+fn quickstart_copy(port: u16, extra: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = repo_root();
+    let gateway = std::fs::read_to_string(root.join("gateway.toml")).unwrap();
+    assert!(
+        gateway.contains("listen = \"127.0.0.1:8787\""),
+        "the quickstart listens on 127.0.0.1:8787"
+    );
+    let gateway = gateway.replace(
+        "listen = \"127.0.0.1:8787\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    );
+    std::fs::write(dir.path().join("gateway.toml"), gateway).unwrap();
+    let targets = dir.path().join("targets");
+    std::fs::create_dir(&targets).unwrap();
+    for entry in std::fs::read_dir(root.join("targets")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), targets.join(entry.file_name())).unwrap();
+    }
+    for (name, body) in extra {
+        std::fs::write(targets.join(format!("{name}.toml")), body).unwrap();
+    }
+    assert!(!dir.path().join(".data").exists());
+    dir
+}
+
+/// A stdio target whose command never speaks MCP: it stays "connecting" for the whole test.
+const SLEEPER: &str = r#"
+description = "a target that takes forever to start"
+connect_timeout = "10m"
+[mcp]
+command = "sleep"
+args = ["600"]
+"#;
+
+async fn readyz(base: &str) -> (u16, serde_json::Value) {
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/readyz"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+fn target<'a>(readyz: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    readyz["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no target {name} in {readyz}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_is_served_while_a_slow_target_is_still_connecting() {
+    let port = free_port();
+    let dir = quickstart_copy(port, &[("sleepy", SLEEPER)]);
+    let mut cmd = Command::new(binary("portcullis", "portcullis"));
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(dir.path().join("gateway.toml"));
+    if std::env::var_os("PORTCULLIS_LOG").is_none() {
+        cmd.env("PORTCULLIS_LOG", "warn");
+    }
+    let (_gateway, line) = spawn_until_line(
+        cmd,
+        "portcullis",
+        "portcullis listening: ",
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let listening = Instant::now();
+    let url = line.trim_start_matches("portcullis listening: ").trim();
+    let base = url.trim_end_matches("/mcp").to_string();
+
+    // /healthz answers at once: the sleeper has not even begun to speak MCP.
+    let health = reqwest::Client::new()
+        .get(format!("{base}/healthz"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    eprintln!(
+        "/healthz answered {} ms after the listener opened",
+        listening.elapsed().as_millis()
+    );
+    assert_eq!(health.status(), 200);
+
+    // /readyz: not ready, and it names the target that is still connecting.
+    let (code, body) = readyz(&base).await;
+    assert_eq!(code, 503, "{body}");
+    let sleepy = target(&body, "sleepy");
+    assert_ne!(sleepy["status"], "connected", "{body}");
+    assert!(
+        sleepy["reason"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("connecting"),
+        "{body}"
+    );
+
+    // The demo target (the gateway's own `demo-upstream`) comes up by itself meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while target(&readyz(&base).await.1, "demo")["status"] != "connected" {
+        assert!(Instant::now() < deadline, "the demo target never connected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_ne!(
+        target(&readyz(&base).await.1, "sleepy")["status"],
+        "connected"
+    );
+
+    // A fresh directory got its dev IdP key on first use, and its tokens work.
+    let token = dev_token(dir.path(), &["--user", "alice", "--agent", "quickstart"]);
+    assert!(dir.path().join(".data").is_dir());
+    let config = StreamableHttpClientTransportConfig::with_uri(url.to_string()).auth_header(token);
+    let client = ClientConfig::default()
+        .serve(StreamableHttpClientTransport::from_config(config))
+        .await
+        .unwrap();
+    let tools = client.peer().list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "demo__echo"), "{tools:?}");
+    let args = serde_json::json!({"text": "hello"}).as_object().cloned();
+    let echoed = client
+        .peer()
+        .call_tool(CallToolRequestParams::new("demo__echo").with_arguments(args.clone().unwrap()))
+        .await
+        .unwrap();
+    assert!(
+        serde_json::to_string(&echoed.content)
+            .unwrap()
+            .contains("hello")
+    );
+
+    // A call to the target that is still connecting is answered at once, naming it.
+    let err = client
+        .peer()
+        .call_tool(CallToolRequestParams::new("sleepy__anything").with_arguments(args.unwrap()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("sleepy") && err.contains("connecting"),
+        "{err}"
+    );
+    client.cancel().await.ok();
+}
+
+#[test]
+fn the_quickstart_config_checks_clean_from_a_fresh_directory() {
+    let dir = quickstart_copy(free_port(), &[]);
+    let out = Command::new(binary("portcullis", "portcullis"))
+        .arg("check")
+        .arg("--config")
+        .arg(dir.path().join("gateway.toml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for tool in [
+        "demo__echo",
+        "demo__add",
+        "demo__word_count",
+        "demo__slow",
+        "demo__fail",
+    ] {
+        assert!(stdout.contains(tool), "{tool} missing from:\n{stdout}");
+    }
+    assert!(stdout.contains("5 tools from 1 target."), "{stdout}");
+    assert!(Path::new(&dir.path().join("targets/demo.toml")).is_file());
+}
