@@ -183,7 +183,7 @@ fn compile_http(
                 "`{url}` has no `//` after `{scheme}:`, so `{scheme}` is read as the URL's scheme",
                 scheme = url.scheme()
             ),
-            format!("write \"{meant}\" (or https://)"),
+            format!("write {meant}"),
         ));
         ok = false;
     } else if !matches!(url.scheme(), "http" | "https") {

@@ -67,10 +67,13 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
 pub fn parse_url(s: &str) -> Result<Url, String> {
     match Url::parse(s) {
         Ok(u) => Ok(u),
-        Err(url::ParseError::RelativeUrlWithoutBase) => Err(format!(
-            "`{s}` is not a full URL: it does not start with a scheme such as http://; fix: write \"http://{s}\" (or https://)",
-            s = s.trim_start_matches('/')
-        )),
+        Err(url::ParseError::RelativeUrlWithoutBase) => {
+            let rest = s.trim_start_matches('/');
+            let (first, other) = schemes_for(rest);
+            Err(format!(
+                "`{s}` is not a full URL: it does not start with a scheme such as http://; fix: write \"{first}{rest}\" (or {other})"
+            ))
+        }
         Err(e) => Err(format!(
             "`{s}` is not a valid URL: {e}; fix: write a full URL such as \"https://example.com/mcp\""
         )),
@@ -78,10 +81,28 @@ pub fn parse_url(s: &str) -> Result<Url, String> {
 }
 
 /// `localhost:8080/mcp` parses as a URL whose scheme is `localhost`: when a URL has no
-/// `//` after its scheme, it was most likely meant as `http://` + the text.
+/// `//` after its scheme, it was most likely meant as `http://` + the text. Returns the
+/// URL to write instead, ready for a fix line.
 pub fn missing_http(u: &Url) -> Option<String> {
-    (u.cannot_be_a_base() && !matches!(u.scheme(), "http" | "https"))
-        .then(|| format!("http://{}", u.as_str()))
+    (u.cannot_be_a_base() && !matches!(u.scheme(), "http" | "https")).then(|| {
+        let (first, other) = schemes_for(u.as_str());
+        format!("\"{first}{}\" (or {other})", u.as_str())
+    })
+}
+
+/// The scheme to suggest first for a URL written without one: plain http on this machine
+/// (where upstreams and test servers run without TLS), https anywhere else.
+fn schemes_for(rest: &str) -> (&'static str, &'static str) {
+    let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    };
+    if super::is_loopback_host(host) {
+        ("http://", "https://")
+    } else {
+        ("https://", "http://")
+    }
 }
 
 #[cfg(test)]
@@ -107,10 +128,15 @@ mod tests {
             e.ends_with("fix: write \"http://127.0.0.1:1/mcp\" (or https://)"),
             "{e}"
         );
+        let e = parse_url("api.example.com/mcp").unwrap_err();
+        assert!(
+            e.ends_with("fix: write \"https://api.example.com/mcp\" (or http://)"),
+            "{e}"
+        );
         let u = parse_url("localhost:8080/mcp").unwrap();
         assert_eq!(
             missing_http(&u).as_deref(),
-            Some("http://localhost:8080/mcp")
+            Some("\"http://localhost:8080/mcp\" (or https://)")
         );
         assert_eq!(missing_http(&parse_url("ws://h/mcp").unwrap()), None);
     }
