@@ -378,10 +378,18 @@ fn auth_modes_that_mcp_targets_cannot_use_name_the_ones_they_can() {
 fn serde_wording_becomes_plain_words() {
     let e = errors_for(
         "[server]\nmax_request_bytes = -1\nallowed_hosts = \"example.com\"\n",
-        &[(
-            "a.toml",
-            "optional = \"yes\"\nmcp = \"http://127.0.0.1:9/mcp\"\n",
-        )],
+        &[
+            (
+                "a.toml",
+                "optional = \"yes\"\nmcp = \"http://127.0.0.1:9/mcp\"\n",
+            ),
+            (
+                "b.toml",
+                &format!(
+                    "{OK_TARGET}[auth]\nmode = \"aws_sigv4\"\nregion = \"eu-west-1\"\nservice = 5\n"
+                ),
+            ),
+        ],
     );
     for rust in ["usize", "sequence", "struct", "McpSection", "invalid type"] {
         assert!(!e.contains(rust), "`{rust}` in: {e}");

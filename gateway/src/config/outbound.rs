@@ -349,7 +349,7 @@ fn api_key(
                 cx.err(
                     "header",
                     format!("`{name}` is not a valid HTTP header name"),
-                    "e.g. header = \"X-API-Key\"",
+                    "header names are letters, digits and `-`, e.g. header = \"X-API-Key\"",
                 );
                 return None;
             }

@@ -75,6 +75,7 @@ impl SourceFile {
             if let Some(span) = e.span() {
                 locate(doc.get_ref(), span.start, &mut path);
             }
+            let located = path.len();
             // Some errors (inside `[auth]`, whose `mode` picks the schema) are reported at
             // the table: point at the offending key itself.
             if let Some(field) = unknown_field(&raw)
@@ -83,6 +84,18 @@ impl SourceFile {
             {
                 path.push(Seg::Key(field.to_string()));
             }
+            // The same for a wrong-typed value: find the one key in that table holding it.
+            if let Some(found) = found_value(&raw)
+                && let Some(table) = table_at(doc.get_ref(), &path)
+                && let [key] = table
+                    .iter()
+                    .filter(|(_, v)| same_value(v.get_ref(), found))
+                    .map(|(k, _)| k.get_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .as_slice()
+            {
+                path.push(Seg::Key(key.clone()));
+            }
             // A required key we took out ourselves was reported already, as what it was.
             let follow_on = missing_field(&raw).is_some_and(|field| {
                 let mut p = path.clone();
@@ -90,7 +103,13 @@ impl SourceFile {
                 removed.contains(&render(&p))
             });
             if !follow_on {
-                errors.push(self.toml_error(&raw, e.span(), &path, top_level));
+                // Refined to a key inside the table serde pointed at: show that key's line.
+                let span = if path.len() > located {
+                    self.span_of(&render(&path)).or(e.span())
+                } else {
+                    e.span()
+                };
+                errors.push(self.toml_error(&raw, span, &path, top_level));
             }
             // Never an element of an array of tables: the indices of the others would shift.
             while matches!(path.last(), Some(Seg::Index(_))) {
@@ -131,6 +150,30 @@ impl SourceFile {
             message,
             fix,
         }
+    }
+}
+
+/// `invalid type: integer `5`, expected a string` → `integer `5``.
+fn found_value(raw: &str) -> Option<&str> {
+    let rest = raw
+        .strip_prefix("invalid type: ")
+        .or_else(|| raw.strip_prefix("invalid value: "))?;
+    Some(rest.split_once(", expected ")?.0)
+}
+
+/// Whether `value` is what serde described as `found` (`integer `5``, `string "x"`).
+fn same_value(value: &DeValue<'_>, found: &str) -> bool {
+    let ticked = |s: &str| s.trim_matches('`').to_string();
+    match value {
+        DeValue::Integer(i) => found.strip_prefix("integer ").map(ticked) == Some(i.to_string()),
+        DeValue::Float(f) => {
+            found.strip_prefix("floating point ").map(ticked) == Some(f.to_string())
+        }
+        DeValue::Boolean(b) => found.strip_prefix("boolean ").map(ticked) == Some(b.to_string()),
+        DeValue::String(s) => found.strip_prefix("string ") == Some(&format!("{s:?}")),
+        DeValue::Array(_) => found == "sequence",
+        DeValue::Table(_) => found == "map",
+        DeValue::Datetime(_) => false,
     }
 }
 
@@ -271,6 +314,33 @@ mod tests {
         assert_eq!(e.position, Some((3, 1)));
         assert!(e.message.contains("top-level key"), "{e}");
         assert!(e.fix.contains("move it above"), "{e}");
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(tag = "mode", deny_unknown_fields)]
+    #[allow(dead_code)]
+    enum Tagged {
+        #[serde(rename = "a")]
+        A { size: u32, name: String },
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct WithTagged {
+        auth: Tagged,
+    }
+
+    #[test]
+    fn problems_inside_an_internally_tagged_table_point_at_their_key() {
+        let mut src = SourceFile::from_text(
+            "t.toml",
+            "[auth]\nmode = \"a\"\nname = \"n\"\nsize = \"big\"\nextra = 1\n",
+        );
+        let mut errors = ConfigErrors::default();
+        let _ = src.parse_all::<WithTagged>(&[], &mut errors);
+        let keys: Vec<&str> = errors.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["auth.size", "auth.extra"], "{errors}");
+        assert_eq!(errors.0[0].position, Some((4, 1)));
     }
 
     #[test]
