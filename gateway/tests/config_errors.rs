@@ -237,3 +237,204 @@ fn issuer_defaults() {
     assert_eq!(i.agent_claims, ["azp", "client_id"]);
     assert_eq!(s.targets[0].tool_scopes["echo"], ["mcp:write"]);
 }
+
+/// The target file of the issue: several different problems, all reported in one run.
+#[test]
+fn every_problem_in_a_target_file_is_reported_at_once() {
+    let e = errors_for(
+        "",
+        &[(
+            "github.toml",
+            "description = \"GitHub\"\n\
+             timout = \"10s\"\n\
+             optional = \"yes\"\n\
+             [mcp]\n\
+             url = \"127.0.0.1:1/mcp\"\n\
+             command = \"github-mcp-server\"\n\
+             prefix = \"gh\"\n\
+             [auth]\n\
+             mode = \"api_key\"\n\
+             key = \"env:PORTCULLIS_TEST_UNSET_KEY\"\n\
+             header = \"X API Key\"\n\
+             scopes = [\"repo\"]\n",
+        )],
+    );
+    insta::assert_snapshot!(e);
+}
+
+/// Problems in gateway.toml and in two target files, all in one report, file by file.
+#[test]
+fn problems_in_the_gateway_file_and_two_targets_are_reported_together() {
+    let e = errors_for(
+        "[server]\nlisten = \"localhost:8790\"\nmax_request_bytes = \"4 MiB\"\n[catalog]\nseperator = \"__\"\n",
+        &[
+            (
+                "api.toml",
+                "[mcp]\nurl = \"https://api.example.com/mcp\"\ntimeout = \"5s\"\nargs = [\"--verbose\"]\n",
+            ),
+            (
+                "files.toml",
+                "connect_timeout = 10\n[mcp]\ncommand = \"sh\"\nargs = \"-c\"\n[mcp.secret_env]\nTOKEN = \"file:tokens/files\"\n",
+            ),
+        ],
+    );
+    insta::assert_snapshot!(e);
+}
+
+#[test]
+fn listen_with_a_host_name_says_to_write_the_ip() {
+    let e = errors_for(
+        "[server]\nlisten = \"localhost:8790\"\n",
+        &[("a.toml", OK_TARGET)],
+    );
+    insta::assert_snapshot!(e);
+}
+
+#[test]
+fn url_without_a_scheme_gets_the_full_url_as_fix() {
+    let e = errors_for(
+        "",
+        &[
+            ("a.toml", "[mcp]\nurl = \"127.0.0.1:1/mcp\"\n"),
+            ("b.toml", "[mcp]\nurl = \"localhost:8080/mcp\"\n"),
+        ],
+    );
+    insta::assert_snapshot!(e);
+}
+
+#[test]
+fn missing_gateway_file_names_the_ways_to_point_at_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = config::load(&dir.path().join("gateway.toml")).expect_err("no file");
+    let e = err
+        .to_string()
+        .replace(&dir.path().display().to_string(), "<dir>");
+    insta::assert_snapshot!(e);
+}
+
+#[test]
+fn missing_targets_directory_and_secret_file_say_file_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gateway.toml"),
+        format!("targets_dir = \"tools\"\n{}", with_auth_off("")),
+    )
+    .unwrap();
+    let err = config::load(&dir.path().join("gateway.toml")).expect_err("no dir");
+    let no_dir = err
+        .to_string()
+        .replace(&dir.path().display().to_string(), "<dir>");
+    insta::assert_snapshot!("missing_targets_directory", no_dir);
+
+    let e = errors_for(
+        "",
+        &[(
+            "gh.toml",
+            "[mcp]\nurl = \"https://api.example.com/mcp\"\n[auth]\nmode = \"api_key\"\nkey = \"file:secrets/github-token\"\n",
+        )],
+    );
+    assert!(!e.contains("entity not found"), "{e}");
+    insta::assert_snapshot!("missing_secret_file", e);
+}
+
+#[test]
+fn top_level_key_written_after_a_table_header_says_where_it_belongs() {
+    let e = errors_for(
+        "[server]\nlisten = \"127.0.0.1:8787\"\ntargets_dir = \"targets\"\n",
+        &[(
+            "a.toml",
+            "[mcp]\nurl = \"http://127.0.0.1:9/mcp\"\ntimeout = \"5s\"\n",
+        )],
+    );
+    insta::assert_snapshot!(e);
+}
+
+#[test]
+fn auth_modes_that_mcp_targets_cannot_use_name_the_ones_they_can() {
+    let e = errors_for(
+        "",
+        &[
+            (
+                "three_lo.toml",
+                &format!("{OK_TARGET}[auth]\nmode = \"oauth2_authorization_code\"\n"),
+            ),
+            (
+                "exchange.toml",
+                &format!(
+                    "{OK_TARGET}[auth]\nmode = \"token_exchange\"\ntoken_url = \"https://idp.example.com/token\"\n"
+                ),
+            ),
+            (
+                "typo.toml",
+                &format!("{OK_TARGET}[auth]\nmode = \"apikey\"\n"),
+            ),
+        ],
+    );
+    assert!(!e.contains("or `token_exchange` for now"), "{e}");
+    insta::assert_snapshot!(e);
+}
+
+#[test]
+fn serde_wording_becomes_plain_words() {
+    let e = errors_for(
+        "[server]\nmax_request_bytes = -1\nallowed_hosts = \"example.com\"\n",
+        &[
+            (
+                "a.toml",
+                "optional = \"yes\"\nmcp = \"http://127.0.0.1:9/mcp\"\n",
+            ),
+            (
+                "b.toml",
+                &format!(
+                    "{OK_TARGET}[auth]\nmode = \"aws_sigv4\"\nregion = \"eu-west-1\"\nservice = 5\n"
+                ),
+            ),
+        ],
+    );
+    for rust in ["usize", "sequence", "struct", "McpSection", "invalid type"] {
+        assert!(!e.contains(rust), "`{rust}` in: {e}");
+    }
+    insta::assert_snapshot!(e);
+}
+
+/// `dev-token` reads only gateway.toml: a target whose secret is not set in this shell
+/// does not stop it.
+#[test]
+fn dev_idp_settings_load_without_the_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gateway.toml"),
+        "[server]\nlisten = \"127.0.0.1:8790\"\n[dev_idp]\ntoken_ttl = \"10m\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("targets")).unwrap();
+    std::fs::write(
+        dir.path().join("targets/gh.toml"),
+        "[mcp]\ncommand = \"sh\"\n[mcp.secret_env]\nTOKEN = \"env:PORTCULLIS_TEST_UNSET_TOKEN\"\n",
+    )
+    .unwrap();
+    let path = dir.path().join("gateway.toml");
+    assert!(
+        config::load(&path).is_err(),
+        "the full load needs the secret"
+    );
+    let (server, dev) = config::load_dev_idp(&path).unwrap();
+    assert_eq!(server.mcp_url(), "http://127.0.0.1:8790/mcp");
+    assert_eq!(dev.token_ttl, std::time::Duration::from_secs(600));
+    assert_eq!(dev.key_file, dir.path().join(".data/dev-idp-key.der"));
+}
+
+#[test]
+fn dev_idp_settings_need_a_dev_idp_table() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gateway.toml"),
+        "[[inbound.issuers]]\nissuer = \"https://idp.example.com/\"\n",
+    )
+    .unwrap();
+    let err = config::load_dev_idp(&dir.path().join("gateway.toml")).expect_err("no dev idp");
+    let e = err
+        .to_string()
+        .replace(&dir.path().display().to_string(), "<dir>");
+    insta::assert_snapshot!(e);
+}

@@ -2,7 +2,8 @@
 //!
 //! TOML parse errors carry a byte span; errors found after parsing (validation) carry a key
 //! path. Both are turned into a line/column through [`SourceFile`], which keeps the text and
-//! its span-annotated parse tree.
+//! its span-annotated parse tree. Reading a file with every problem reported is in
+//! `recover.rs`; the wording of serde's errors is translated in `explain.rs`.
 
 use std::fmt;
 use std::ops::Range;
@@ -63,11 +64,31 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 impl ConfigErrors {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
     pub fn push(&mut self, e: ConfigError) {
         self.0.push(e);
+    }
+    /// Group the errors by file (in the order the files were read) and sort each file's by
+    /// line, so a user can work through a file from top to bottom.
+    pub fn sort_by_place(&mut self) {
+        let mut files: Vec<PathBuf> = Vec::new();
+        for e in &self.0 {
+            if !files.contains(&e.file) {
+                files.push(e.file.clone());
+            }
+        }
+        self.0.sort_by_key(|e| {
+            let file = files
+                .iter()
+                .position(|f| *f == e.file)
+                .unwrap_or(usize::MAX);
+            (file, e.position)
+        });
     }
     pub fn into_result<T>(self, ok: T) -> Result<T, ConfigErrors> {
         if self.0.is_empty() { Ok(ok) } else { Err(self) }
@@ -79,39 +100,59 @@ impl ConfigErrors {
 pub struct SourceFile {
     pub path: PathBuf,
     pub text: String,
+    /// Key paths taken out while reading because they were wrong (see `recover.rs`).
+    pub(super) removed: Vec<String>,
 }
 
 impl SourceFile {
+    /// Read a config file; a missing or unreadable file is an error naming it.
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => Ok(Self {
-                path: path.to_path_buf(),
-                text,
-            }),
+            Ok(text) => Ok(Self::from_text(path, text)),
             Err(e) => Err(ConfigError {
                 file: path.to_path_buf(),
                 position: None,
                 key: String::new(),
-                message: format!("cannot read the file: {e}"),
-                fix: "check the path (see --config) and the file's permissions".into(),
+                message: io_problem(&e, "file"),
+                fix: "check the path and the file's permissions".into(),
             }),
         }
     }
 
-    /// Deserialize the whole file, mapping a TOML or schema error to a [`ConfigError`].
-    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
-        toml::from_str(&self.text).map_err(|e| {
-            let span = e.span();
-            let key = span.clone().map(|s| self.key_at(s)).unwrap_or_default();
-            let (message, fix) = explain_toml_error(e.message());
-            ConfigError {
-                file: self.path.clone(),
-                position: span.map(|s| self.line_col(s.start)),
-                key,
-                message,
-                fix,
-            }
-        })
+    pub fn from_text(path: impl Into<PathBuf>, text: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            text: text.into(),
+            removed: Vec::new(),
+        }
+    }
+
+    /// Whether the file writes `key` (a dotted path), even if it was taken out as wrong.
+    pub fn has_key(&self, key: &str) -> bool {
+        let Some(span) = self.span_of(key) else {
+            return false;
+        };
+        // `span_of` falls back to the nearest parent: compare the key's own name.
+        let name = key.rsplit('.').next().unwrap_or(key);
+        let name = name.split('[').next().unwrap_or(name);
+        self.text
+            .get(span)
+            .is_some_and(|s| s.trim_matches(['"', '\'', '[', ']']) == name)
+    }
+
+    /// Whether something at or under `key` was taken out as wrong while reading.
+    pub fn removed_under(&self, key: &str) -> bool {
+        self.removed.iter().any(|r| within(r, key))
+    }
+
+    /// Drop the errors from `start` on that are about keys taken out as wrong while reading:
+    /// they were reported already, as what they were.
+    pub fn drop_follow_ons(&self, errors: &mut ConfigErrors, start: usize) {
+        let mut i = 0;
+        errors.0.retain(|e| {
+            i += 1;
+            i <= start || e.file != self.path || !self.removed.iter().any(|r| within(&e.key, r))
+        });
     }
 
     /// An error about `key` (a dotted path) found after parsing.
@@ -130,7 +171,7 @@ impl SourceFile {
         }
     }
 
-    fn line_col(&self, offset: usize) -> (usize, usize) {
+    pub(super) fn line_col(&self, offset: usize) -> (usize, usize) {
         let before = &self.text[..offset.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
         let col = before
@@ -142,7 +183,7 @@ impl SourceFile {
 
     /// The span of the key (not the value) at a dotted path; the nearest existing parent when
     /// the key is absent, so "missing key" errors point at its table.
-    fn span_of(&self, path: &str) -> Option<Range<usize>> {
+    pub(super) fn span_of(&self, path: &str) -> Option<Range<usize>> {
         let doc = DeTable::parse(&self.text).ok()?;
         let mut table = doc.get_ref();
         let mut best = None;
@@ -173,127 +214,30 @@ impl SourceFile {
         }
         best
     }
+}
 
-    /// The dotted path of the key at `span`: the innermost key whose name or value covers it.
-    fn key_at(&self, span: Range<usize>) -> String {
-        fn walk(table: &DeTable<'_>, span: &Range<usize>, path: &mut Vec<String>) -> bool {
-            for (k, v) in table.iter() {
-                path.push(k.get_ref().to_string());
-                if let DeValue::Table(t) = v.get_ref()
-                    && walk(t, span, path)
-                {
-                    return true;
-                }
-                let (ks, vs) = (k.span(), v.span());
-                let covers =
-                    |r: &Range<usize>| r.start <= span.start && span.start < r.end.max(r.start + 1);
-                if covers(&ks) || (covers(&vs) && !matches!(v.get_ref(), DeValue::Table(_))) {
-                    return true;
-                }
-                path.pop();
-            }
-            false
+/// `key` is `table` or lies under it (`mcp.url` is within `mcp`, `mcp.urls` is not).
+fn within(key: &str, table: &str) -> bool {
+    key.strip_prefix(table)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
+}
+
+/// What went wrong reading a file or directory, in plain words: "file not found".
+pub(super) fn io_problem(e: &std::io::Error, what: &str) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::NotFound => format!("{what} not found"),
+        ErrorKind::PermissionDenied => format!("{what} cannot be read: permission denied"),
+        ErrorKind::IsADirectory => format!("a directory was found where a {what} was expected"),
+        ErrorKind::NotADirectory => format!("a file was found where a {what} was expected"),
+        ErrorKind::InvalidData => format!("the {what} is not UTF-8 text"),
+        _ => {
+            // The OS wording without Rust's " (os error N)" suffix.
+            let text = e.to_string();
+            let text = text.split(" (os error").next().unwrap_or(&text).to_string();
+            format!("{what} cannot be read: {}", text.to_lowercase())
         }
-        let Ok(doc) = DeTable::parse(&self.text) else {
-            return String::new();
-        };
-        let mut path = Vec::new();
-        walk(doc.get_ref(), &span, &mut path);
-        path.join(".")
     }
-}
-
-/// Turn serde/TOML wording into a message plus a concrete fix.
-fn explain_toml_error(raw: &str) -> (String, String) {
-    let message = raw.trim().to_string();
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
-        let allowed: Vec<&str> = expected
-            .split('`')
-            .enumerate()
-            .filter(|(i, _)| i % 2 == 1)
-            .map(|(_, s)| s)
-            .collect();
-        let fix = match closest(field, &allowed) {
-            Some(near) => format!(
-                "did you mean `{near}`? Allowed keys here: {}",
-                allowed.join(", ")
-            ),
-            None if allowed.is_empty() => "remove this key".to_string(),
-            None => format!("remove it; allowed keys here: {}", allowed.join(", ")),
-        };
-        return (format!("unknown key `{field}`"), fix);
-    }
-    if let Some(rest) = message.strip_prefix("missing field `") {
-        let field = rest.split('`').next().unwrap_or(rest);
-        return (
-            format!("required key `{field}` is missing"),
-            format!("add `{field} = ...` to this table"),
-        );
-    }
-    // Our own value types explain themselves as "<what is wrong>; fix: <what to do>".
-    if let Some((what, fix)) = message.split_once("; fix: ") {
-        return (what.to_string(), fix.to_string());
-    }
-    if message.contains("expected a duration") {
-        return (
-            message,
-            "write a duration string such as \"30s\", \"2m\" or \"500ms\"".into(),
-        );
-    }
-    if message.starts_with("invalid type") {
-        return (
-            message,
-            "give the value the type shown after `expected`".into(),
-        );
-    }
-    if message.starts_with("unknown variant") {
-        return (
-            message,
-            "use one of the values listed after `expected`".into(),
-        );
-    }
-    let syntax = [
-        "unclosed",
-        "expected",
-        "invalid table",
-        "invalid key",
-        "duplicate key",
-        "invalid string",
-        "unterminated",
-    ]
-    .iter()
-    .any(|w| message.contains(w));
-    let fix = if syntax {
-        "correct the TOML syntax at this position"
-    } else {
-        "correct this value (docs/configuration.md lists every key with an example)"
-    };
-    (message, fix.into())
-}
-
-/// The allowed key nearest to a misspelt one (edit distance ≤ 2), for "did you mean".
-fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    candidates
-        .iter()
-        .map(|c| (edit_distance(word, c), *c))
-        .filter(|(d, _)| *d <= 2)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]
@@ -301,23 +245,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn suggests_the_nearest_key() {
-        assert_eq!(
-            closest("comand", &["url", "command", "args"]),
-            Some("command")
-        );
-        assert_eq!(closest("zzzzzz", &["url", "command"]), None);
-    }
-
-    #[test]
     fn positions_are_one_based() {
-        let f = SourceFile {
-            path: "x.toml".into(),
-            text: "a = 1\n[mcp]\nurl = 2\n".into(),
-        };
+        let f = SourceFile::from_text("x.toml", "a = 1\n[mcp]\nurl = 2\n");
         assert_eq!(f.line_col(0), (1, 1));
         let e = f.error("mcp.url", "bad", "fix it");
         assert_eq!(e.position, Some((3, 1)));
-        assert_eq!(f.key_at(14..15), "mcp.url");
+        assert!(f.has_key("mcp.url") && f.has_key("a"));
+        assert!(!f.has_key("mcp.command") && !f.has_key("b"));
     }
 }

@@ -98,7 +98,9 @@ pub(super) fn compile(
             InboundMode::None
         }
         Some(InboundModeName::Jwt) | None => {
-            if file.inbound.issuers.is_empty() && dev_idp.is_none() {
+            // Issuers or [dev_idp] written wrong were reported as such already.
+            let written_wrong = src.removed_under("inbound") || src.removed_under("dev_idp");
+            if file.inbound.issuers.is_empty() && dev_idp.is_none() && !written_wrong {
                 errors.push(src.error(
                     "inbound",
                     "no token issuer is configured, so no caller could ever be admitted",
@@ -160,9 +162,9 @@ fn compile_issuer(
     let mut algorithms = Vec::new();
     for name in &s.algorithms {
         match name.parse::<Algorithm>() {
-            Ok(a @ (Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)) => errors.push(src.error(
+            Ok(Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) => errors.push(src.error(
                 &at("algorithms"),
-                format!("{a:?} is a shared-secret algorithm: anyone holding the secret could mint tokens"),
+                format!("{name} is a shared-secret algorithm: anyone holding the secret could mint tokens"),
                 "list asymmetric algorithms only (RS256, PS256, ES256, EdDSA, …)",
             )),
             Ok(a) => algorithms.push(a),

@@ -4,13 +4,18 @@
 //! validate (every error names file, line, key and fix; all errors reported at once) →
 //! compile into an immutable [`Snapshot`] that the running gateway reads. Secrets are
 //! resolved during compilation so a missing one fails at startup, naming the reference.
+//! A wrong key or value does not stop the reading of its file (`recover.rs`): every problem
+//! in `gateway.toml` and in every target file is reported in one run.
 
 mod diagnostic;
+mod explain;
 mod inbound;
 pub mod outbound;
+mod recover;
 mod schema;
 pub mod secret;
 mod targets;
+mod values;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -21,7 +26,7 @@ pub use diagnostic::{ConfigError, ConfigErrors, SourceFile};
 pub use inbound::{
     ClaimRule, DEFAULT_ALGORITHMS, DevIdpSettings, InboundMode, InboundSettings, IssuerSpec,
 };
-use schema::GatewayFile;
+use schema::{GATEWAY_TOP_LEVEL, GatewayFile};
 pub use secret::{Secret, SecretRef};
 use targets::{check_prefixes, load_targets};
 use url::Url;
@@ -173,12 +178,80 @@ impl EnvValue {
 /// Load, validate and compile the gateway file at `path` and its targets directory.
 pub fn load(path: &Path) -> Result<Snapshot, ConfigErrors> {
     let mut errors = ConfigErrors::default();
-    let src = SourceFile::read(path).map_err(|e| ConfigErrors(vec![e]))?;
-    let file: GatewayFile = src.parse().map_err(|e| ConfigErrors(vec![e]))?;
-    let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let gateway = compile_gateway(path, &mut errors);
+    let Some(gateway) = gateway else {
+        return Err(errors);
+    };
+    // A wrong `targets_dir` was reported; reading the default directory instead would only
+    // add confusing errors.
+    let targets = match &gateway.targets_dir {
+        Some(dir) => load_targets(dir, &mut errors),
+        None => vec![],
+    };
+    check_prefixes(&targets, &gateway.catalog.separator, &mut errors);
+    errors.sort_by_place();
+    errors.into_result(Snapshot {
+        source: path.to_path_buf(),
+        server: gateway.server.unwrap_or_else(fallback_server),
+        catalog: gateway.catalog,
+        inbound: gateway.inbound,
+        targets,
+    })
+}
 
-    let inbound = inbound::compile(&src, &file, &base, &mut errors);
-    let server = compile_server(&src, &file, &inbound, &mut errors);
+/// Only what `portcullis dev-token` needs: the server settings (the tokens' audience is the
+/// gateway's URL) and the development identity provider. The targets are not read, so a
+/// target whose secret is not set in this shell does not stop a token being minted.
+pub fn load_dev_idp(path: &Path) -> Result<(ServerSettings, DevIdpSettings), ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let Some(gateway) = compile_gateway(path, &mut errors) else {
+        return Err(errors);
+    };
+    if gateway.inbound.dev_idp.is_none() {
+        errors.push(ConfigError {
+            file: path.to_path_buf(),
+            position: None,
+            key: String::new(),
+            message: "there is no [dev_idp] table, so the development identity provider is off and would refuse its own tokens".into(),
+            fix: "add a line `[dev_idp]` to the file (development only), or get a token from the identity provider named in [[inbound.issuers]]".into(),
+        });
+    }
+    let (Some(server), Some(dev_idp)) = (gateway.server, gateway.inbound.dev_idp) else {
+        return Err(errors);
+    };
+    errors.sort_by_place();
+    errors.into_result((server, dev_idp))
+}
+
+/// `gateway.toml` read and checked on its own, without the targets.
+struct GatewayParts {
+    /// `None` when its errors are recorded.
+    server: Option<ServerSettings>,
+    catalog: CatalogSettings,
+    inbound: InboundSettings,
+    /// `None` when `targets_dir` itself is wrong (and reported).
+    targets_dir: Option<PathBuf>,
+}
+
+/// Read, check and compile `gateway.toml`. `None` when it cannot be read or its TOML syntax
+/// is broken (the error is recorded); otherwise every problem in it is recorded.
+fn compile_gateway(path: &Path, errors: &mut ConfigErrors) -> Option<GatewayParts> {
+    let mut src = match SourceFile::read(path) {
+        Ok(src) => src,
+        Err(mut e) => {
+            if e.message.ends_with("not found") {
+                e.fix = "run portcullis in the directory that holds gateway.toml, or name the file with `--config PATH` (or the PORTCULLIS_CONFIG environment variable)".into();
+            }
+            errors.push(e);
+            return None;
+        }
+    };
+    let file: GatewayFile = src.parse_all(GATEWAY_TOP_LEVEL, errors)?;
+    let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let checks_start = errors.len();
+
+    let inbound = inbound::compile(&src, &file, &base, errors);
+    let server = compile_server(&src, &file, &inbound, errors);
     let separator = file
         .catalog
         .separator
@@ -191,17 +264,14 @@ pub fn load(path: &Path) -> Result<Snapshot, ConfigErrors> {
             "use only letters, digits, `_`, `-` or `.` (the default is `__`)",
         ));
     }
-
-    let targets_dir = base.join(file.targets_dir.as_deref().unwrap_or(Path::new("targets")));
-    let targets = load_targets(&targets_dir, &mut errors);
-    check_prefixes(&targets, &separator, &mut errors);
-
-    errors.into_result(Snapshot {
-        source: path.to_path_buf(),
-        server: server.unwrap_or_else(fallback_server),
+    src.drop_follow_ons(errors, checks_start);
+    let targets_dir = (!src.removed_under("targets_dir"))
+        .then(|| base.join(file.targets_dir.as_deref().unwrap_or(Path::new("targets"))));
+    Some(GatewayParts {
+        server,
         catalog: CatalogSettings { separator },
         inbound,
-        targets,
+        targets_dir,
     })
 }
 
@@ -226,6 +296,21 @@ fn compile_server(
     let s = &file.server;
     let listen = s.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8787)));
     let public_url = match &s.public_url {
+        Some(u) if values::missing_http(u).is_some() => {
+            errors.push(src.error(
+                "server.public_url",
+                format!(
+                    "`{u}` has no `//` after `{}:`, so `{}` is read as the URL's scheme",
+                    u.scheme(),
+                    u.scheme()
+                ),
+                format!(
+                    "write \"{}\" (or https://)",
+                    values::missing_http(u).unwrap_or_default()
+                ),
+            ));
+            return None;
+        }
         Some(u) => u.clone(),
         None => {
             let host = if listen.ip().is_unspecified() {

@@ -132,11 +132,7 @@ impl Ctx<'_> {
         match r.resolve(self.base) {
             Ok(s) => Some(s),
             Err(e) => {
-                self.err(
-                    key,
-                    format!("secret `{r}` cannot be read: {e}"),
-                    "set the variable or create the file before starting the gateway",
-                );
+                self.err(key, format!("secret `{r}` cannot be read: {e}"), e.fix());
                 None
             }
         }
@@ -209,8 +205,8 @@ pub(super) fn compile(
         Some(AuthSection::AuthorizationCode {}) => {
             cx.err(
                 "mode",
-                "`oauth2_authorization_code` (acting for each user after their consent) is reserved and not available in this version",
-                "use `oauth2_client_credentials`, `api_key`, `aws_sigv4` or `token_exchange` for now",
+                "`oauth2_authorization_code` (acting for each user after their consent) is not available yet",
+                "for now an MCP target can use the gateway's own credentials, shared by every caller: `api_key`, `oauth2_client_credentials` or `aws_sigv4` (or `none`)",
             );
             None
         }
@@ -325,7 +321,8 @@ fn api_key(
     prefix: &Option<String>,
     query: &Option<String>,
 ) -> Option<AuthSpec> {
-    let secret = cx.secret("key", key)?;
+    // Resolved first but checked last, so a missing key and a bad placement show together.
+    let secret = cx.secret("key", key);
     let placement = match (header, query) {
         (Some(_), Some(_)) => {
             cx.err(
@@ -352,7 +349,7 @@ fn api_key(
                 cx.err(
                     "header",
                     format!("`{name}` is not a valid HTTP header name"),
-                    "e.g. header = \"X-API-Key\"",
+                    "header names are letters, digits and `-`, e.g. header = \"X-API-Key\"",
                 );
                 return None;
             }
@@ -368,7 +365,7 @@ fn api_key(
         }
     };
     Some(AuthSpec::ApiKey {
-        key: secret,
+        key: secret?,
         placement,
     })
 }
@@ -391,7 +388,10 @@ fn oauth_client(
             let Some(r) = secret else {
                 cx.err(
                     "client_secret",
-                    format!("`client_auth = {method:?}` needs `client_secret`"),
+                    format!(
+                        "`client_auth = \"{}\"` needs `client_secret`",
+                        method.name()
+                    ),
                     "client_secret = \"env:NAME\" or \"file:PATH\"",
                 );
                 return None;
@@ -413,6 +413,7 @@ fn oauth_client(
                 return None;
             };
             let key_pem = cx.secret("private_key", r)?;
+            let alg_name = alg;
             let alg = match alg.unwrap_or("RS256").parse::<Algorithm>() {
                 Ok(
                     a @ (Algorithm::RS256
@@ -427,7 +428,10 @@ fn oauth_client(
                 _ => {
                     cx.err(
                         "private_key_alg",
-                        "unsupported `private_key_alg`",
+                        format!(
+                            "`{}` is not a supported `private_key_alg`",
+                            alg_name.unwrap_or_default()
+                        ),
                         "use RS256, PS256, ES256 or ES384",
                     );
                     return None;
@@ -442,7 +446,10 @@ fn oauth_client(
             if !loads {
                 cx.err(
                     "private_key",
-                    format!("the private key is not a PEM key for {alg:?}"),
+                    format!(
+                        "the private key is not a PEM key for {}",
+                        alg_name.unwrap_or("RS256")
+                    ),
                     "give a PKCS#8 or PKCS#1 PEM private key matching `private_key_alg`",
                 );
                 return None;

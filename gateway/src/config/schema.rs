@@ -9,6 +9,19 @@ use serde::Deserialize;
 use url::Url;
 
 use super::SecretRef;
+use super::values;
+
+/// Top-level keys of `gateway.toml` that hold plain values (not tables): written after a
+/// `[table]` header by mistake, TOML puts them inside that table.
+pub const GATEWAY_TOP_LEVEL: &[&str] = &["targets_dir", "data_dir"];
+/// The same for `targets/NAME.toml`.
+pub const TARGET_TOP_LEVEL: &[&str] = &[
+    "description",
+    "prefix",
+    "timeout",
+    "connect_timeout",
+    "optional",
+];
 
 /// `gateway.toml`.
 #[derive(Debug, Deserialize)]
@@ -60,6 +73,7 @@ pub struct IssuerSection {
     pub agent_claim: Option<String>,
     pub groups_claim: Option<String>,
     pub tenant_claim: Option<String>,
+    #[serde(default, deserialize_with = "values::opt_url")]
     pub jwks_uri: Option<Url>,
     #[serde(default, with = "humantime_serde")]
     pub jwks_refetch_interval: Option<Duration>,
@@ -87,7 +101,9 @@ pub struct DevIdpSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
+    #[serde(default, deserialize_with = "values::listen")]
     pub listen: Option<SocketAddr>,
+    #[serde(default, deserialize_with = "values::opt_url")]
     pub public_url: Option<Url>,
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
@@ -133,6 +149,7 @@ pub struct ToolSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct McpSection {
+    #[serde(default, deserialize_with = "values::opt_url")]
     pub url: Option<Url>,
     pub command: Option<String>,
     #[serde(default)]
@@ -160,7 +177,9 @@ pub enum AuthSection {
     },
     #[serde(rename = "oauth2_client_credentials")]
     ClientCredentials {
+        #[serde(default, deserialize_with = "values::opt_url")]
         token_url: Option<Url>,
+        #[serde(default, deserialize_with = "values::opt_url")]
         issuer: Option<Url>,
         client_id: String,
         client_secret: Option<SecretRef>,
@@ -182,10 +201,12 @@ pub enum AuthSection {
         access_key_id: Option<SecretRef>,
         secret_access_key: Option<SecretRef>,
         session_token: Option<SecretRef>,
+        #[serde(default, deserialize_with = "values::opt_url")]
         sts_endpoint: Option<Url>,
         assume_role: Option<AssumeRoleSection>,
     },
     TokenExchange {
+        #[serde(deserialize_with = "values::url")]
         token_url: Url,
         client_id: Option<String>,
         client_secret: Option<SecretRef>,
@@ -207,6 +228,17 @@ pub enum ClientAuthName {
     PrivateKeyJwt,
 }
 
+impl ClientAuthName {
+    /// As written in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssumeRoleSection {
@@ -216,4 +248,29 @@ pub struct AssumeRoleSection {
     #[serde(default, with = "humantime_serde")]
     pub duration: Option<Duration>,
     pub external_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The keys serde accepts at the top of a file, from its own "unknown field" message.
+    fn accepted<T: serde::de::DeserializeOwned + std::fmt::Debug>() -> String {
+        toml::from_str::<T>("surely_unknown = 1")
+            .expect_err("unknown keys are refused")
+            .message()
+            .to_string()
+    }
+
+    #[test]
+    fn top_level_lists_name_real_top_level_keys() {
+        let gateway = accepted::<GatewayFile>();
+        for k in GATEWAY_TOP_LEVEL {
+            assert!(gateway.contains(&format!("`{k}`")), "{k}: {gateway}");
+        }
+        let target = accepted::<TargetFile>();
+        for k in TARGET_TOP_LEVEL {
+            assert!(target.contains(&format!("`{k}`")), "{k}: {target}");
+        }
+    }
 }

@@ -64,10 +64,24 @@ impl fmt::Display for SecretRef {
 pub enum SecretError {
     #[error("environment variable `{0}` is not set")]
     EnvMissing(String),
-    #[error("cannot read secret file `{path}`: {reason}")]
+    /// `reason` is in plain words, e.g. "file not found".
+    #[error("{reason}: {path}")]
     File { path: String, reason: String },
     #[error("secret `{0}` is empty")]
     Empty(String),
+}
+
+impl SecretError {
+    /// What to do about it, for the `fix:` line.
+    pub fn fix(&self) -> String {
+        match self {
+            Self::EnvMissing(name) => format!(
+                "set `{name}` in the environment the gateway starts in (e.g. `export {name}=…`), or change the reference"
+            ),
+            Self::File { .. } => "create the file, or correct the path (a relative path is relative to the directory of the file that names it)".into(),
+            Self::Empty(_) => "put the secret into the variable or file; an empty secret is refused".into(),
+        }
+    }
 }
 
 impl SecretRef {
@@ -82,7 +96,7 @@ impl SecretRef {
                 let full = base.join(path);
                 let raw = std::fs::read_to_string(&full).map_err(|e| SecretError::File {
                     path: full.display().to_string(),
-                    reason: e.kind().to_string(),
+                    reason: super::diagnostic::io_problem(&e, "file"),
                 })?;
                 // Files written by editors and `echo` end in a newline that is not part of it.
                 raw.trim_end_matches(['\n', '\r']).to_string()
@@ -148,6 +162,12 @@ mod tests {
         assert_eq!(
             missing.resolve(dir.path()).unwrap_err(),
             SecretError::EnvMissing("PORTCULLIS_TEST_SURELY_UNSET".into())
+        );
+        let absent = SecretRef::try_from("file:absent".to_string()).unwrap();
+        let e = absent.resolve(dir.path()).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!("file not found: {}", dir.path().join("absent").display())
         );
     }
 }

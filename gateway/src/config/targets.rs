@@ -3,11 +3,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::schema::{McpSection, TargetFile};
+use super::diagnostic::io_problem;
+use super::schema::{McpSection, TARGET_TOP_LEVEL, TargetFile};
 use super::{
     ConfigError, ConfigErrors, DEFAULT_CALL_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_INHERITED_ENV, EnvValue, McpTransport, SourceFile, TargetKind, TargetSpec, outbound,
-    valid_tool_chars,
+    valid_tool_chars, values,
 };
 
 pub(super) fn load_targets(dir: &Path, errors: &mut ConfigErrors) -> Vec<TargetSpec> {
@@ -18,8 +19,8 @@ pub(super) fn load_targets(dir: &Path, errors: &mut ConfigErrors) -> Vec<TargetS
                 file: dir.to_path_buf(),
                 position: None,
                 key: String::new(),
-                message: format!("cannot read the targets directory: {e}"),
-                fix: "create it, or set `targets_dir` in the gateway file".into(),
+                message: io_problem(&e, "targets directory"),
+                fix: "create it (it may stay empty), or point `targets_dir` (a top-level key of gateway.toml, relative to it) at the directory of your target files".into(),
             });
             return vec![];
         }
@@ -35,14 +36,17 @@ pub(super) fn load_targets(dir: &Path, errors: &mut ConfigErrors) -> Vec<TargetS
         .collect()
 }
 
+/// Read and check one target file. Every problem in it is recorded; the target is returned
+/// only when there is none.
 fn load_target(path: &Path, errors: &mut ConfigErrors) -> Option<TargetSpec> {
-    let src = match SourceFile::read(path) {
+    let mut src = match SourceFile::read(path) {
         Ok(s) => s,
         Err(e) => {
             errors.push(e);
             return None;
         }
     };
+    let start = errors.len();
     let name = path.file_stem()?.to_string_lossy().to_string();
     if name.is_empty()
         || !name
@@ -54,16 +58,9 @@ fn load_target(path: &Path, errors: &mut ConfigErrors) -> Option<TargetSpec> {
             format!("target name `{name}` (from the file name) has characters other than letters, digits, `_`, `-`"),
             "rename the file, e.g. targets/my_tools.toml",
         ));
-        return None;
     }
-    let file: TargetFile = match src.parse() {
-        Ok(f) => f,
-        Err(e) => {
-            errors.push(e);
-            return None;
-        }
-    };
-    let before = errors.0.len();
+    let file: TargetFile = src.parse_all(TARGET_TOP_LEVEL, errors)?;
+    let checks_start = errors.len();
     let prefix = file.prefix.clone().unwrap_or_else(|| name.clone());
     if !prefix.is_empty() && !valid_tool_chars(&prefix) {
         errors.push(src.error(
@@ -77,17 +74,16 @@ fn load_target(path: &Path, errors: &mut ConfigErrors) -> Option<TargetSpec> {
         Some(mcp) => compile_mcp(&src, mcp, base, errors).map(TargetKind::Mcp),
         None => {
             errors.push(src.error(
-                "",
-                "the target does not say what it is",
+                "mcp",
+                "the target does not say what it is: there is no [mcp] table",
                 "add an [mcp] table with `url = \"http://…/mcp\"` (streamable HTTP) or `command = \"…\"` (stdio)",
             ));
             None
         }
     };
-    let kind = kind?;
-    let auth = outbound::compile(&src, file.auth.as_ref(), base, errors)?;
-    if let (false, TargetKind::Mcp(McpTransport::Stdio { .. })) =
-        (matches!(auth, outbound::AuthSpec::None), &kind)
+    let auth = outbound::compile(&src, file.auth.as_ref(), base, errors);
+    if let (Some(auth), Some(TargetKind::Mcp(McpTransport::Stdio { .. }))) = (&auth, &kind)
+        && !matches!(auth, outbound::AuthSpec::None)
     {
         errors.push(src.error(
             "auth",
@@ -95,13 +91,13 @@ fn load_target(path: &Path, errors: &mut ConfigErrors) -> Option<TargetSpec> {
             "pass its credentials as environment variables with `[mcp.secret_env]`, and remove [auth]",
         ));
     }
-    if let (outbound::AuthSpec::TokenExchange(_), TargetKind::Mcp(_)) = (&auth, &kind) {
+    if let Some(outbound::AuthSpec::TokenExchange(_)) = &auth {
         // The upstream session is opened (and listed) before any caller exists, so there is
         // no caller token to exchange for it.
         errors.push(src.error(
             "auth.mode",
             "`token_exchange` needs a caller's token on every request, but an MCP target shares one upstream session opened before any caller",
-            "use `oauth2_client_credentials` or `api_key` for MCP targets; token exchange serves per-call target kinds",
+            "for an MCP target use `api_key`, `oauth2_client_credentials` or `aws_sigv4` (token exchange is meant for per-call target kinds such as OpenAPI, which are not available yet)",
         ));
     }
     for (key, d) in [
@@ -116,7 +112,11 @@ fn load_target(path: &Path, errors: &mut ConfigErrors) -> Option<TargetSpec> {
             ));
         }
     }
-    (errors.0.len() == before).then(|| TargetSpec {
+    src.drop_follow_ons(errors, checks_start);
+    let (Some(kind), Some(auth)) = (kind, auth) else {
+        return None;
+    };
+    (errors.len() == start).then(|| TargetSpec {
         name,
         file: path.to_path_buf(),
         description: file.description,
@@ -140,98 +140,154 @@ fn compile_mcp(
     base: &Path,
     errors: &mut ConfigErrors,
 ) -> Option<McpTransport> {
+    // Ask the file, not the parsed table: a `url` with a bad value was taken out while
+    // reading, but the user still wrote both.
+    let has_url = mcp.url.is_some() || src.has_key("mcp.url");
+    let has_command = mcp.command.is_some() || src.has_key("mcp.command");
+    if has_url && has_command {
+        errors.push(src.error(
+            "mcp",
+            "both `url` (streamable HTTP upstream) and `command` (stdio child process) are set",
+            "keep `url = \"http://host/mcp\"` or `command = \"…\"`, not both",
+        ));
+        return None;
+    }
     match (&mcp.url, &mcp.command) {
-        (Some(_), Some(_)) | (None, None) => {
-            errors.push(src.error(
-                "mcp",
-                "set exactly one of `url` (streamable HTTP upstream) or `command` (stdio child process)",
-                "keep `url = \"http://host/mcp\"` or `command = \"…\"`, not both",
-            ));
+        (Some(url), None) => compile_http(src, mcp, url, errors),
+        (None, Some(command)) => compile_stdio(src, mcp, command, base, errors),
+        _ => {
+            // A misspelt `url` or `command` was reported already, with the right name.
+            if !has_url && !has_command && !src.removed_under("mcp") {
+                errors.push(src.error(
+                    "mcp",
+                    "the [mcp] table has neither `url` (streamable HTTP upstream) nor `command` (stdio child process)",
+                    "add `url = \"http://host/mcp\"` or `command = \"…\"`",
+                ));
+            }
             None
-        }
-        (Some(url), None) => {
-            if !matches!(url.scheme(), "http" | "https") {
-                errors.push(src.error(
-                    "mcp.url",
-                    format!("scheme `{}` is not supported", url.scheme()),
-                    "use an http:// or https:// URL of the upstream's MCP endpoint",
-                ));
-                return None;
-            }
-            let stdio_only = [
-                ("mcp.args", !mcp.args.is_empty()),
-                ("mcp.env", !mcp.env.is_empty()),
-                ("mcp.secret_env", !mcp.secret_env.is_empty()),
-                ("mcp.cwd", mcp.cwd.is_some()),
-                ("mcp.inherit_env", !mcp.inherit_env.is_empty()),
-            ];
-            for (key, set) in stdio_only {
-                if set {
-                    errors.push(src.error(
-                        key,
-                        "only applies to stdio targets (`command`)",
-                        "remove it, or use `command` instead of `url`",
-                    ));
-                }
-            }
-            Some(McpTransport::Http { url: url.clone() })
-        }
-        (None, Some(command)) => {
-            let cwd = mcp
-                .cwd
-                .as_ref()
-                .map(|c| std::path::absolute(base.join(c)).unwrap_or_else(|_| base.join(c)));
-            let Some(resolved) = resolve_command(command, cwd.as_deref().unwrap_or(base)) else {
-                errors.push(src.error(
-                    "mcp.command",
-                    format!("command `{command}` was not found"),
-                    "install it (PATH is searched), or give its absolute path, or a path relative to `cwd` (to this file's directory when `cwd` is not set)",
-                ));
-                return None;
-            };
-            if let Some(c) = &cwd
-                && !c.is_dir()
-            {
-                errors.push(src.error(
-                    "mcp.cwd",
-                    format!("`{}` is not a directory", c.display()),
-                    "create it or fix the path",
-                ));
-                return None;
-            }
-            let mut env: Vec<(String, EnvValue)> = mcp
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), EnvValue::Plain(v.clone())))
-                .collect();
-            for (k, r) in &mcp.secret_env {
-                match r.resolve(base) {
-                    Ok(s) => env.push((k.clone(), EnvValue::Secret(s))),
-                    Err(e) => errors.push(src.error(
-                        &format!("mcp.secret_env.{k}"),
-                        format!("secret `{r}` cannot be read: {e}"),
-                        "set the variable or create the file before starting the gateway",
-                    )),
-                }
-            }
-            let mut inherit: Vec<String> = DEFAULT_INHERITED_ENV
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-            inherit.extend(mcp.inherit_env.iter().cloned());
-            Some(McpTransport::Stdio {
-                command: resolved,
-                args: mcp.args.clone(),
-                env,
-                inherit,
-                cwd,
-            })
         }
     }
 }
 
-/// A command is a path (contains `/`, relative to `dir`) or a name looked up on `PATH`.
+fn compile_http(
+    src: &SourceFile,
+    mcp: &McpSection,
+    url: &url::Url,
+    errors: &mut ConfigErrors,
+) -> Option<McpTransport> {
+    let mut ok = true;
+    if let Some(meant) = values::missing_http(url) {
+        errors.push(src.error(
+            "mcp.url",
+            format!(
+                "`{url}` has no `//` after `{scheme}:`, so `{scheme}` is read as the URL's scheme",
+                scheme = url.scheme()
+            ),
+            format!("write {meant}"),
+        ));
+        ok = false;
+    } else if !matches!(url.scheme(), "http" | "https") {
+        errors.push(src.error(
+            "mcp.url",
+            format!("scheme `{}` is not supported", url.scheme()),
+            "use an http:// or https:// URL of the upstream's MCP endpoint",
+        ));
+        ok = false;
+    }
+    let stdio_only = [
+        ("mcp.args", !mcp.args.is_empty()),
+        ("mcp.env", !mcp.env.is_empty()),
+        ("mcp.secret_env", !mcp.secret_env.is_empty()),
+        ("mcp.cwd", mcp.cwd.is_some()),
+        ("mcp.inherit_env", !mcp.inherit_env.is_empty()),
+    ];
+    for (key, set) in stdio_only {
+        if set {
+            errors.push(src.error(
+                key,
+                "only applies to stdio targets (`command`)",
+                "remove it, or use `command` instead of `url`",
+            ));
+            ok = false;
+        }
+    }
+    ok.then(|| McpTransport::Http { url: url.clone() })
+}
+
+fn compile_stdio(
+    src: &SourceFile,
+    mcp: &McpSection,
+    command: &str,
+    base: &Path,
+    errors: &mut ConfigErrors,
+) -> Option<McpTransport> {
+    let mut ok = true;
+    let cwd = mcp
+        .cwd
+        .as_ref()
+        .map(|c| std::path::absolute(base.join(c)).unwrap_or_else(|_| base.join(c)));
+    if let Some(c) = &cwd
+        && !c.is_dir()
+    {
+        errors.push(src.error(
+            "mcp.cwd",
+            format!("directory not found: {}", c.display()),
+            "create it, or fix the path (it is relative to this file's directory)",
+        ));
+        ok = false;
+    }
+    let resolved = resolve_command(command, cwd.as_deref().unwrap_or(base));
+    if resolved.is_none() {
+        errors.push(src.error(
+            "mcp.command",
+            format!("command `{command}` was not found"),
+            "install it (PATH is searched), or give its absolute path, or a path relative to `cwd` (to this file's directory when `cwd` is not set)",
+        ));
+        ok = false;
+    }
+    let mut env: Vec<(String, EnvValue)> = mcp
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), EnvValue::Plain(v.clone())))
+        .collect();
+    for (k, r) in &mcp.secret_env {
+        match r.resolve(base) {
+            Ok(s) => env.push((k.clone(), EnvValue::Secret(s))),
+            Err(e) => {
+                errors.push(src.error(
+                    &format!("mcp.secret_env.{k}"),
+                    format!("secret `{r}` cannot be read: {e}"),
+                    e.fix(),
+                ));
+                ok = false;
+            }
+        }
+    }
+    let mut inherit: Vec<String> = DEFAULT_INHERITED_ENV
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    inherit.extend(mcp.inherit_env.iter().cloned());
+    Some(McpTransport::Stdio {
+        command: resolved?,
+        args: mcp.args.clone(),
+        env,
+        inherit,
+        cwd,
+    })
+    .filter(|_| ok)
+}
+
+/// The command that means the gateway itself: the quickstart's demo target is served by a
+/// subcommand of the running binary, so it needs no second build and no `PATH` entry.
+const SELF_COMMAND: &str = "portcullis";
+
+/// A command is the gateway itself (`portcullis`), a path (contains `/`, relative to `dir`)
+/// or a name looked up on `PATH`.
 fn resolve_command(command: &str, dir: &Path) -> Option<PathBuf> {
+    if command == SELF_COMMAND {
+        return std::env::current_exe().ok();
+    }
     let is_exec = |p: &Path| {
         use std::os::unix::fs::PermissionsExt;
         p.is_file()
@@ -270,5 +326,26 @@ pub(super) fn check_prefixes(targets: &[TargetSpec], separator: &str, errors: &m
                 fix: "give one of them another `prefix`".into(),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_portcullis_is_the_running_gateway() {
+        let dir = tempfile::tempdir().unwrap();
+        // Not looked up on PATH: the running binary, whatever PATH holds.
+        let own = std::env::current_exe().unwrap();
+        assert_eq!(resolve_command("portcullis", dir.path()), Some(own));
+        assert_eq!(
+            resolve_command("portcullis-surely-missing", dir.path()),
+            None
+        );
+        assert_ne!(
+            resolve_command("sh", dir.path()),
+            Some(std::env::current_exe().unwrap())
+        );
     }
 }
