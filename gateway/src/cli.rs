@@ -456,15 +456,11 @@ fn inbound_http_client() -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
+/// Reads only `gateway.toml`'s [server] and [dev_idp]: minting a token must not depend on
+/// every target's secrets being set in this shell.
 fn dev_token(path: &std::path::Path, mut req: DevTokenRequest) -> anyhow::Result<ExitCode> {
-    let snapshot = load(path)?;
-    let Some(dev) = &snapshot.inbound.dev_idp else {
-        anyhow::bail!(
-            "{} has no [dev_idp] table. Fix: add `[dev_idp]` (development only) or get a token from your identity provider",
-            path.display()
-        );
-    };
-    if snapshot.server.listen.port() == 0 {
+    let (server, dev) = config::load_dev_idp(path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    if server.listen.port() == 0 {
         anyhow::bail!(
             "`server.listen` uses port 0, so the token's audience (the gateway's URL) is unknown. Fix: set a fixed port in `server.listen`"
         );
@@ -473,9 +469,7 @@ fn dev_token(path: &std::path::Path, mut req: DevTokenRequest) -> anyhow::Result
         req.ttl = dev.token_ttl;
     }
     let key = DevKey::load_or_create(&dev.key_file).map_err(|e| anyhow::anyhow!(e))?;
-    let token = key
-        .mint(&snapshot.server, &req)
-        .map_err(|e| anyhow::anyhow!(e))?;
+    let token = key.mint(&server, &req).map_err(|e| anyhow::anyhow!(e))?;
     println!("{token}");
     Ok(ExitCode::SUCCESS)
 }
