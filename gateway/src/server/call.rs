@@ -24,7 +24,13 @@ pub(super) async fn call_tool(
         crate::identity::caller_of(parts).map_or_else(|| "anonymous".to_string(), |c| c.label());
     let mut audit = AuditEvent::new(request_id(&ctx), caller, "tools/call");
     audit.tool = Some(req.name.to_string());
-    audit.path = parts.map(|p| p.uri.path().to_string());
+    // The path as the client sent it (`/mcp`): the MCP service is nested, so its own URI
+    // lacks the prefix.
+    audit.path = parts.map(|p| {
+        p.extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or_else(|| p.uri.path().to_string(), |u| u.path().to_string())
+    });
 
     // Resolve: gateway name → (target, upstream tool name), from one catalog view.
     let view = gw.catalog().view();

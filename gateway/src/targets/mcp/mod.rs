@@ -324,7 +324,7 @@ impl Inner {
     }
 
     /// Why a connection attempt failed, as callers, `/readyz` and the log read it.
-    fn connect_problem(&self, failure: OpenFailure) -> String {
+    fn connect_problem(&self, failure: OpenFailure) -> (String, Cause) {
         let upstream = self.upstream();
         let (what, cause) = match failure {
             OpenFailure::Start(c) => (format!("cannot start {upstream}"), c),
@@ -353,7 +353,7 @@ impl Inner {
             },
             c => c,
         };
-        self.explain(&what, cause)
+        (self.explain(&what, cause.clone()), cause)
     }
 
     /// A stdio child's exit, if the OS already reported it, as the cause of a lost session.
@@ -454,8 +454,8 @@ impl Inner {
                 let cause = self
                     .exited(generation)
                     .unwrap_or_else(|| cause::classify_service(&e));
-                let reason = self.explain("lost the connection during a call", cause);
-                self.drop_session(&reason, generation);
+                let reason = self.explain("lost the connection during a call", cause.clone());
+                self.drop_session(&reason, &cause, generation);
                 TargetError::Unavailable { target, reason }
             }
             other => TargetError::Upstream {
@@ -470,7 +470,7 @@ impl Inner {
 
     /// Forget session `generation` — and only it: a late failure of an old session must not
     /// take down the healthy one that replaced it.
-    fn drop_session(&self, reason: &str, generation: u64) {
+    fn drop_session(&self, reason: &str, cause: &Cause, generation: u64) {
         let current = self.live.load_full();
         if current.as_ref().is_none_or(|l| l.generation != generation) {
             return;
@@ -484,7 +484,7 @@ impl Inner {
                 McpTransport::Stdio { .. } => self.stderr_tail.describe(),
                 McpTransport::Http { .. } => String::new(),
             };
-            self.status.lost(reason, &detail);
+            self.status.lost(reason, cause, &detail);
             self.changed.send_modify(|n| *n += 1);
             self.lost.notify_one();
         }
@@ -508,8 +508,9 @@ impl Inner {
                     }
                     _ => String::new(),
                 };
-                let problem = self.connect_problem(failure);
-                self.status.failed(&problem, &detail);
+                let (problem, cause) = self.connect_problem(failure);
+                self.status.failed(&problem, &cause, &detail);
+                self.stderr_tail.set_quiet(true);
                 return Err(self.unavailable(problem));
             }
         };
@@ -527,6 +528,7 @@ impl Inner {
                 .as_ref()
                 .map(|s| format!("{} {}", s.name, s.version))
         });
+        self.stderr_tail.set_quiet(false);
         self.status.connected(Connected {
             server: server.as_deref(),
             tools: listing.tools.len(),
@@ -553,8 +555,8 @@ impl Inner {
                 },
                 None => Cause::Plain("the connection to the upstream ended".into()),
             };
-            let reason = this.explain("the session ended", cause);
-            this.drop_session(&reason, generation);
+            let reason = this.explain("the session ended", cause.clone());
+            this.drop_session(&reason, &cause, generation);
         });
         Ok((peer, generation))
     }

@@ -6,12 +6,12 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::targets::cause::duration;
+use crate::targets::cause::{Cause, duration};
 
 /// How the supervisor retries, said once when a target goes down.
 pub(super) fn retry_policy(start: Duration, max: Duration) -> String {
     format!(
-        "retrying in {}, then doubling the wait up to every {}",
+        "Retrying in {}, then doubling the wait up to every {}",
         duration(start),
         duration(max)
     )
@@ -33,8 +33,9 @@ struct State {
     down_since: Option<Instant>,
     /// Why the target is not connected; `None` while the first attempt is still running.
     problem: Option<String>,
-    /// The problem last said at WARN, so a retry failing the same way stays quiet.
-    announced: Option<String>,
+    /// The cause last said at WARN in this outage, so a retry failing the same way stays
+    /// quiet.
+    announced: Option<Cause>,
     failures: u32,
 }
 
@@ -72,8 +73,8 @@ impl Status {
         match &s.problem {
             Some(p) => p.clone(),
             None if !s.ever_connected => format!(
-                "connecting (first attempt, started {} ago)",
-                whole(s.created.elapsed())
+                "connecting (first attempt, started {} s ago)",
+                s.created.elapsed().as_secs()
             ),
             None => "reconnecting".into(),
         }
@@ -92,11 +93,27 @@ impl Status {
 
     /// A connection attempt failed. `detail` goes to the log only (e.g. a dead child's last
     /// stderr lines, which callers must not see).
-    pub fn failed(&self, problem: &str, detail: &str) {
+    pub fn failed(&self, problem: &str, cause: &Cause, detail: &str) {
         let Ok(mut s) = self.state.lock() else { return };
         s.failures += 1;
-        s.problem = Some(problem.to_string());
         s.down_since.get_or_insert_with(Instant::now);
+        self.down(&mut s, problem, cause, detail);
+    }
+
+    /// A live session ended (or a call found it broken): a new outage begins.
+    pub fn lost(&self, problem: &str, cause: &Cause, detail: &str) {
+        let Ok(mut s) = self.state.lock() else { return };
+        if !s.up {
+            return;
+        }
+        s.announced = None;
+        s.failures = 0;
+        s.down_since = Some(Instant::now());
+        self.down(&mut s, problem, cause, detail);
+    }
+
+    /// Record the problem; say it at WARN when the outage is new or its cause changed.
+    fn down(&self, s: &mut State, problem: &str, cause: &Cause, detail: &str) {
         let name = &self.name;
         match &s.announced {
             None => tracing::warn!(
@@ -104,7 +121,7 @@ impl Status {
                 "target `{name}` is down: {problem}{detail}. {}; a line will say when it is back",
                 self.policy
             ),
-            Some(before) if before != problem => tracing::warn!(
+            Some(before) if before != cause => tracing::warn!(
                 target: "portcullis::targets", target_name = %name,
                 "target `{name}` is still down, now: {problem}{detail}"
             ),
@@ -113,25 +130,9 @@ impl Status {
                 "target `{name}`: attempt {} failed the same way", s.failures
             ),
         }
-        s.announced = Some(problem.to_string());
-        s.up = false;
-    }
-
-    /// A live session ended (or a call found it broken). Said once per session.
-    pub fn lost(&self, problem: &str, detail: &str) {
-        let Ok(mut s) = self.state.lock() else { return };
-        if !s.up {
-            return;
-        }
-        s.up = false;
+        s.announced = Some(cause.clone());
         s.problem = Some(problem.to_string());
-        s.announced = Some(problem.to_string());
-        s.down_since = Some(Instant::now());
-        let name = &self.name;
-        tracing::warn!(
-            target: "portcullis::targets", target_name = %name,
-            "target `{name}` lost its session: {problem}{detail}; reconnecting"
-        );
+        s.up = false;
     }
 
     pub fn connected(&self, c: Connected<'_>) {
@@ -179,9 +180,10 @@ fn offers(tools: usize, prompts: usize, resources: usize) -> String {
     parts.join(", ")
 }
 
-/// Whole seconds or minutes, for "N s ago" (milliseconds there are noise).
+/// Whole seconds or minutes, for "N s ago" (milliseconds there are noise above a second).
 fn whole(d: Duration) -> String {
     match d.as_secs() {
+        0 => duration(Duration::from_millis(d.as_millis() as u64)),
         s if s >= 120 => format!("{} min", s / 60),
         s => format!("{s} s"),
     }
@@ -202,7 +204,11 @@ mod tests {
                 .starts_with("connecting (first attempt, started 0 s ago)")
         );
         assert!(s.first_attempt_running().is_some());
-        s.failed("cannot connect: connection refused", "");
+        s.failed(
+            "cannot connect: connection refused",
+            &Cause::ConnectionRefused,
+            "",
+        );
         assert_eq!(s.reason(), "cannot connect: connection refused");
         assert!(s.first_attempt_running().is_none());
         s.connected(Connected {
@@ -213,15 +219,16 @@ mod tests {
             took: Duration::from_millis(5),
         });
         assert!(s.ever_connected());
-        s.lost("the process exited with status 1", "");
-        assert_eq!(s.reason(), "the process exited with status 1");
+        let exited = Cause::Exited { status: None };
+        s.lost("the session ended: the process exited", &exited, "");
+        assert_eq!(s.reason(), "the session ended: the process exited");
     }
 
     #[test]
     fn the_retry_policy_reads_plainly() {
         assert_eq!(
             retry_policy(Duration::from_millis(250), Duration::from_secs(30)),
-            "retrying in 250 ms, then doubling the wait up to every 30 s"
+            "Retrying in 250 ms, then doubling the wait up to every 30 s"
         );
         assert_eq!(offers(1, 0, 0), "1 tool");
         assert_eq!(offers(5, 1, 2), "5 tools, 1 prompt, 2 resources");

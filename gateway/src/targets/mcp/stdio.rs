@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,13 +36,23 @@ pub(super) struct Child {
     pub exit: watch::Receiver<Option<ExitStatus>>,
 }
 
-/// The last lines a target's children wrote on stderr.
+/// The last lines a target's children wrote on stderr, and whether to log them quietly.
 #[derive(Debug, Default)]
-pub(super) struct StderrTail(Mutex<VecDeque<String>>);
+pub(super) struct StderrTail {
+    lines: Mutex<VecDeque<String>>,
+    /// Set while the target is down and that was said: a child that fails the same way on
+    /// every retry then logs at DEBUG, not one ERROR per retry (the WARN that said the
+    /// target is down quoted its last lines).
+    quiet: AtomicBool,
+}
 
 impl StderrTail {
+    pub fn set_quiet(&self, quiet: bool) {
+        self.quiet.store(quiet, Ordering::Relaxed);
+    }
+
     fn push(&self, line: &str) {
-        if let Ok(mut t) = self.0.lock() {
+        if let Ok(mut t) = self.lines.lock() {
             if t.len() == TAIL_LINES {
                 t.pop_front();
             }
@@ -50,7 +61,7 @@ impl StderrTail {
     }
 
     fn clear(&self) {
-        if let Ok(mut t) = self.0.lock() {
+        if let Ok(mut t) = self.lines.lock() {
             t.clear();
         }
     }
@@ -58,7 +69,7 @@ impl StderrTail {
     /// `; its last stderr lines: "…" | "…"`, or nothing when it wrote none.
     pub fn describe(&self) -> String {
         let lines: Vec<String> = self
-            .0
+            .lines
             .lock()
             .map(|t| t.iter().map(|l| format!("\"{l}\"")).collect())
             .unwrap_or_default();
@@ -166,6 +177,11 @@ async fn forward_stderr(
         if line.is_empty() {
             continue;
         }
+        let level = if tail.quiet.load(Ordering::Relaxed) {
+            Level::DEBUG
+        } else {
+            level
+        };
         tail.push(&line);
         let t = target.as_str();
         // `tracing` needs the level at compile time.
