@@ -30,9 +30,18 @@ impl UpstreamClient {
         };
         let origin = ctx.extensions.get::<InboundStreamOrigin>();
         let answer = inner.relays.request(request, origin).await;
-        if let Err(e @ (RelayError::Unattributable | RelayError::CallFinished)) = &answer {
-            let name = &inner.spec.name;
-            tracing::debug!(target: "portcullis::targets", target_name = %name, "target `{name}` sent {what} that no single caller can answer: {e}");
+        let name = &inner.spec.name;
+        match &answer {
+            // Outside any call — server-everything asks for roots right after connecting.
+            // The session is shared by every caller, so the gateway has no roots of its own
+            // to offer: "none" is the true answer, and not an error.
+            Err(RelayError::Unattributable) if what == "roots/list" => {
+                tracing::debug!(target: "portcullis::targets", target_name = %name, "target `{name}` asked for roots/list outside any tool call; answered with no roots (its session is shared by all callers, so no caller's roots apply)");
+            }
+            Err(e @ (RelayError::Unattributable | RelayError::CallFinished)) => {
+                tracing::debug!(target: "portcullis::targets", target_name = %name, "target `{name}` sent {what} that no single caller can answer; refused: {e}");
+            }
+            _ => {}
         }
         answer
     }
@@ -52,7 +61,7 @@ impl UpstreamClient {
         if let Some(inner) = self.inner.upgrade()
             && !inner.relays.unattributed(note)
         {
-            tracing::debug!(target: "portcullis::targets", target_name = %inner.spec.name, "notification not attributable to one caller; dropped");
+            tracing::debug!(target: "portcullis::targets", target_name = %inner.spec.name, "target `{}` sent a log message outside any single call; dropped (no one caller can be told)", inner.spec.name);
         }
     }
 }
@@ -113,13 +122,7 @@ impl ClientHandler for UpstreamClient {
     ) -> Result<ListRootsResult, ErrorData> {
         let req = ServerRequest::ListRootsRequest(ListRootsRequest::default());
         let answer = match self.relay("roots/list", req, &ctx).await {
-            // Asked outside any call — server-everything does so right after connecting.
-            // The session is shared by every caller, so the gateway has no roots of its own
-            // to offer: "none" is the true answer, and not an error.
-            Err(RelayError::Unattributable) => {
-                tracing::debug!(target: "portcullis::targets", "answered roots/list with an empty list: a shared session has no roots of its own");
-                return Ok(ListRootsResult::default());
-            }
+            Err(RelayError::Unattributable) => return Ok(ListRootsResult::default()),
             other => other?,
         };
         match answer {

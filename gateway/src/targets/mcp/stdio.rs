@@ -27,6 +27,8 @@ use crate::targets::cause::{Cause, ExitStatus};
 const GRACE: Duration = Duration::from_secs(3);
 /// Stderr lines kept to explain a child's death.
 const TAIL_LINES: usize = 3;
+/// How long an exited child's remaining stderr is awaited.
+const STDERR_DRAIN: Duration = Duration::from_millis(500);
 const TAIL_LINE_CHARS: usize = 200;
 
 /// A started child: the pipes the MCP session runs on, and its exit status once known.
@@ -126,9 +128,7 @@ pub(super) fn spawn(
         return Err(Cause::Plain("the child's pipes could not be opened".into()));
     };
     tail.clear();
-    if let Some(stderr) = stderr {
-        tokio::spawn(forward_stderr(target.to_string(), stderr, tail));
-    }
+    let stderr = stderr.map(|e| tokio::spawn(forward_stderr(target.to_string(), e, tail)));
     let (tx, exit) = watch::channel(None);
     tokio::spawn(async move {
         let status = tokio::select! {
@@ -145,6 +145,11 @@ pub(super) fn spawn(
                 }
             }
         };
+        // Publish the exit only once its last stderr lines are read (bounded: a grandchild
+        // may hold stderr open), so whoever explains the exit can quote them.
+        if let Some(stderr) = stderr {
+            let _ = tokio::time::timeout(STDERR_DRAIN, stderr).await;
+        }
         let _ = tx.send(status.map(ExitStatus::from));
     });
     Ok(Child {
