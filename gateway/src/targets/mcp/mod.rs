@@ -22,6 +22,7 @@ use tokio::sync::{Notify, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 mod client;
+mod explain;
 pub mod http;
 mod status;
 mod stdio;
@@ -34,6 +35,7 @@ use crate::config::{McpTransport, TargetSpec};
 use crate::identity::Caller;
 use crate::outbound::{CredentialProvider, OutboundRequest};
 use client::UpstreamClient;
+use explain::OpenFailure;
 use http::{CredentialedClient, OutboundContext};
 use status::{Connected, Status};
 use stdio::StderrTail;
@@ -283,77 +285,6 @@ impl Inner {
         self.live
             .load_full()
             .filter(|l| !l.peer.is_transport_closed())
-    }
-
-    /// The registration file as users know it (`targets/NAME.toml`).
-    fn file(&self) -> String {
-        match self.spec.file.file_name() {
-            Some(f) => format!("targets/{}", f.to_string_lossy()),
-            None => self.spec.file.display().to_string(),
-        }
-    }
-
-    /// The setting that names the upstream.
-    fn key(&self) -> &'static str {
-        match self.transport {
-            McpTransport::Http { .. } => "mcp.url",
-            McpTransport::Stdio { .. } => "mcp.command",
-        }
-    }
-
-    /// The upstream as messages name it: its URL without credentials or query, or its command.
-    fn upstream(&self) -> String {
-        match &self.transport {
-            McpTransport::Http { url } => shown_url(url),
-            McpTransport::Stdio { command, .. } => format!("`{}`", command.display()),
-        }
-    }
-
-    /// `WHAT: CAUSE (FIX)`, with what the configuration knows filled in.
-    fn explain(&self, what: &str, cause: Cause) -> String {
-        let cause = match (cause, &self.transport) {
-            (Cause::Dns { host: None }, McpTransport::Http { url }) => Cause::Dns {
-                host: url.host_str().map(str::to_string),
-            },
-            (c, _) => c,
-        };
-        match cause.fix(&self.file(), self.key()) {
-            Some(fix) => format!("{what}: {cause} ({fix})"),
-            None => format!("{what}: {cause}"),
-        }
-    }
-
-    /// Why a connection attempt failed, as callers, `/readyz` and the log read it.
-    fn connect_problem(&self, failure: OpenFailure) -> (String, Cause) {
-        let upstream = self.upstream();
-        let (what, cause) = match failure {
-            OpenFailure::Start(c) => (format!("cannot start {upstream}"), c),
-            OpenFailure::Handshake(c) => match (&self.transport, &c) {
-                (McpTransport::Stdio { .. }, _) => {
-                    (format!("{upstream} did not complete the MCP handshake"), c)
-                }
-                (
-                    _,
-                    Cause::ConnectionRefused
-                    | Cause::Dns { .. }
-                    | Cause::Tls { .. }
-                    | Cause::Reset
-                    | Cause::TimedOut { after: None },
-                ) => (format!("cannot connect to {upstream}"), c),
-                _ => (format!("cannot open an MCP session at {upstream}"), c),
-            },
-            OpenFailure::Listing(c) => (
-                format!("connected to {upstream}, but listing its tools failed"),
-                c,
-            ),
-        };
-        let cause = match cause {
-            Cause::TimedOut { after: None } => Cause::TimedOut {
-                after: Some(self.spec.connect_timeout),
-            },
-            c => c,
-        };
-        (self.explain(&what, cause.clone()), cause)
     }
 
     /// A stdio child's exit, if the OS already reported it, as the cause of a lost session.
@@ -706,16 +637,6 @@ async fn supervise(inner: Weak<Inner>, lost: Arc<Notify>, shutdown: Cancellation
 type Running = rmcp::service::RunningService<RoleClient, UpstreamClient>;
 type ExitReceiver = watch::Receiver<Option<ExitStatus>>;
 
-/// Which step of connecting failed, and why.
-enum OpenFailure {
-    /// The stdio child could not be started.
-    Start(Cause),
-    /// No MCP session: connection, TLS, HTTP status, handshake.
-    Handshake(Cause),
-    /// A session, but `tools/list` (or prompts, resources) failed.
-    Listing(Cause),
-}
-
 /// Fetching the listing failed.
 #[derive(Debug)]
 pub(crate) struct RefreshError(pub Cause);
@@ -724,15 +645,4 @@ impl std::fmt::Display for RefreshError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "listing its tools failed: {}", self.0)
     }
-}
-
-/// A URL as messages show it: no user name, password, query or fragment (a query may hold
-/// an API key).
-fn shown_url(url: &url::Url) -> String {
-    let mut u = url.clone();
-    u.set_query(None);
-    u.set_fragment(None);
-    let _ = u.set_password(None);
-    let _ = u.set_username("");
-    u.to_string()
 }
