@@ -50,6 +50,19 @@ async fn echo(
     Ok(serde_json::to_string(&r.content).unwrap())
 }
 
+/// The JSON-RPC error message, checked for what a person must never read.
+fn plain_message(e: &ServiceError) -> String {
+    let ServiceError::McpError(d) = e else {
+        panic!("expected a JSON-RPC error, got {e:?}");
+    };
+    assert!(
+        !d.message.contains("::") && !d.message.contains('{'),
+        "a type path or debug dump reached the caller: {}",
+        d.message
+    );
+    d.message.to_string()
+}
+
 fn code(e: &ServiceError) -> i32 {
     match e {
         ServiceError::McpError(d) => d.code.0,
@@ -83,13 +96,17 @@ async fn http_upstream_killed_mid_call_then_restarted() {
         .unwrap()
         .unwrap_err();
     assert_eq!(code(&err), UNAVAILABLE, "{err:?}");
+    plain_message(&err);
 
-    // While it is down: a clear error naming the target.
+    // While it is down: a clear error naming the target, the cause and the fix.
     let err = echo(&c, "while down").await.unwrap_err();
     assert_eq!(code(&err), UNAVAILABLE);
+    let message = plain_message(&err);
     assert!(
-        format!("{err:?}").contains("target `demo` is unavailable"),
-        "{err:?}"
+        message.contains("target `demo` is unavailable")
+            && message.contains("connection refused")
+            && message.contains("check `mcp.url` in targets/demo.toml"),
+        "{message}"
     );
 
     // Back up on the same port: the next call reconnects, no gateway restart.
@@ -136,6 +153,10 @@ async fn stdio_child_killed_mid_call_is_restarted() {
         .unwrap()
         .unwrap_err();
     assert_eq!(code(&err), UNAVAILABLE, "{err:?}");
+    assert!(
+        plain_message(&err).contains("lost the connection during a call"),
+        "{err:?}"
+    );
 
     // The gateway starts a new child for the next call.
     assert!(echo(&c, "two").await.unwrap().contains("two"));
@@ -157,9 +178,9 @@ async fn slow_target_times_out_with_a_clear_error() {
     let c = client(&gw.url).await;
     let err = c.peer().call_tool(slow(10_000)).await.unwrap_err();
     assert_eq!(code(&err), TIMEOUT, "{err:?}");
-    assert!(
-        format!("{err:?}").contains("did not answer within 1s"),
-        "{err:?}"
+    assert_eq!(
+        plain_message(&err),
+        "target `demo` did not answer within 1 s"
     );
     // The session survives a timeout.
     assert!(echo(&c, "still here").await.unwrap().contains("still here"));

@@ -107,11 +107,12 @@ async fn readyz_reflects_required_targets_optional_targets_and_issuers() {
         .unwrap()
         .clone();
     assert_eq!(gone["status"], "down");
-    assert!(
-        gone["reason"]
-            .as_str()
-            .unwrap()
-            .contains("cannot open a session"),
+    let reason = gone["reason"].as_str().unwrap();
+    assert_eq!(
+        reason,
+        format!(
+            "cannot connect to {dead}: connection refused (is the upstream running? check `mcp.url` in targets/gone.toml)"
+        ),
         "{gone}"
     );
     drop(gw);

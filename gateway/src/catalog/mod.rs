@@ -122,6 +122,29 @@ impl Catalog {
         self.events.subscribe()
     }
 
+    /// The target a tool name belongs to by its prefix, when that target has never connected
+    /// (so its tools are not known yet). The longest matching prefix wins.
+    pub fn pending_owner(&self, tool: &str) -> Option<&McpTarget> {
+        self.targets
+            .iter()
+            .filter(|t| !t.spec().prefix.is_empty() && !t.ever_connected())
+            .filter(|t| {
+                tool.strip_prefix(t.spec().prefix.as_str())
+                    .and_then(|rest| rest.strip_prefix(self.separator.as_str()))
+                    .is_some_and(|rest| !rest.is_empty())
+            })
+            .max_by_key(|t| t.spec().prefix.len())
+    }
+
+    /// Targets without a prefix that have never connected: any unknown name may be theirs.
+    pub fn pending_unprefixed(&self) -> Vec<&str> {
+        self.targets
+            .iter()
+            .filter(|t| t.spec().prefix.is_empty() && !t.ever_connected())
+            .map(McpTarget::name)
+            .collect()
+    }
+
     /// Connect every target now (in parallel), then publish the view. Returns each target's
     /// connection error, if any.
     pub async fn connect_all(&self) -> Vec<(String, crate::targets::TargetError)> {

@@ -38,6 +38,7 @@ const MAX_TRACKED_SESSIONS: usize = 100_000;
 const SESSION_HEADER: &str = "mcp-session-id";
 
 pub async fn require_caller(State(state): State<AuthState>, req: Request, next: Next) -> Response {
+    let seen = Seen::of(&req);
     let session = req
         .headers()
         .get(SESSION_HEADER)
@@ -46,7 +47,7 @@ pub async fn require_caller(State(state): State<AuthState>, req: Request, next: 
     let req = match admit(&state, req).await {
         Ok(req) => req,
         Err(rejection) => {
-            refused(&rejection);
+            refused(&rejection, &seen);
             return challenge(&state.auth, rejection);
         }
     };
@@ -59,7 +60,7 @@ pub async fn require_caller(State(state): State<AuthState>, req: Request, next: 
         && owners.get(id).is_some_and(|o| *o != owner)
     {
         let r = Rejection::foreign_session();
-        refused(&r);
+        refused(&r, &seen);
         let body =
             axum::Json(json!({ "error": "session_not_found", "error_description": r.description }));
         return (r.status, body).into_response();
@@ -103,9 +104,32 @@ pub async fn require_caller(State(state): State<AuthState>, req: Request, next: 
     resp
 }
 
+/// What the audit of a refusal names about the request: the request id the response echoes
+/// (`x-request-id`, set before this layer runs), the path, and when it arrived.
+struct Seen {
+    request_id: String,
+    path: String,
+    at: std::time::Instant,
+}
+
+impl Seen {
+    fn of(req: &Request) -> Self {
+        Self {
+            request_id: req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map_or_else(|| "-".to_string(), str::to_string),
+            path: req.uri().path().to_string(),
+            at: std::time::Instant::now(),
+        }
+    }
+}
+
 /// Every refusal is a decision: logged and audited (never with the token).
-fn refused(r: &Rejection) {
-    let mut e = AuditEvent::new("-", "unauthenticated", "authenticate");
+fn refused(r: &Rejection, seen: &Seen) {
+    let mut e = AuditEvent::new(seen.request_id.clone(), "unauthenticated", "authenticate");
+    e.path = Some(seen.path.clone());
     e.decision = Decision::Deny;
     let e = e.finish(
         Outcome::Error {
@@ -115,7 +139,7 @@ fn refused(r: &Rejection) {
                 .clone()
                 .unwrap_or_else(|| "no bearer token".into()),
         },
-        std::time::Duration::ZERO,
+        seen.at.elapsed(),
     );
     e.emit();
 }

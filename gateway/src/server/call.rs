@@ -9,6 +9,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, Peer, RoleServer};
 
 use super::{Gateway, complete, errors, strip_meta};
+use crate::targets::Health;
 use crate::targets::relay::Relay;
 use crate::telemetry::{AuditEvent, Decision, Outcome};
 
@@ -23,11 +24,33 @@ pub(super) async fn call_tool(
         crate::identity::caller_of(parts).map_or_else(|| "anonymous".to_string(), |c| c.label());
     let mut audit = AuditEvent::new(request_id(&ctx), caller, "tools/call");
     audit.tool = Some(req.name.to_string());
+    // The path as the client sent it (`/mcp`): the MCP service is nested, so its own URI
+    // lacks the prefix.
+    audit.path = parts.map(|p| {
+        p.extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or_else(|| p.uri.path().to_string(), |u| u.path().to_string())
+    });
 
     // Resolve: gateway name → (target, upstream tool name), from one catalog view.
     let view = gw.catalog().view();
     let Some(route) = view.tool_routes.get(req.name.as_ref()) else {
-        return Err(deny(audit, errors::unknown_tool(&req.name), started));
+        // Not "unknown" when its target has not connected yet: say so, and why.
+        if let Some(t) = gw.catalog().pending_owner(&req.name) {
+            let reason = match t.health() {
+                Health::Down { reason } => reason,
+                Health::Connected => "its tools are being listed".into(),
+            };
+            let e = errors::tools_not_known(t.name(), t.first_attempt_running(), &reason);
+            audit.target = Some(t.name().to_string());
+            return Err(failed(audit, e, started));
+        }
+        let pending = gw.catalog().pending_unprefixed();
+        return Err(deny(
+            audit,
+            errors::unknown_tool(&req.name, &pending),
+            started,
+        ));
     };
     let target = gw.target(route.target)?;
     audit.target = Some(target.name().to_string());
@@ -130,6 +153,11 @@ async fn call_upstream(
 /// Record a refused call and return its error.
 fn deny(mut audit: AuditEvent, e: ErrorData, started: Instant) -> ErrorData {
     audit.decision = Decision::Deny;
+    failed(audit, e, started)
+}
+
+/// Record a call that ended in an error before reaching the upstream.
+fn failed(audit: AuditEvent, e: ErrorData, started: Instant) -> ErrorData {
     audit
         .finish(
             Outcome::Error {
@@ -149,9 +177,13 @@ async fn deliver(peer: &Peer<RoleServer>, relay: Relay) {
         Relay::Request { request, reply } => {
             let answer = peer.send_request(request).await.map_err(|e| match e {
                 rmcp::service::ServiceError::McpError(e) => e,
-                other => {
-                    ErrorData::internal_error(format!("the client could not answer: {other}"), None)
+                rmcp::service::ServiceError::Timeout { .. } => {
+                    ErrorData::internal_error("the gateway's caller did not answer in time", None)
                 }
+                _ => ErrorData::internal_error(
+                    "the gateway's caller could not answer: its connection ended",
+                    None,
+                ),
             });
             let _ = reply.send(answer);
         }
@@ -179,5 +211,5 @@ fn request_id(ctx: &RequestContext<RoleServer>) -> String {
         .and_then(|p| p.headers.get("x-request-id"))
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
-        .unwrap_or_else(|| format!("{:?}", ctx.id))
+        .unwrap_or_else(|| ctx.id.to_string())
 }

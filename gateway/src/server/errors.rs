@@ -1,5 +1,7 @@
-//! The one place where failures become JSON-RPC errors. Codes are stable and documented in
-//! docs/targets.md, so clients and operators can tell whose fault a failure is.
+//! The one place where failures become JSON-RPC errors. Codes and texts are stable and
+//! documented in docs/errors.md, so clients and operators can tell whose fault a failure is.
+
+use std::time::Duration;
 
 use rmcp::ErrorData;
 use rmcp::model::ErrorCode;
@@ -16,9 +18,7 @@ pub fn from_target(e: &TargetError) -> ErrorData {
     match e {
         TargetError::Unavailable { target, .. } => ErrorData::new(
             TARGET_UNAVAILABLE,
-            format!(
-                "{e}. The gateway keeps reconnecting; retry shortly, or ask the operator to check the target."
-            ),
+            format!("{e}. {KEEPS_RECONNECTING}"),
             Some(json!({ "target": target })),
         ),
         TargetError::Timeout { target, after } => ErrorData::new(
@@ -40,11 +40,41 @@ pub fn from_target(e: &TargetError) -> ErrorData {
     }
 }
 
-pub fn unknown_tool(name: &str) -> ErrorData {
-    ErrorData::invalid_params(
-        format!("unknown tool `{name}`; call tools/list for the names this gateway serves"),
-        None,
+const KEEPS_RECONNECTING: &str =
+    "The gateway keeps reconnecting; retry shortly, or ask the operator to check the target.";
+
+/// A tool name carrying the prefix of a target whose tools are not known yet: it is still
+/// on its first connection attempt (`connecting_for`), or that attempt failed (`reason`).
+pub fn tools_not_known(target: &str, connecting_for: Option<Duration>, reason: &str) -> ErrorData {
+    let message = match connecting_for {
+        Some(d) => format!(
+            "target `{target}` is still connecting (for {} s); its tools are not known yet — retry in a few seconds",
+            d.as_secs()
+        ),
+        None => format!(
+            "target `{target}` is unavailable: {reason}; its tools are not known until it connects. {KEEPS_RECONNECTING}"
+        ),
+    };
+    ErrorData::new(
+        TARGET_UNAVAILABLE,
+        message,
+        Some(json!({ "target": target, "connecting": connecting_for.is_some() })),
     )
+}
+
+/// `pending`: targets without a prefix whose tools are not known yet — the tool may be
+/// theirs.
+pub fn unknown_tool(name: &str, pending: &[&str]) -> ErrorData {
+    let mut message =
+        format!("unknown tool `{name}`; call tools/list for the names this gateway serves");
+    if !pending.is_empty() {
+        let names: Vec<String> = pending.iter().map(|t| format!("`{t}`")).collect();
+        message.push_str(&format!(
+            ". Not connected yet, so their tools are not listed: {}",
+            names.join(", ")
+        ));
+    }
+    ErrorData::invalid_params(message, None)
 }
 
 pub fn unknown_prompt(name: &str) -> ErrorData {

@@ -2,6 +2,7 @@
 //! over streamable HTTP and stdio (`mcp`). OpenAPI and Lambda adapters plug in here as more
 //! variants of [`Target`] — `targets/` never sees a JWT, only a call and (later) a credential.
 
+pub mod cause;
 pub mod mcp;
 pub mod relay;
 
@@ -26,7 +27,8 @@ pub struct Listing {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
     Connected,
-    /// Never connected yet, or lost; `reason` is the last error.
+    /// Not connected: still on its first attempt (`reason` starts with "connecting"), or
+    /// failed/lost (`reason` names what failed, the cause in plain words, and the fix).
     Down {
         reason: String,
     },
@@ -38,7 +40,7 @@ pub enum Health {
 pub enum TargetError {
     #[error("target `{target}` is unavailable: {reason}")]
     Unavailable { target: String, reason: String },
-    #[error("target `{target}` did not answer within {}", humantime::format_duration(*after))]
+    #[error("target `{target}` did not answer within {}", cause::duration(*after))]
     Timeout { target: String, after: Duration },
     /// The upstream answered with a JSON-RPC error; passed on with its code.
     #[error("target `{target}` returned an error: {}", error.message)]

@@ -8,7 +8,8 @@
 //! - progress notifications carry the progress token rmcp put on our request;
 //! - anything else (stdio upstreams, log messages) is delivered only when exactly one call is
 //!   in flight on that target, so it cannot be attributed to the wrong caller. Otherwise it is
-//!   dropped (logged at debug) and a request is answered with an error.
+//!   dropped (logged at debug) and a request is answered with [`RelayError::Unattributable`]
+//!   (the upstream client turns a `roots/list` asked outside any call into "no roots").
 //!
 //! Delivery happens inside the downstream handler's task (see `server::call`), which is what
 //! lets rmcp put the relayed message on that caller's own response stream.
@@ -36,6 +37,33 @@ pub enum Relay {
 
 /// The receiving end, held by the downstream handler while its call is in flight.
 pub type RelayReceiver = mpsc::Receiver<Relay>;
+
+/// Why an upstream's request was not answered by a caller.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// No call it could belong to (sent outside any tool call, or with several in flight).
+    #[error(
+        "the gateway cannot attribute this request to one of its callers; send it during a tool call"
+    )]
+    Unattributable,
+    #[error("the originating call has already finished")]
+    CallFinished,
+    #[error("the originating call ended before the client answered")]
+    NoAnswer,
+    /// The caller answered with an error; passed back unchanged.
+    #[error("{}", .0.message)]
+    Client(ErrorData),
+}
+
+impl From<RelayError> for ErrorData {
+    fn from(e: RelayError) -> Self {
+        match e {
+            RelayError::Client(d) => d,
+            RelayError::NoAnswer => ErrorData::new(ErrorCode::INTERNAL_ERROR, e.to_string(), None),
+            other => ErrorData::new(ErrorCode::INVALID_REQUEST, other.to_string(), None),
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Relays {
@@ -127,31 +155,18 @@ impl Relays {
         &self,
         request: ServerRequest,
         origin: Option<&InboundStreamOrigin>,
-    ) -> Result<ClientResult, ErrorData> {
+    ) -> Result<ClientResult, RelayError> {
         let Some(tx) = self.sender_for(origin) else {
-            return Err(ErrorData::new(
-                ErrorCode::INVALID_REQUEST,
-                "the gateway cannot attribute this request to one of its callers; send it during a tool call",
-                None,
-            ));
+            return Err(RelayError::Unattributable);
         };
         let (reply, answer) = oneshot::channel();
         tx.send(Relay::Request { request, reply })
             .await
-            .map_err(|_| {
-                ErrorData::new(
-                    ErrorCode::INVALID_REQUEST,
-                    "the originating call has already finished",
-                    None,
-                )
-            })?;
-        answer.await.map_err(|_| {
-            ErrorData::new(
-                ErrorCode::INTERNAL_ERROR,
-                "the originating call ended before the client answered",
-                None,
-            )
-        })?
+            .map_err(|_| RelayError::CallFinished)?;
+        answer
+            .await
+            .map_err(|_| RelayError::NoAnswer)?
+            .map_err(RelayError::Client)
     }
 
     /// Relay a progress notification, translating the token back to the caller's own.

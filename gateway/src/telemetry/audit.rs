@@ -28,7 +28,11 @@ pub enum Outcome {
 pub struct AuditEvent {
     #[serde(with = "time::serde::rfc3339")]
     pub time: time::OffsetDateTime,
+    /// The `x-request-id` the response carried (the client's own, or one the gateway
+    /// assigned), else the JSON-RPC id; `-` when neither exists.
     pub request_id: String,
+    /// The HTTP path of the request (`/mcp`), when it came over HTTP.
+    pub path: Option<String>,
     /// The authenticated caller (`user` via `agent`), or `anonymous` when inbound auth is off.
     pub caller: String,
     /// The MCP method (`tools/call`, `tools/list`, …).
@@ -37,6 +41,8 @@ pub struct AuditEvent {
     pub tool: Option<String>,
     pub decision: Decision,
     pub outcome: Outcome,
+    /// Milliseconds from the request's arrival to the decision or answer, to the
+    /// microsecond (`3.58`, not `3.5795179999999998`).
     pub latency_ms: f64,
 }
 
@@ -49,6 +55,7 @@ impl AuditEvent {
         Self {
             time: SystemTime::now().into(),
             request_id: request_id.into(),
+            path: None,
             caller: caller.into(),
             method: method.into(),
             target: None,
@@ -61,7 +68,10 @@ impl AuditEvent {
 
     pub fn finish(mut self, outcome: Outcome, latency: Duration) -> Self {
         self.outcome = outcome;
-        self.latency_ms = latency.as_secs_f64() * 1000.0;
+        // Rounded to whole microseconds first: one division of an integer gives the f64
+        // nearest to the decimal, which prints short (3.58, not 3.5795179999999998).
+        let micros = (latency.as_nanos() + 500) / 1000;
+        self.latency_ms = micros as f64 / 1000.0;
         self
     }
 
@@ -96,6 +106,7 @@ mod tests {
         for key in [
             "time",
             "request_id",
+            "path",
             "caller",
             "method",
             "target",
@@ -109,5 +120,18 @@ mod tests {
         assert_eq!(v["outcome"]["status"], "error");
         assert_eq!(v["decision"], "allow");
         assert_eq!(v["latency_ms"], 5.0);
+    }
+
+    #[test]
+    fn latency_is_rounded_to_the_microsecond() {
+        let e = AuditEvent::new("r", "c", "m").finish(
+            Outcome::Ok { is_error: false },
+            Duration::from_nanos(3_579_518),
+        );
+        assert_eq!(
+            serde_json::to_string(&e.latency_ms).unwrap(),
+            "3.58",
+            "no binary noise in the JSON"
+        );
     }
 }

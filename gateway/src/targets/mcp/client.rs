@@ -7,6 +7,7 @@ use std::sync::Weak;
 
 use super::Inner;
 use crate::catalog::CatalogEvent;
+use crate::targets::relay::RelayError;
 
 /// The gateway's client side of an upstream session: relays what the upstream asks of "its
 /// client" to the downstream caller, and refreshes the listing when the upstream says so.
@@ -16,17 +17,33 @@ pub(super) struct UpstreamClient {
 }
 
 impl UpstreamClient {
+    /// Hand an upstream's request to the caller whose call caused it. `what` names it for
+    /// the log.
     async fn relay(
         &self,
+        what: &str,
         request: ServerRequest,
         ctx: &RequestContext<RoleClient>,
-    ) -> Result<ClientResult, ErrorData> {
-        let inner = self
-            .inner
-            .upgrade()
-            .ok_or_else(|| ErrorData::internal_error("target is shutting down", None))?;
+    ) -> Result<ClientResult, RelayError> {
+        let Some(inner) = self.inner.upgrade() else {
+            return Err(RelayError::CallFinished); // the target is shutting down
+        };
         let origin = ctx.extensions.get::<InboundStreamOrigin>();
-        inner.relays.request(request, origin).await
+        let answer = inner.relays.request(request, origin).await;
+        let name = &inner.spec.name;
+        match &answer {
+            // Outside any call — server-everything asks for roots right after connecting.
+            // The session is shared by every caller, so the gateway has no roots of its own
+            // to offer: "none" is the true answer, and not an error.
+            Err(RelayError::Unattributable) if what == "roots/list" => {
+                tracing::debug!(target: "portcullis::targets", target_name = %name, "target `{name}` asked for roots/list outside any tool call; answered with no roots (its session is shared by all callers, so no caller's roots apply)");
+            }
+            Err(e @ (RelayError::Unattributable | RelayError::CallFinished)) => {
+                tracing::debug!(target: "portcullis::targets", target_name = %name, "target `{name}` sent {what} that no single caller can answer; refused: {e}");
+            }
+            _ => {}
+        }
+        answer
     }
 
     /// Refetch through the notifying session itself: during the first connect the session is
@@ -44,7 +61,7 @@ impl UpstreamClient {
         if let Some(inner) = self.inner.upgrade()
             && !inner.relays.unattributed(note)
         {
-            tracing::debug!(target: "portcullis::targets", target_name = %inner.spec.name, "notification not attributable to one caller; dropped");
+            tracing::debug!(target: "portcullis::targets", target_name = %inner.spec.name, "target `{}` sent a log message outside any single call; dropped (no one caller can be told)", inner.spec.name);
         }
     }
 }
@@ -81,12 +98,9 @@ impl ClientHandler for UpstreamClient {
         // The upstream's _meta (its progress token for this request) means nothing downstream.
         params.meta = None;
         let req = ServerRequest::CreateMessageRequest(CreateMessageRequest::new(params));
-        match self.relay(req, &ctx).await? {
+        match self.relay("a sampling request", req, &ctx).await? {
             ClientResult::CreateMessageResult(r) => Ok(*r),
-            other => Err(ErrorData::internal_error(
-                format!("client answered sampling with {other:?}"),
-                None,
-            )),
+            _ => Err(wrong_kind("sampling/createMessage")),
         }
     }
 
@@ -96,12 +110,9 @@ impl ClientHandler for UpstreamClient {
         ctx: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, ErrorData> {
         let req = ServerRequest::ElicitRequest(ElicitRequest::new(params));
-        match self.relay(req, &ctx).await? {
+        match self.relay("an elicitation request", req, &ctx).await? {
             ClientResult::ElicitResult(r) => Ok(r),
-            other => Err(ErrorData::internal_error(
-                format!("client answered elicitation with {other:?}"),
-                None,
-            )),
+            _ => Err(wrong_kind("elicitation/create")),
         }
     }
 
@@ -110,12 +121,13 @@ impl ClientHandler for UpstreamClient {
         ctx: RequestContext<RoleClient>,
     ) -> Result<ListRootsResult, ErrorData> {
         let req = ServerRequest::ListRootsRequest(ListRootsRequest::default());
-        match self.relay(req, &ctx).await? {
+        let answer = match self.relay("roots/list", req, &ctx).await {
+            Err(RelayError::Unattributable) => return Ok(ListRootsResult::default()),
+            other => other?,
+        };
+        match answer {
             ClientResult::ListRootsResult(r) => Ok(r),
-            other => Err(ErrorData::internal_error(
-                format!("client answered roots/list with {other:?}"),
-                None,
-            )),
+            _ => Err(wrong_kind("roots/list")),
         }
     }
 
@@ -160,4 +172,11 @@ impl ClientHandler for UpstreamClient {
     async fn on_resource_list_changed(&self, ctx: NotificationContext<RoleClient>) {
         self.refresh(&ctx.peer).await;
     }
+}
+
+fn wrong_kind(method: &str) -> ErrorData {
+    ErrorData::internal_error(
+        format!("the client answered {method} with a result of another kind"),
+        None,
+    )
 }

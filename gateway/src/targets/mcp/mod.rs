@@ -4,26 +4,30 @@
 //! (child exited, transport failed) it reconnects with exponential backoff. A call that finds
 //! no live session tries one immediate reconnect before failing, so a call made after the
 //! upstream came back succeeds without waiting for the next backoff tick — and a call to a
-//! dead upstream fails fast with a clear error instead of hanging.
+//! dead upstream fails fast with a clear error instead of hanging. Every failure is explained
+//! with a [`Cause`] from `targets::cause`, and every change of state is one log line
+//! (`status`).
 
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use rmcp::model::*;
 use rmcp::service::{PeerRequestOptions, ServiceError};
+use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ErrorData, Peer, RoleClient, ServiceExt};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{Notify, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 mod client;
+mod explain;
 pub mod http;
+mod status;
+mod stdio;
 
+use super::cause::{self, Cause, ExitStatus};
 use super::relay::{InFlight, Registration, RelayReceiver, Relays};
 use super::{Health, Listing, TargetError};
 use crate::catalog::CatalogEvent;
@@ -31,7 +35,10 @@ use crate::config::{McpTransport, TargetSpec};
 use crate::identity::Caller;
 use crate::outbound::{CredentialProvider, OutboundRequest};
 use client::UpstreamClient;
+use explain::OpenFailure;
 use http::{CredentialedClient, OutboundContext};
+use status::{Connected, Status};
+use stdio::StderrTail;
 
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -50,7 +57,9 @@ struct Inner {
     live: ArcSwapOption<Live>,
     /// Single-flight: one connection attempt at a time.
     connect_lock: tokio::sync::Mutex<()>,
-    last_error: Mutex<Option<String>>,
+    status: Status,
+    /// The last stderr lines of the current stdio child, to explain its death in the log.
+    stderr_tail: Arc<StderrTail>,
     listing: ArcSwap<Listing>,
     relays: Relays,
     /// Bumped whenever the listing changes; the catalog watches it.
@@ -69,6 +78,8 @@ struct Live {
     generation: u64,
     /// Cancelling it ends the session (and kills a stdio child).
     ct: CancellationToken,
+    /// A stdio child's exit status, once it exited.
+    exit: Option<watch::Receiver<Option<ExitStatus>>>,
 }
 
 impl Drop for Live {
@@ -108,6 +119,7 @@ impl McpTarget {
             .connect_timeout(spec.connect_timeout)
             .build()
             .unwrap_or_default();
+        let status = Status::new(&spec.name, status::retry_policy(BACKOFF_START, BACKOFF_MAX));
         let inner = Arc::new(Inner {
             spec,
             transport,
@@ -115,7 +127,8 @@ impl McpTarget {
             credentials,
             live: ArcSwapOption::empty(),
             connect_lock: tokio::sync::Mutex::new(()),
-            last_error: Mutex::new(Some("not connected yet".into())),
+            status,
+            stderr_tail: Arc::default(),
             listing: ArcSwap::from_pointee(Listing::default()),
             relays: Relays::default(),
             changed,
@@ -148,12 +161,19 @@ impl McpTarget {
         match self.inner.current() {
             Some(_) => Health::Connected,
             None => Health::Down {
-                reason: self
-                    .inner
-                    .last_error()
-                    .unwrap_or_else(|| "not connected".into()),
+                reason: self.inner.status.reason(),
             },
         }
+    }
+
+    /// How long the first connection attempt has been running; `None` once it ended.
+    pub fn first_attempt_running(&self) -> Option<Duration> {
+        self.inner.status.first_attempt_running()
+    }
+
+    /// Whether the target was ever connected (so its tools are known).
+    pub fn ever_connected(&self) -> bool {
+        self.inner.status.ever_connected()
     }
 
     /// Connect now if not connected; used at startup and by `portcullis check`.
@@ -218,7 +238,10 @@ impl McpTarget {
     /// Refetch the listing (after `list_changed`, or on demand).
     pub async fn refresh(&self) -> Result<(), TargetError> {
         let (peer, _) = self.inner.peer().await?;
-        self.inner.refresh(&peer).await
+        self.inner
+            .refresh(&peer)
+            .await
+            .map_err(|e| self.inner.unavailable(e.to_string()))
     }
 }
 
@@ -264,14 +287,13 @@ impl Inner {
             .filter(|l| !l.peer.is_transport_closed())
     }
 
-    fn last_error(&self) -> Option<String> {
-        self.last_error.lock().ok().and_then(|e| e.clone())
-    }
-
-    fn set_error(&self, e: impl Into<String>) {
-        if let Ok(mut slot) = self.last_error.lock() {
-            *slot = Some(e.into());
-        }
+    /// A stdio child's exit, if the OS already reported it, as the cause of a lost session.
+    fn exited(&self, generation: u64) -> Option<Cause> {
+        let live = self.live.load_full()?;
+        let status = (*live.exit.as_ref()?.borrow())?;
+        (live.generation == generation).then_some(Cause::Exited {
+            status: Some(status),
+        })
     }
 
     /// Obtain the call's credential before sending anything, so a token-endpoint or STS
@@ -360,20 +382,26 @@ impl Inner {
                 after: timeout,
             },
             ServiceError::TransportClosed | ServiceError::TransportSend(_) => {
-                let reason = format!("connection lost ({e})");
-                self.drop_session(&reason, generation);
+                let cause = self
+                    .exited(generation)
+                    .unwrap_or_else(|| cause::classify_service(&e));
+                let reason = self.explain("lost the connection during a call", cause.clone());
+                self.drop_session(&reason, &cause, generation);
                 TargetError::Unavailable { target, reason }
             }
             other => TargetError::Upstream {
                 target,
-                error: ErrorData::internal_error(other.to_string(), None),
+                error: ErrorData::internal_error(
+                    format!("the request failed: {}", cause::classify_service(&other)),
+                    None,
+                ),
             },
         }
     }
 
     /// Forget session `generation` — and only it: a late failure of an old session must not
     /// take down the healthy one that replaced it.
-    fn drop_session(&self, reason: &str, generation: u64) {
+    fn drop_session(&self, reason: &str, cause: &Cause, generation: u64) {
         let current = self.live.load_full();
         if current.as_ref().is_none_or(|l| l.generation != generation) {
             return;
@@ -383,8 +411,11 @@ impl Inner {
             .as_ref()
             .is_some_and(|p| current.as_ref().is_some_and(|c| Arc::ptr_eq(p, c)))
         {
-            tracing::warn!(target: "portcullis::targets", target_name = %self.spec.name, "session lost: {reason}");
-            self.set_error(reason);
+            let detail = match &self.transport {
+                McpTransport::Stdio { .. } => self.stderr_tail.describe(),
+                McpTransport::Http { .. } => String::new(),
+            };
+            self.status.lost(reason, cause, &detail);
             self.changed.send_modify(|n| *n += 1);
             self.lost.notify_one();
         }
@@ -395,80 +426,105 @@ impl Inner {
         if let Some(live) = self.current() {
             return Ok((live.peer.clone(), live.generation)); // someone else connected while we waited
         }
+        let started = Instant::now();
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let ct = self.shutdown.child_token();
-        let client = UpstreamClient {
-            inner: Arc::downgrade(self),
-        };
-        let attempt =
-            tokio::time::timeout(self.spec.connect_timeout, self.open(client, ct.clone()));
-        let running = match attempt.await {
-            Ok(Ok(r)) => r,
-            Ok(Err(reason)) => {
-                self.set_error(reason.clone());
-                return Err(self.unavailable(reason));
-            }
-            Err(_) => {
-                let reason = format!(
-                    "no handshake within {}",
-                    humantime::format_duration(self.spec.connect_timeout)
-                );
-                self.set_error(reason.clone());
+        let (running, exit) = match self.open(ct.clone()).await {
+            Ok(opened) => opened,
+            Err(failure) => {
                 ct.cancel();
-                return Err(self.unavailable(reason));
+                let detail = match (&failure, &self.transport) {
+                    (OpenFailure::Handshake(_), McpTransport::Stdio { .. }) => {
+                        self.stderr_tail.describe()
+                    }
+                    _ => String::new(),
+                };
+                let (problem, cause) = self.connect_problem(failure);
+                self.status.failed(&problem, &cause, &detail);
+                self.stderr_tail.set_quiet(true);
+                return Err(self.unavailable(problem));
             }
         };
         let peer = running.peer().clone();
-        // The listing is part of connecting: an upstream that never answers tools/list must
-        // not hold the connect lock (and every caller) forever.
-        let listed = tokio::time::timeout(self.spec.connect_timeout, self.refresh(&peer))
-            .await
-            .unwrap_or_else(|_| {
-                Err(self.unavailable("no answer to tools/list within the connect timeout"))
-            });
-        if let Err(e) = listed {
-            ct.cancel();
-            self.set_error(e.to_string());
-            return Err(e);
-        }
         let live = Arc::new(Live {
             peer: peer.clone(),
             generation,
             ct,
+            exit: exit.clone(),
         });
         self.live.store(Some(live));
-        if let Ok(mut slot) = self.last_error.lock() {
-            *slot = None;
-        }
-        let info = peer.peer_info().and_then(|i| {
+        let listing = self.listing.load();
+        let server = peer.peer_info().and_then(|i| {
             i.server_info
                 .as_ref()
                 .map(|s| format!("{} {}", s.name, s.version))
         });
-        tracing::info!(target: "portcullis::targets", target_name = %self.spec.name, server = info.as_deref().unwrap_or("?"), "connected");
-        // Watch the session; when it ends, forget it and wake the supervisor.
+        self.stderr_tail.set_quiet(false);
+        self.status.connected(Connected {
+            server: server.as_deref(),
+            tools: listing.tools.len(),
+            prompts: listing.prompts.len(),
+            resources: listing.resources.len() + listing.templates.len(),
+            took: started.elapsed(),
+        });
+        // Watch the session; when it ends by itself, say why, forget it and wake the
+        // supervisor.
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
-            let quit = running.waiting().await;
-            if let Some(this) = weak.upgrade() {
-                let still_current = this
-                    .live
-                    .load()
-                    .as_ref()
-                    .is_some_and(|l| l.generation == generation);
-                if still_current {
-                    this.drop_session(&format!("session ended ({quit:?})"), generation);
-                }
+            let _ = running.waiting().await;
+            let Some(this) = weak.upgrade() else { return };
+            if this.shutdown.is_cancelled() || !this.is_current(generation) {
+                return;
             }
+            let cause = match exit {
+                Some(mut exit) => match stdio::exit_status(&mut exit, Duration::from_secs(1)).await
+                {
+                    Some(status) => Cause::Exited {
+                        status: Some(status),
+                    },
+                    None => Cause::Plain("the process closed its stdout".into()),
+                },
+                None => Cause::Plain("the connection to the upstream ended".into()),
+            };
+            let reason = this.explain("the session ended", cause.clone());
+            this.drop_session(&reason, &cause, generation);
         });
         Ok((peer, generation))
     }
 
+    fn is_current(&self, generation: u64) -> bool {
+        self.live
+            .load()
+            .as_ref()
+            .is_some_and(|l| l.generation == generation)
+    }
+
+    /// Open a session and fetch the listing, all within `connect_timeout`: an upstream that
+    /// never answers must not hold the connect lock (and every caller) forever.
     async fn open(
+        self: &Arc<Self>,
+        ct: CancellationToken,
+    ) -> Result<(Running, Option<ExitReceiver>), OpenFailure> {
+        let limit = self.spec.connect_timeout;
+        let timed_out = Cause::TimedOut { after: Some(limit) };
+        let client = UpstreamClient {
+            inner: Arc::downgrade(self),
+        };
+        let (running, exit) = tokio::time::timeout(limit, self.handshake(client, ct))
+            .await
+            .map_err(|_| OpenFailure::Handshake(timed_out.clone()))??;
+        tokio::time::timeout(limit, self.refresh(running.peer()))
+            .await
+            .map_err(|_| OpenFailure::Listing(timed_out))?
+            .map_err(|RefreshError(c)| OpenFailure::Listing(c))?;
+        Ok((running, exit))
+    }
+
+    async fn handshake(
         &self,
         client: UpstreamClient,
         ct: CancellationToken,
-    ) -> Result<rmcp::service::RunningService<RoleClient, UpstreamClient>, String> {
+    ) -> Result<(Running, Option<ExitReceiver>), OpenFailure> {
         match &self.transport {
             McpTransport::Http { url } => {
                 let config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
@@ -479,57 +535,47 @@ impl Inner {
                 };
                 let transport =
                     StreamableHttpClientTransport::with_client(client_with_credentials, config);
-                client
+                let running = client
                     .serve_with_ct(transport, ct)
                     .await
-                    .map_err(|e| format!("cannot open a session at {url}: {e}"))
+                    .map_err(|e| OpenFailure::Handshake(cause::classify_init(&e)))?;
+                Ok((running, None))
             }
-            McpTransport::Stdio {
-                command,
-                args,
-                env,
-                inherit,
-                cwd,
-            } => {
-                let mut cmd = tokio::process::Command::new(command);
-                // A clean environment: the child sees only what its registration grants, not
-                // other targets' secrets or the gateway's cloud credentials.
-                cmd.args(args).kill_on_drop(true).env_clear();
-                for name in inherit {
-                    if let Some(value) = std::env::var_os(name) {
-                        cmd.env(name, value);
+            McpTransport::Stdio { .. } => {
+                let child = stdio::spawn(
+                    &self.spec.name,
+                    &self.transport,
+                    ct.clone(),
+                    self.stderr_tail.clone(),
+                )
+                .map_err(OpenFailure::Start)?;
+                let mut exit = child.exit;
+                match client.serve_with_ct((child.stdout, child.stdin), ct).await {
+                    Ok(running) => Ok((running, Some(exit))),
+                    Err(e) => {
+                        // A child that dies during the handshake: its exit says more than
+                        // the closed pipe does.
+                        let cause =
+                            match stdio::exit_status(&mut exit, Duration::from_secs(1)).await {
+                                Some(status) => Cause::Exited {
+                                    status: Some(status),
+                                },
+                                None => cause::classify_init(&e),
+                            };
+                        Err(OpenFailure::Handshake(cause))
                     }
                 }
-                for (k, v) in env {
-                    cmd.env(k, v.expose());
-                }
-                if let Some(dir) = cwd {
-                    cmd.current_dir(dir);
-                }
-                let (proc, stderr) = TokioChildProcess::builder(cmd)
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .map_err(|e| format!("cannot start `{}`: {e}", command.display()))?;
-                if let Some(stderr) = stderr {
-                    tokio::spawn(forward_stderr(self.spec.name.clone(), stderr));
-                }
-                client.serve_with_ct(proc, ct).await.map_err(|e| {
-                    format!(
-                        "`{}` did not complete the MCP handshake: {e}",
-                        command.display()
-                    )
-                })
             }
         }
     }
 
-    async fn refresh(&self, peer: &Peer<RoleClient>) -> Result<(), TargetError> {
+    async fn refresh(&self, peer: &Peer<RoleClient>) -> Result<(), RefreshError> {
         let _in_flight = self.relays.begin();
         let caps = peer
             .peer_info()
             .map(|i| i.capabilities.clone())
             .unwrap_or_default();
-        let err = |e: ServiceError| self.unavailable(format!("cannot list its offerings: {e}"));
+        let err = |e: ServiceError| RefreshError(cause::classify_service(&e));
         let tools = if caps.tools.is_some() {
             peer.list_all_tools().await.map_err(err)?
         } else {
@@ -575,7 +621,7 @@ async fn supervise(inner: Weak<Inner>, lost: Arc<Notify>, shutdown: Cancellation
         } else {
             let d = backoff;
             backoff = (backoff * 2).min(BACKOFF_MAX);
-            tracing::debug!(target: "portcullis::targets", target_name = %this.spec.name, "reconnecting in {}", humantime::format_duration(d));
+            tracing::debug!(target: "portcullis::targets", target_name = %this.spec.name, "target `{}`: next connection attempt in {}", this.spec.name, cause::duration(d));
             Some(d)
         };
         let session_ended = lost.notified();
@@ -588,9 +634,15 @@ async fn supervise(inner: Weak<Inner>, lost: Arc<Notify>, shutdown: Cancellation
     }
 }
 
-async fn forward_stderr(target: String, stderr: tokio::process::ChildStderr) {
-    let mut lines = BufReader::new(stderr).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        tracing::info!(target: "portcullis::upstream_stderr", target_name = %target, "{line}");
+type Running = rmcp::service::RunningService<RoleClient, UpstreamClient>;
+type ExitReceiver = watch::Receiver<Option<ExitStatus>>;
+
+/// Fetching the listing failed.
+#[derive(Debug)]
+pub(crate) struct RefreshError(pub Cause);
+
+impl std::fmt::Display for RefreshError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "listing its tools failed: {}", self.0)
     }
 }

@@ -1,0 +1,236 @@
+//! A target's connection state, for `/readyz`, `portcullis check` and callers — and the log
+//! lines about it: one line per change (down with its cause and the retry policy, still down
+//! with a *different* cause, back up with its tool count and the time it took), never one
+//! line per retry.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::targets::cause::{Cause, duration};
+
+/// How the supervisor retries, said once when a target goes down.
+pub(super) fn retry_policy(start: Duration, max: Duration) -> String {
+    format!(
+        "Retrying in {}, then doubling the wait up to every {}",
+        duration(start),
+        duration(max)
+    )
+}
+
+#[derive(Debug)]
+pub(super) struct Status {
+    name: String,
+    policy: String,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    created: Instant,
+    ever_connected: bool,
+    up: bool,
+    /// When the current outage began (or the first failed attempt).
+    down_since: Option<Instant>,
+    /// Why the target is not connected; `None` while the first attempt is still running.
+    problem: Option<String>,
+    /// The cause last said at WARN in this outage, so a retry failing the same way stays
+    /// quiet.
+    announced: Option<Cause>,
+    failures: u32,
+}
+
+/// What connecting found, for the "up" line.
+pub(super) struct Connected<'a> {
+    pub server: Option<&'a str>,
+    pub tools: usize,
+    pub prompts: usize,
+    pub resources: usize,
+    pub took: Duration,
+}
+
+impl Status {
+    pub fn new(name: &str, policy: String) -> Self {
+        Self {
+            name: name.to_string(),
+            policy,
+            state: Mutex::new(State {
+                created: Instant::now(),
+                ever_connected: false,
+                up: false,
+                down_since: None,
+                problem: None,
+                announced: None,
+                failures: 0,
+            }),
+        }
+    }
+
+    /// Why the target is not connected, as `/readyz` and `check` show it.
+    pub fn reason(&self) -> String {
+        let Ok(s) = self.state.lock() else {
+            return "state unknown (internal error)".into();
+        };
+        match &s.problem {
+            Some(p) => p.clone(),
+            None if !s.ever_connected => format!(
+                "connecting (first attempt, started {} s ago)",
+                s.created.elapsed().as_secs()
+            ),
+            None => "reconnecting".into(),
+        }
+    }
+
+    /// Time since the target was created, while its first connection attempt is still
+    /// running; `None` once it connected or failed once.
+    pub fn first_attempt_running(&self) -> Option<Duration> {
+        let s = self.state.lock().ok()?;
+        (!s.ever_connected && s.problem.is_none()).then(|| s.created.elapsed())
+    }
+
+    pub fn ever_connected(&self) -> bool {
+        self.state.lock().is_ok_and(|s| s.ever_connected)
+    }
+
+    /// A connection attempt failed. `detail` goes to the log only (e.g. a dead child's last
+    /// stderr lines, which callers must not see).
+    pub fn failed(&self, problem: &str, cause: &Cause, detail: &str) {
+        let Ok(mut s) = self.state.lock() else { return };
+        s.failures += 1;
+        s.down_since.get_or_insert_with(Instant::now);
+        self.down(&mut s, problem, cause, detail);
+    }
+
+    /// A live session ended (or a call found it broken): a new outage begins.
+    pub fn lost(&self, problem: &str, cause: &Cause, detail: &str) {
+        let Ok(mut s) = self.state.lock() else { return };
+        if !s.up {
+            return;
+        }
+        s.announced = None;
+        s.failures = 0;
+        s.down_since = Some(Instant::now());
+        self.down(&mut s, problem, cause, detail);
+    }
+
+    /// Record the problem; say it at WARN when the outage is new or its cause changed.
+    fn down(&self, s: &mut State, problem: &str, cause: &Cause, detail: &str) {
+        let name = &self.name;
+        match &s.announced {
+            None => tracing::warn!(
+                target: "portcullis::targets", target_name = %name,
+                "target `{name}` is down: {problem}{detail}. {}; a line will say when it is back",
+                self.policy
+            ),
+            Some(before) if before != cause => tracing::warn!(
+                target: "portcullis::targets", target_name = %name,
+                "target `{name}` is still down, now: {problem}{detail}"
+            ),
+            Some(_) => tracing::debug!(
+                target: "portcullis::targets", target_name = %name,
+                "target `{name}`: attempt {} failed the same way", s.failures
+            ),
+        }
+        s.announced = Some(cause.clone());
+        s.problem = Some(problem.to_string());
+        s.up = false;
+    }
+
+    pub fn connected(&self, c: Connected<'_>) {
+        let Ok(mut s) = self.state.lock() else { return };
+        let name = &self.name;
+        let server = c.server.unwrap_or("an unnamed server");
+        let offers = offers(c.tools, c.prompts, c.resources);
+        let took = duration(c.took);
+        match (s.ever_connected, s.down_since) {
+            (true, Some(since)) => tracing::info!(
+                target: "portcullis::targets", target_name = %name,
+                "target `{name}` is back after {} down: {server}, {offers} (connected in {took})",
+                whole(since.elapsed())
+            ),
+            (false, Some(since)) => tracing::info!(
+                target: "portcullis::targets", target_name = %name,
+                "target `{name}` connected after {} of failed attempts: {server}, {offers} (connected in {took})",
+                whole(since.elapsed())
+            ),
+            _ => tracing::info!(
+                target: "portcullis::targets", target_name = %name,
+                "target `{name}` connected: {server}, {offers} (in {took})"
+            ),
+        }
+        s.ever_connected = true;
+        s.up = true;
+        s.problem = None;
+        s.announced = None;
+        s.down_since = None;
+        s.failures = 0;
+    }
+}
+
+fn offers(tools: usize, prompts: usize, resources: usize) -> String {
+    let n = |count: usize, one: &str, many: &str| {
+        format!("{count} {}", if count == 1 { one } else { many })
+    };
+    let mut parts = vec![n(tools, "tool", "tools")];
+    if prompts > 0 {
+        parts.push(n(prompts, "prompt", "prompts"));
+    }
+    if resources > 0 {
+        parts.push(n(resources, "resource", "resources"));
+    }
+    parts.join(", ")
+}
+
+/// Whole seconds or minutes, for "N s ago" (milliseconds there are noise above a second).
+fn whole(d: Duration) -> String {
+    match d.as_secs() {
+        0 => duration(Duration::from_millis(d.as_millis() as u64)),
+        s if s >= 120 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connecting_until_the_first_attempt_ends() {
+        let s = Status::new(
+            "demo",
+            retry_policy(Duration::from_millis(250), Duration::from_secs(30)),
+        );
+        assert!(
+            s.reason()
+                .starts_with("connecting (first attempt, started 0 s ago)")
+        );
+        assert!(s.first_attempt_running().is_some());
+        s.failed(
+            "cannot connect: connection refused",
+            &Cause::ConnectionRefused,
+            "",
+        );
+        assert_eq!(s.reason(), "cannot connect: connection refused");
+        assert!(s.first_attempt_running().is_none());
+        s.connected(Connected {
+            server: Some("demo 1"),
+            tools: 1,
+            prompts: 0,
+            resources: 0,
+            took: Duration::from_millis(5),
+        });
+        assert!(s.ever_connected());
+        let exited = Cause::Exited { status: None };
+        s.lost("the session ended: the process exited", &exited, "");
+        assert_eq!(s.reason(), "the session ended: the process exited");
+    }
+
+    #[test]
+    fn the_retry_policy_reads_plainly() {
+        assert_eq!(
+            retry_policy(Duration::from_millis(250), Duration::from_secs(30)),
+            "Retrying in 250 ms, then doubling the wait up to every 30 s"
+        );
+        assert_eq!(offers(1, 0, 0), "1 tool");
+        assert_eq!(offers(5, 1, 2), "5 tools, 1 prompt, 2 resources");
+    }
+}
