@@ -277,8 +277,8 @@ async fn start_up(
     let total = catalog.targets().len();
     if failures.is_empty() {
         tracing::info!(
-            "ready in {:.1} s: {} from {} at {mcp_url}",
-            started.elapsed().as_secs_f64(),
+            "ready in {}: {} from {} at {mcp_url}",
+            crate::targets::cause::duration(started.elapsed()),
             plural(view.tools.len(), "tool"),
             plural(total, "target"),
         );

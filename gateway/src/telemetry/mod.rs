@@ -36,7 +36,11 @@ pub fn init_logging() {
     let json = std::env::var("PORTCULLIS_LOG_FORMAT").is_ok_and(|v| v == "json");
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // Colours only for a person at a terminal who has not asked for none (no-color.org).
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .with_target(true);
     let fmt = if json {
         fmt.json().flatten_event(true).boxed()
