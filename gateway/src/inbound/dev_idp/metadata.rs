@@ -23,9 +23,9 @@ pub fn document(idp: &DevIdp, scopes: &[String]) -> Value {
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["none"],
         "authorization_response_iss_parameter_supported": true,
-        // OIDC discovery requires these two; the dev IdP issues access tokens only.
+        // OIDC discovery requires these two; the dev IdP issues access tokens only. (No
+        // `service_documentation`: it must be a URL, and clients reject the document otherwise.)
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["ES256"],
-        "service_documentation": "Portcullis development identity provider (docs/inbound.md): a login form that accepts any user name, for the local machine only. Never for production.",
     })
 }
