@@ -5,23 +5,28 @@
 #![allow(clippy::unwrap_used)] // tests may panic on setup failures
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Stdio};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::Duration;
 
-use portcullis_e2e::{Gateway, NpmClients, binary, dev_token, free_port, jwt_claims, peers};
+use portcullis_e2e::{
+    Gateway, NpmClients, binary, dev_token, eventually, free_port, jwt_claims, peers,
+};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn quickstart_gateway() -> Gateway {
+/// The quickstart's shape on `port` (fixed: `dev-token` needs it for the tokens' audience,
+/// and mcp-remote keys its cache by the server URL).
+fn quickstart_gateway(port: u16) -> Gateway {
     let demo = format!(
         "[mcp]\ncommand = \"{}\"\n",
         binary("portcullis-demo", "portcullis-demo").display()
     );
-    // A fixed port: `dev-token` needs it to know the tokens' audience.
-    let listen = format!("[server]\nlisten = \"127.0.0.1:{}\"\n", free_port());
-    Gateway::start(&format!("{listen}[dev_idp]\n"), &[("demo", demo)]).unwrap()
+    let config = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[dev_idp]\n");
+    Gateway::start(&config, &[("demo", demo)]).unwrap()
 }
 
 /// Lines of a child's stream, as they come.
@@ -37,139 +42,213 @@ fn lines(stream: impl std::io::Read + Send + 'static) -> Receiver<String> {
     rx
 }
 
-/// The child is killed (and reaped) on drop, also when an assertion fails.
-struct Killed(Child);
+/// `mcp-remote URL` with no token, playing both its user (the browser) and its MCP host
+/// (stdio). Killed on drop, also when an assertion fails.
+struct McpRemote {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: Receiver<String>,
+    http: reqwest::Client,
+    _browser: tempfile::TempDir,
+}
 
-impl Drop for Killed {
+impl Drop for McpRemote {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
+}
+
+impl McpRemote {
+    /// Start it and wait for the authorization URL it opens in "the browser": a script
+    /// (`BROWSER`, which xdg-open honours when there is no desktop) that writes the URL to a
+    /// file. That is the URL a person would see; mcp-remote also prints one on stderr, but
+    /// with a stale registration it prints a URL before it finds out and registers again.
+    fn start(clients: &NpmClients, gw: &Gateway, config_dir: &Path) -> (Self, String) {
+        let browser = tempfile::tempdir().unwrap();
+        let opened = browser.path().join("opened");
+        let script = browser.path().join("browser.sh");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nprintf '%s\\n' \"$1\" >> '{}'\n",
+                opened.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut cmd = clients.command("mcp-remote/dist/proxy.js");
+        cmd.arg(&gw.url)
+            .env("MCP_REMOTE_CONFIG_DIR", config_dir)
+            .env("BROWSER", &script)
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .env_remove("XDG_CURRENT_DESKTOP")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let stderr = lines(child.stderr.take().unwrap());
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = log.clone();
+        // Drained so mcp-remote never blocks on a full pipe; kept to explain a failure.
+        std::thread::spawn(move || {
+            for line in stderr {
+                keep.lock().unwrap().push(line);
+            }
+        });
+        let remote = Self {
+            stdout: lines(child.stdout.take().unwrap()),
+            stdin: child.stdin.take().unwrap(),
+            child,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            _browser: browser,
+        };
+        // No event to wait on: the script runs in mcp-remote's process tree.
+        let prefix = format!("{}/dev-idp/authorize?", gw.base());
+        let authorize = eventually(WAIT, || {
+            let text = std::fs::read_to_string(&opened).ok()?;
+            text.lines()
+                .find(|l| l.starts_with(&prefix))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|_| {
+            panic!(
+                "mcp-remote opened no authorization URL; its stderr:\n{}",
+                log.lock().unwrap().join("\n")
+            )
+        });
+        (remote, authorize)
+    }
+
+    /// The browser: the login form, submitted as `user`, then the redirect followed to
+    /// mcp-remote's loopback callback, which redeems the code.
+    async fn log_in(&self, gw: &Gateway, authorize: &str, user: &str) {
+        let page = self.http.get(authorize).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        let html = page.text().await.unwrap();
+        assert!(html.contains("Development only"), "{html}");
+        let form_token = html
+            .split("name=\"form_token\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_string();
+        let submitted = self
+            .http
+            .post(format!("{}/dev-idp/authorize", gw.base()))
+            .form(&[
+                ("form_token", form_token.as_str()),
+                ("user", user),
+                ("decision", "allow"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            submitted.status().is_redirection(),
+            "{}",
+            submitted.status()
+        );
+        let callback = url::Url::parse(submitted.headers()["location"].to_str().unwrap()).unwrap();
+        let param = |k: &str| {
+            callback
+                .query_pairs()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.into_owned())
+        };
+        assert_eq!(param("iss"), Some(format!("{}/dev-idp", gw.base())));
+        assert!(
+            param("code").is_some() && param("state").is_some(),
+            "{callback}"
+        );
+        // mcp-remote may open the browser before its callback server listens (a person takes
+        // longer than this script): retry a refused connection, for a bounded time.
+        let deadline = std::time::Instant::now() + WAIT;
+        let done = loop {
+            match self.http.get(callback.as_str()).send().await {
+                Ok(resp) => break resp,
+                Err(e) if e.is_connect() && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("mcp-remote's callback {callback} did not answer: {e}"),
+            }
+        };
+        assert!(done.status().is_success(), "{}", done.status());
+    }
+
+    fn send(&mut self, message: Value) {
+        writeln!(self.stdin, "{message}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// Send a JSON-RPC request on stdio and wait for its answer.
+    fn request(&mut self, id: i64, method: &str, params: Value) -> Value {
+        self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        loop {
+            let line = self
+                .stdout
+                .recv_timeout(WAIT)
+                .unwrap_or_else(|_| panic!("no answer to {method} from mcp-remote"));
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["id"] == id
+            {
+                return v;
+            }
+        }
+    }
+
+    /// initialize + initialized + tools/list: the tool names.
+    fn list_tools(&mut self) -> Vec<String> {
+        let init = self.request(
+            1,
+            "initialize",
+            json!({"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "portcullis-e2e", "version": "1"}}),
+        );
+        assert_eq!(init["result"]["serverInfo"]["name"], "portcullis", "{init}");
+        self.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        let tools = self.request(2, "tools/list", json!({}));
+        tools["result"]["tools"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no tools: {tools}"))
+            .iter()
+            .filter_map(|t| t["name"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
+fn client_id(authorize: &str) -> String {
+    url::Url::parse(authorize)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "client_id")
+        .map(|(_, v)| v.into_owned())
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mcp_remote_without_a_token_logs_in_through_the_dev_idp_and_lists_tools() {
     let Some(peers) = peers() else { return };
     let clients = NpmClients::install(&peers).unwrap();
-    let gw = quickstart_gateway();
+    let gw = quickstart_gateway(free_port());
     let config_dir = tempfile::tempdir().unwrap();
 
-    // mcp-remote prints the authorization URL on stderr and tries to open a browser: with
-    // no display and BROWSER=true, "opening" it does nothing; we play the browser.
-    let mut cmd = clients.command("mcp-remote/dist/proxy.js");
-    cmd.arg(&gw.url)
-        .env("MCP_REMOTE_CONFIG_DIR", config_dir.path())
-        .env("BROWSER", "true")
-        .env_remove("DISPLAY")
-        .env_remove("WAYLAND_DISPLAY")
-        .env_remove("XDG_CURRENT_DESKTOP")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = Killed(cmd.spawn().unwrap());
-    let stderr = lines(child.0.stderr.take().unwrap());
-    let stdout = lines(child.0.stdout.take().unwrap());
-    let mut stdin = child.0.stdin.take().unwrap();
-
-    let mut seen = Vec::new();
-    let authorize = loop {
-        let line = stderr.recv_timeout(WAIT).unwrap_or_else(|_| {
-            panic!(
-                "mcp-remote printed no authorization URL:\n{}",
-                seen.join("\n")
-            )
-        });
-        if line.starts_with(&format!("{}/dev-idp/authorize?", gw.base())) {
-            break line;
-        }
-        seen.push(line);
-    };
-    // Keep draining stderr so mcp-remote never blocks on a full pipe.
-    std::thread::spawn(move || for _ in stderr {});
-
-    // The browser: the login form, submitted as a user of our choosing.
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let page = http.get(&authorize).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.unwrap();
-    assert!(html.contains("Development only"), "{html}");
-    let form_token = html
-        .split("name=\"form_token\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_string();
-    let submitted = http
-        .post(format!("{}/dev-idp/authorize", gw.base()))
-        .form(&[
-            ("form_token", form_token.as_str()),
-            ("user", "e2e-user"),
-            ("decision", "allow"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        submitted.status().is_redirection(),
-        "{}",
-        submitted.status()
+    let (mut remote, authorize) = McpRemote::start(&clients, &gw, config_dir.path());
+    remote.log_in(&gw, &authorize, "e2e-user").await;
+    let names = remote.list_tools();
+    assert!(names.iter().any(|n| n == "demo__echo"), "{names:?}");
+    let echoed = remote.request(
+        3,
+        "tools/call",
+        json!({"name": "demo__echo", "arguments": {"text": "through mcp-remote"}}),
     );
-    let callback = url::Url::parse(submitted.headers()["location"].to_str().unwrap()).unwrap();
-    let param = |k: &str| {
-        callback
-            .query_pairs()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.into_owned())
-    };
-    assert_eq!(param("iss"), Some(format!("{}/dev-idp", gw.base())));
     assert!(
-        param("code").is_some() && param("state").is_some(),
-        "{callback}"
-    );
-    // Back to mcp-remote's loopback callback, which redeems the code.
-    let done = http.get(callback.as_str()).send().await.unwrap();
-    assert!(done.status().is_success(), "{}", done.status());
-
-    // MCP over mcp-remote's stdio.
-    let mut send = |m: Value| {
-        writeln!(stdin, "{m}").unwrap();
-        stdin.flush().unwrap();
-    };
-    let reply = |id: i64| loop {
-        let line = stdout
-            .recv_timeout(WAIT)
-            .unwrap_or_else(|_| panic!("no answer to request {id} from mcp-remote"));
-        if let Ok(v) = serde_json::from_str::<Value>(&line)
-            && v["id"] == id
-        {
-            break v;
-        }
-    };
-    send(
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {},
-        "clientInfo": {"name": "portcullis-e2e", "version": "1"}}}),
-    );
-    assert_eq!(reply(1)["result"]["serverInfo"]["name"], "portcullis");
-    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
-    send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}));
-    let tools = reply(2);
-    let names: Vec<&str> = tools["result"]["tools"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no tools: {tools}"))
-        .iter()
-        .filter_map(|t| t["name"].as_str())
-        .collect();
-    assert!(names.contains(&"demo__echo"), "{names:?}");
-    send(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
-        "params": {"name": "demo__echo", "arguments": {"text": "through mcp-remote"}}}));
-    assert!(
-        reply(3)["result"]
-            .to_string()
-            .contains("through mcp-remote")
+        echoed["result"].to_string().contains("through mcp-remote"),
+        "{echoed}"
     );
 
     // The token mcp-remote keeps names the user typed in the form, for this gateway.
@@ -184,7 +263,37 @@ async fn mcp_remote_without_a_token_logs_in_through_the_dev_idp_and_lists_tools(
     assert!(tokens["refresh_token"].is_string(), "{tokens}");
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+/// The dev IdP keeps registrations and refresh tokens in memory. After a restart (here with
+/// a new signing key, so the cached access token is refused too) mcp-remote must find its
+/// way back by itself: its refresh fails, its cached registration is refused, it registers
+/// again and asks for a new login.
+#[tokio::test(flavor = "multi_thread")]
+async fn mcp_remote_registers_again_after_the_gateway_restarts() {
+    let Some(peers) = peers() else { return };
+    let clients = NpmClients::install(&peers).unwrap();
+    let port = free_port();
+    let config_dir = tempfile::tempdir().unwrap();
+
+    let gw = quickstart_gateway(port);
+    let (mut remote, first) = McpRemote::start(&clients, &gw, config_dir.path());
+    remote.log_in(&gw, &first, "alice").await;
+    // Serving tools: it has stored its tokens.
+    assert!(remote.list_tools().iter().any(|n| n == "demo__echo"));
+    drop(remote);
+    drop(gw);
+
+    let gw = quickstart_gateway(port);
+    let (mut remote, second) = McpRemote::start(&clients, &gw, config_dir.path());
+    assert_ne!(
+        client_id(&first),
+        client_id(&second),
+        "a new registration after the restart"
+    );
+    remote.log_in(&gw, &second, "alice").await;
+    assert!(remote.list_tools().iter().any(|n| n == "demo__echo"));
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = entry.path();
@@ -201,7 +310,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn the_inspector_cli_lists_and_calls_tools_with_a_dev_token() {
     let Some(peers) = peers() else { return };
     let clients = NpmClients::install(&peers).unwrap();
-    let gw = quickstart_gateway();
+    let gw = quickstart_gateway(free_port());
     let token = dev_token(gw.dir.path(), &["--user", "alice", "--agent", "inspector"]);
     // The Inspector keeps settings under $HOME: a fresh one per run.
     let home = tempfile::tempdir().unwrap();
