@@ -101,7 +101,7 @@ pub async fn start(State(idp): State<Arc<DevIdp>>, req: Request) -> Response {
                 "PKCE is required: send code_challenge (BASE64URL(SHA-256(code_verifier))) and code_challenge_method=S256",
             ));
         }
-        (Some(_), Some("S256")) => param("code_challenge").unwrap_or_default(),
+        (Some(challenge), Some("S256")) => challenge,
         (Some(_), method) => {
             return back.error(OAuthError::bad(
                 "invalid_request",
@@ -214,6 +214,12 @@ pub async fn finish(State(idp): State<Arc<DevIdp>>, req: Request) -> Response {
     let Ok(grant_id) = random_token() else {
         return back.error(unavailable());
     };
+    tracing::info!(
+        target: "portcullis::inbound",
+        user = %user,
+        agent = %request.agent,
+        "dev IdP: signed in at the development login page"
+    );
     idp.codes.insert(
         digest(&code),
         Grant {

@@ -87,6 +87,12 @@ pub async fn register(State(idp): State<Arc<DevIdp>>, body: Bytes) -> Response {
                 "response_types": ["code"],
                 "token_endpoint_auth_method": "none",
             });
+            tracing::info!(
+                target: "portcullis::inbound",
+                client_id = %client.id,
+                agent = %client.agent(),
+                "dev IdP: registered a client"
+            );
             idp.clients.insert(client.id.clone(), client);
             (StatusCode::CREATED, no_store(), Json(answer)).into_response()
         }
