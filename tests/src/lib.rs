@@ -456,3 +456,51 @@ pub fn dev_token(config_dir: &Path, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// MCP clients from npm (`tests/npm`: mcp-remote, the MCP Inspector), pinned by its lock
+/// file and installed once into `$PEERS_CACHE/portcullis-mcp-clients`, with the peers' Node 22
+/// (the Inspector needs Node ≥ 22; on Node 20 `npx` silently picks an old version).
+#[derive(Debug, Clone)]
+pub struct NpmClients {
+    /// The Node 22 binary.
+    pub node: PathBuf,
+    /// The directory holding `node_modules/`.
+    pub dir: PathBuf,
+}
+
+impl NpmClients {
+    pub fn install(peers: &Path) -> Result<Self> {
+        let script = r#"set -euo pipefail
+source "$1/lib.sh"
+peers_lock portcullis-mcp-clients
+peers_npm_install "$2" "$PEERS_CACHE/portcullis-mcp-clients"
+peers_unlock
+echo "$PEERS_CACHE/portcullis-mcp-clients"
+peers_node22"#;
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .arg("install-mcp-clients")
+            .arg(peers)
+            .arg(repo_root().join("tests/npm"))
+            .stderr(Stdio::inherit())
+            .output()
+            .context("run bash to install the npm MCP clients")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        match (out.status.success(), lines.next(), lines.next()) {
+            (true, Some(dir), Some(node)) => Ok(Self {
+                node: PathBuf::from(node.trim()),
+                dir: PathBuf::from(dir.trim()),
+            }),
+            _ => bail!("installing tests/npm failed ({}): {text}", out.status),
+        }
+    }
+
+    /// `node <package entry point>`, ready for arguments.
+    pub fn command(&self, entry: &str) -> Command {
+        let mut cmd = Command::new(&self.node);
+        cmd.arg(self.dir.join("node_modules").join(entry));
+        cmd
+    }
+}

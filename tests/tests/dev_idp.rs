@@ -1,6 +1,7 @@
 //! The development identity provider: `portcullis dev-token` mints a token the running
-//! gateway accepts, the gateway serves the dev issuer's discovery and keys, and it refuses to
-//! run the dev IdP on a non-loopback address unless told it is insecure.
+//! gateway accepts, the gateway serves the dev issuer's discovery, keys and authorization
+//! server metadata, and it refuses to run the dev IdP on a non-loopback address unless told
+//! it is insecure. (Clients logging in through it: `mcp_clients.rs`.)
 #![allow(clippy::unwrap_used)] // tests may panic on setup failures
 
 use portcullis_e2e::{Gateway, binary, free_port, write_config};
@@ -53,6 +54,11 @@ async fn dev_token_is_accepted_and_the_dev_issuer_is_served() {
         ],
     );
     let (header, claims) = claims_of(&token);
+    let (_, unscoped) = claims_of(&dev_token(gw.dir.path(), &["--user", "bob"]));
+    assert!(
+        unscoped.get("scope").is_none(),
+        "no scopes: no `scope` claim, not an empty one: {unscoped}"
+    );
     assert_eq!(header["alg"], "ES256");
     assert_eq!(claims["aud"], gw.url);
     assert_eq!(claims["sub"], "alice");
@@ -85,6 +91,40 @@ async fn dev_token_is_accepted_and_the_dev_issuer_is_served() {
         jwks["keys"][0].get("d").is_none(),
         "the private key must never be published"
     );
+
+    // It is also an authorization server where MCP clients look for one (RFC 8414 path
+    // insertion), and paths nobody serves are 404 whether or not a token comes along.
+    let metadata: serde_json::Value = http
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server/dev-idp",
+            gw.base()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metadata["issuer"], claims["iss"]);
+    assert_eq!(
+        metadata["authorization_endpoint"],
+        format!("{}/dev-idp/authorize", gw.base())
+    );
+    for auth in [None, Some(&token)] {
+        let mut req = http.get(format!(
+            "{}/.well-known/oauth-authorization-server/nope",
+            gw.base()
+        ));
+        if let Some(t) = auth {
+            req = req.bearer_auth(t);
+        }
+        assert_eq!(
+            req.send().await.unwrap().status(),
+            404,
+            "token: {}",
+            auth.is_some()
+        );
+    }
 
     // Without a token: 401 and the challenge that points at the resource metadata.
     let resp = http

@@ -106,8 +106,9 @@ pub struct Authenticator {
     pub resource: String,
     /// Verified tokens by SHA-256, until they expire: skips repeated signature checks.
     cache: Mutex<HashMap<[u8; 32], Caller>>,
-    /// The dev IdP's public keys, served at `/dev-idp/jwks` when `[dev_idp]` is on.
-    pub dev_jwks: Option<jsonwebtoken::jwk::JwkSet>,
+    /// The development identity provider, when `[dev_idp]` is on: its keys verify tokens
+    /// here, and it serves its own endpoints under `/dev-idp/`.
+    pub dev_idp: Option<Arc<dev_idp::DevIdp>>,
 }
 
 impl Authenticator {
@@ -126,19 +127,19 @@ impl Authenticator {
                 ))
             })
             .collect();
-        let mut dev_jwks = None;
-        if let Some(dev) = &snapshot.inbound.dev_idp {
-            let key = dev_idp::DevKey::load_or_create(&dev.key_file)?;
+        let mut dev = None;
+        if let Some(settings) = &snapshot.inbound.dev_idp {
+            let key = dev_idp::DevKey::load_or_create(&settings.key_file)?;
             let spec = dev_idp::issuer_spec(server);
             built.push(Arc::new(Issuer::new(spec, KeySource::local(key.jwks()))));
-            dev_jwks = Some(key.jwks());
+            dev = Some(Arc::new(dev_idp::DevIdp::new(key, server, settings)));
         }
         Ok(Some(Self {
             issuers: built,
             resource_metadata: prm::metadata_url(server),
             resource: server.mcp_url(),
             cache: Mutex::new(HashMap::new()),
-            dev_jwks,
+            dev_idp: dev,
         }))
     }
 

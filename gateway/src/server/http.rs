@@ -1,4 +1,6 @@
-//! The HTTP surface: `/mcp` (rmcp streamable HTTP), `/healthz`, `/readyz`.
+//! The HTTP surface: `/mcp` (rmcp streamable HTTP), `/healthz`, `/readyz`, the protected
+//! resource metadata and, with `[dev_idp]`, the development identity provider's endpoints.
+//! Only `/mcp` needs a bearer token; any other path is public, and an unknown one is 404.
 //!
 //! DNS-rebinding protection is on by default: `/mcp` accepts only `Host` values derived from
 //! the public URL (plus any configured), and browser `Origin`s from the public URL's origin
@@ -54,9 +56,11 @@ pub fn router(
             .with_max_request_body_bytes(settings.max_request_bytes)
             .with_cancellation_token(shutdown),
     );
+    // `route_layer`: the layers run only for `/mcp` itself, so an unknown path is a 404
+    // whatever the token (a `layer` would also wrap the fallback and answer it 401).
     let mut mcp_routes = Router::new()
         .nest_service("/mcp", mcp)
-        .layer(axum::middleware::from_fn(session_delete_status));
+        .route_layer(axum::middleware::from_fn(session_delete_status));
     if let Some(auth) = &auth {
         let state = AuthState {
             auth: auth.clone(),
@@ -64,8 +68,14 @@ pub fn router(
             max_body: settings.max_request_bytes,
             sessions: Default::default(),
         };
-        mcp_routes = mcp_routes.layer(axum::middleware::from_fn_with_state(state, require_caller));
+        mcp_routes =
+            mcp_routes.route_layer(axum::middleware::from_fn_with_state(state, require_caller));
     }
+    let dev_routes = auth
+        .as_ref()
+        .and_then(|a| a.dev_idp.clone())
+        .map(dev_idp::routes)
+        .unwrap_or_default();
     let state = AppState {
         catalog,
         auth,
@@ -77,13 +87,28 @@ pub fn router(
         .route("/readyz", get(readyz))
         .route("/.well-known/oauth-protected-resource", get(prm_root))
         .route("/.well-known/oauth-protected-resource/mcp", get(prm_mcp))
+        // The dev issuer's metadata wherever MCP clients look for an issuer with a path:
+        // RFC 8414 and OIDC path insertion, and OIDC's appended path.
+        .route(
+            "/.well-known/oauth-authorization-server/dev-idp",
+            get(dev_metadata),
+        )
+        .route(
+            "/.well-known/openid-configuration/dev-idp",
+            get(dev_metadata),
+        )
         .route(
             "/dev-idp/.well-known/openid-configuration",
-            get(dev_discovery),
+            get(dev_metadata),
         )
-        .route("/dev-idp/jwks", get(dev_jwks))
+        .route(
+            "/dev-idp/.well-known/oauth-authorization-server",
+            get(dev_metadata),
+        )
         .with_state(state)
+        .merge(dev_routes)
         .merge(mcp_routes)
+        .fallback(not_found)
         .layer(RequestBodyLimitLayer::new(settings.max_request_bytes))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
@@ -101,7 +126,12 @@ fn prm(s: &AppState, root: bool) -> Response {
     let Some(auth) = &s.auth else {
         return (StatusCode::NOT_FOUND, Json(json!({"error": "this gateway does not authenticate callers (inbound.mode = \"none\")"}))).into_response();
     };
-    let mut tool_scopes: Vec<String> = s
+    Json(prm::document(auth, &s.server, &tool_scopes(s), root)).into_response()
+}
+
+/// Every scope some tool requires (advertised to clients, so they ask for them at login).
+fn tool_scopes(s: &AppState) -> Vec<String> {
+    let mut scopes: Vec<String> = s
         .catalog
         .view()
         .tool_scopes
@@ -109,23 +139,32 @@ fn prm(s: &AppState, root: bool) -> Response {
         .flatten()
         .cloned()
         .collect();
-    tool_scopes.sort();
-    tool_scopes.dedup();
-    Json(prm::document(auth, &s.server, &tool_scopes, root)).into_response()
+    scopes.sort();
+    scopes.dedup();
+    scopes
 }
 
-async fn dev_discovery(State(s): State<AppState>) -> Response {
-    match s.auth.as_ref().and_then(|a| a.dev_jwks.as_ref()) {
-        Some(_) => Json(dev_idp::discovery(&s.server)).into_response(),
-        None => StatusCode::NOT_FOUND.into_response(),
-    }
+async fn dev_metadata(State(s): State<AppState>) -> Response {
+    let Some(auth) = &s.auth else {
+        return not_found().await;
+    };
+    let Some(idp) = &auth.dev_idp else {
+        return not_found().await;
+    };
+    let mut scopes = auth.required_scopes();
+    scopes.extend(tool_scopes(&s));
+    scopes.sort();
+    scopes.dedup();
+    Json(dev_idp::metadata::document(idp, &scopes)).into_response()
 }
 
-async fn dev_jwks(State(s): State<AppState>) -> Response {
-    match s.auth.as_ref().and_then(|a| a.dev_jwks.as_ref()) {
-        Some(keys) => Json(keys).into_response(),
-        None => StatusCode::NOT_FOUND.into_response(),
-    }
+/// Any path the gateway does not serve (or a dev IdP path while `[dev_idp]` is off).
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({ "error": "not_found", "error_description": "the gateway serves nothing at this path; the MCP endpoint is /mcp" })),
+    )
+        .into_response()
 }
 
 /// rmcp answers a session DELETE with 202; the MCP SDKs expect 200 or 204 ("Session
@@ -198,4 +237,98 @@ async fn readyz(State(s): State<AppState>, req: axum::extract::Request) -> impl 
         json!({ "ready": ready })
     };
     (code, Json(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    /// The quickstart's shape: the dev IdP on, no targets.
+    async fn app() -> (Router, String, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("gateway.toml"),
+            "[server]\nlisten = \"127.0.0.1:8787\"\n[dev_idp]\n",
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("targets")).unwrap();
+        let snapshot = crate::config::load(&dir.path().join("gateway.toml")).unwrap();
+        let shutdown = CancellationToken::new();
+        let catalog = Catalog::start(&snapshot, shutdown.clone());
+        let auth = Authenticator::new(&snapshot, reqwest::Client::new())
+            .unwrap()
+            .map(Arc::new);
+        let token = auth
+            .as_ref()
+            .unwrap()
+            .dev_idp
+            .as_ref()
+            .unwrap()
+            .mint_for_test();
+        let app = router(Gateway::new(catalog), &snapshot.server, auth, shutdown);
+        (app, token, dir)
+    }
+
+    async fn get(app: &Router, path: &str, token: Option<&str>) -> (StatusCode, serde_json::Value) {
+        let mut req = axum::extract::Request::get(path).header("host", "127.0.0.1:8787");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let resp = app
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_are_404_with_or_without_a_token() {
+        let (app, token, _dir) = app().await;
+        for path in [
+            "/.well-known/oauth-authorization-server/nope",
+            "/nope",
+            "/dev-idp/nope",
+        ] {
+            assert_eq!(
+                get(&app, path, None).await.0,
+                StatusCode::NOT_FOUND,
+                "{path}"
+            );
+            assert_eq!(
+                get(&app, path, Some(&token)).await.0,
+                StatusCode::NOT_FOUND,
+                "{path}"
+            );
+        }
+        // /mcp itself still needs the token.
+        assert_eq!(get(&app, "/mcp", None).await.0, StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn the_dev_issuer_metadata_is_where_mcp_clients_look() {
+        let (app, _, _dir) = app().await;
+        for path in [
+            "/.well-known/oauth-authorization-server/dev-idp",
+            "/.well-known/openid-configuration/dev-idp",
+            "/dev-idp/.well-known/openid-configuration",
+        ] {
+            let (status, doc) = get(&app, path, None).await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+            assert_eq!(doc["issuer"], "http://127.0.0.1:8787/dev-idp");
+            assert_eq!(doc["token_endpoint"], "http://127.0.0.1:8787/dev-idp/token");
+            assert_eq!(doc["code_challenge_methods_supported"], json!(["S256"]));
+        }
+        let (_, prm) = get(&app, "/.well-known/oauth-protected-resource/mcp", None).await;
+        assert_eq!(
+            prm["authorization_servers"],
+            json!(["http://127.0.0.1:8787/dev-idp"])
+        );
+    }
 }

@@ -1,0 +1,333 @@
+//! The development login form: a page where the person at this machine names the user they
+//! act as (any name; no password), and the check of what the page posts back.
+//!
+//! It is written to be reused (the consent page logs people in the same way): a caller
+//! keeps its pending requests in [`Forms`], shows [`render`] with the token [`Forms::issue`]
+//! gave, and gets its request back from [`validate`]. The form token is the only link between
+//! the page and the request: unguessable, single-use and short-lived, so a form cannot be
+//! replayed and another site cannot forge one. Only loopback peers see the page
+//! ([`refuse_unless_loopback`]): the dev IdP trusts whoever sits at the machine, nobody else.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::response::{Html, IntoResponse, Response};
+use http::{HeaderMap, StatusCode, header};
+
+use super::store::{Expiring, Unavailable, digest, random_token};
+
+/// The name suggested in the form.
+pub const SUGGESTED_USER: &str = "alice";
+/// Longest user name accepted (it becomes the token's `sub`).
+pub const MAX_USER_CHARS: usize = 64;
+
+/// Requests waiting for their login form to come back, by the digest of their form token.
+#[derive(Debug)]
+pub struct Forms<T> {
+    pending: Expiring<[u8; 32], T>,
+}
+
+impl<T: Clone> Forms<T> {
+    pub fn new(capacity: usize, ttl: Duration) -> Self {
+        Self {
+            pending: Expiring::new(capacity, ttl),
+        }
+    }
+
+    /// A new form token bound to `request`.
+    pub fn issue(&self, request: T) -> Result<String, Unavailable> {
+        let token = random_token()?;
+        self.pending.insert(digest(&token), request);
+        Ok(token)
+    }
+
+    /// How long a form stays valid.
+    pub fn lifetime(&self) -> Duration {
+        self.pending.ttl()
+    }
+}
+
+/// What the page shows. Every string is escaped when rendered.
+#[derive(Debug)]
+pub struct Page<'a> {
+    /// One sentence: who asks for what, e.g. "mcp-remote wants to call tools at … as you".
+    pub request: &'a str,
+    /// Facts the person should check before signing in (label, value).
+    pub details: &'a [(&'a str, String)],
+    /// Where the form posts to (a path on this gateway).
+    pub action: &'a str,
+    pub form_token: &'a str,
+}
+
+/// The login page: development-only warning, the request, a user name field, sign in or
+/// cancel. Framing, caching and referrers are off: the page carries a live form token.
+pub fn render(page: &Page) -> Response {
+    let details: String = page
+        .details
+        .iter()
+        .map(|(k, v)| format!("<dt>{}</dt><dd>{}</dd>", escape(k), escape(v)))
+        .collect();
+    let body = format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Portcullis development login</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body{{font-family:system-ui,sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
+.warn{{background:#fff3cd;border:2px solid #b58100;padding:.75rem 1rem;border-radius:6px}}
+dt{{font-weight:600}} dd{{margin:0 0 .5rem 0;word-break:break-all}}
+input[type=text]{{font-size:1.1rem;padding:.3rem;width:100%;box-sizing:border-box}}
+button{{font-size:1rem;padding:.4rem 1rem;margin:.75rem .5rem 0 0}}
+</style></head>
+<body>
+<h1>Portcullis development login</h1>
+<p class="warn"><strong>Development only.</strong> This page belongs to the gateway's built-in
+development identity provider (<code>[dev_idp]</code> in gateway.toml). It asks for no password:
+any user name is accepted, and whoever uses this machine can sign in as anyone. Never turn it on
+for a gateway other people use.</p>
+<p>{request}</p>
+<dl>{details}</dl>
+<form method="post" action="{action}">
+<input type="hidden" name="form_token" value="{token}">
+<label for="user">Sign in as user</label>
+<input type="text" id="user" name="user" value="{user}" required maxlength="{max}" autofocus>
+<button type="submit" name="decision" value="allow">Sign in</button>
+<button type="submit" name="decision" value="deny" formnovalidate>Cancel</button>
+</form>
+<p><small>This form works once and expires after a few minutes.</small></p>
+</body></html>
+"#,
+        request = escape(page.request),
+        action = escape(page.action),
+        token = escape(page.form_token),
+        user = SUGGESTED_USER,
+        max = MAX_USER_CHARS,
+    );
+    (StatusCode::OK, page_headers(), Html(body)).into_response()
+}
+
+/// A page that explains why nothing more can happen here, and what to do.
+pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+    let body = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title></head>\
+         <body style=\"font-family:system-ui,sans-serif;max-width:36rem;margin:2rem auto\">\
+         <h1>{t}</h1><p>{m}</p></body></html>\n",
+        t = escape(title),
+        m = escape(message),
+    );
+    (status, page_headers(), Html(body)).into_response()
+}
+
+fn page_headers() -> [(header::HeaderName, &'static str); 5] {
+    [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        ),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ]
+}
+
+/// What came back from the form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Sign in as this user.
+    Allow { user: String },
+    /// The person pressed Cancel.
+    Deny,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginError {
+    /// No pending form has this token: used already, expired, or never issued.
+    UnknownForm,
+    /// The form is fine but the user name is not; the form stays valid (go back, fix it).
+    BadUser(String),
+}
+
+impl LoginError {
+    /// The page that explains it.
+    pub fn page(&self, lifetime: Duration) -> Response {
+        match self {
+            Self::UnknownForm => error_page(
+                StatusCode::BAD_REQUEST,
+                "This login form is no longer valid",
+                &format!(
+                    "Each login form works once and for {} minutes. It was already submitted, it \
+                     expired, or the gateway restarted since it was shown. Start the login again \
+                     from your MCP client.",
+                    lifetime.as_secs() / 60
+                ),
+            ),
+            Self::BadUser(why) => error_page(StatusCode::BAD_REQUEST, "Check the user name", why),
+        }
+    }
+}
+
+/// Check a submitted form (`application/x-www-form-urlencoded`: `form_token`, `user`,
+/// `decision`) and, if it is good, consume its token and return the request it was bound to.
+pub fn validate<T: Clone>(forms: &Forms<T>, body: &[u8]) -> Result<(Decision, T), LoginError> {
+    let mut token = None;
+    let mut user = None;
+    let mut decision = None;
+    for (k, v) in url::form_urlencoded::parse(body) {
+        match k.as_ref() {
+            "form_token" => token = Some(v.into_owned()),
+            "user" => user = Some(v.trim().to_string()),
+            "decision" => decision = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let key = digest(&token.ok_or(LoginError::UnknownForm)?);
+    forms.pending.get(&key).ok_or(LoginError::UnknownForm)?;
+    let decision = if decision.as_deref() == Some("deny") {
+        Decision::Deny
+    } else {
+        Decision::Allow {
+            user: check_user(user.as_deref().unwrap_or_default())?,
+        }
+    };
+    // Taken only now, so a typo does not burn the form; whoever takes it first wins.
+    let request = forms.pending.take(&key).ok_or(LoginError::UnknownForm)?;
+    Ok((decision, request))
+}
+
+fn check_user(user: &str) -> Result<String, LoginError> {
+    if user.is_empty() {
+        return Err(LoginError::BadUser(
+            "Type a user name (any name works, e.g. alice): go back and fill in the field.".into(),
+        ));
+    }
+    if user.chars().count() > MAX_USER_CHARS || user.chars().any(char::is_control) {
+        return Err(LoginError::BadUser(format!(
+            "A user name has at most {MAX_USER_CHARS} characters and no control characters: go \
+             back and shorten it."
+        )));
+    }
+    Ok(user.to_string())
+}
+
+/// Only a browser on this machine may log in here: anything else gets this 403 and why. A
+/// request whose peer is unknown is refused too (fail closed). `None`: go ahead.
+pub fn refuse_unless_loopback(peer: Option<&ConnectInfo<SocketAddr>>) -> Option<Response> {
+    match peer {
+        Some(ConnectInfo(addr)) if addr.ip().is_loopback() => None,
+        _ => Some(
+            (
+                StatusCode::FORBIDDEN,
+                page_headers(),
+                "The development login page answers only browsers on the gateway's own machine \
+             (loopback addresses): it asks for no password, so anyone else who reached it could \
+             sign in as any user. Open the login from a browser on that machine, or configure a \
+             real identity provider in [[inbound.issuers]] (docs/inbound.md).\n",
+            )
+                .into_response(),
+        ),
+    }
+}
+
+/// Whether the client asked for JSON (programs probing the endpoint) rather than a page.
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"))
+}
+
+/// HTML-escape text for element content and quoted attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forms() -> Forms<u32> {
+        Forms::new(10, Duration::from_secs(60))
+    }
+
+    #[test]
+    fn a_form_token_works_once() {
+        let f = forms();
+        let t = f.issue(7).unwrap();
+        let body = format!("form_token={t}&user=bob&decision=allow");
+        let (d, req) = validate(&f, body.as_bytes()).unwrap();
+        assert_eq!(d, Decision::Allow { user: "bob".into() });
+        assert_eq!(req, 7);
+        assert_eq!(
+            validate(&f, body.as_bytes()),
+            Err(LoginError::UnknownForm),
+            "a replayed form is refused"
+        );
+    }
+
+    #[test]
+    fn forged_or_missing_tokens_are_refused() {
+        let f = forms();
+        f.issue(1).unwrap();
+        assert_eq!(
+            validate(&f, b"form_token=guess&user=bob"),
+            Err(LoginError::UnknownForm)
+        );
+        assert_eq!(validate(&f, b"user=bob"), Err(LoginError::UnknownForm));
+    }
+
+    #[test]
+    fn a_bad_user_name_keeps_the_form_usable() {
+        let f = forms();
+        let t = f.issue(1).unwrap();
+        let blank = format!("form_token={t}&user=+++");
+        assert!(matches!(
+            validate(&f, blank.as_bytes()),
+            Err(LoginError::BadUser(_))
+        ));
+        let cancel = format!("form_token={t}&decision=deny");
+        assert_eq!(validate(&f, cancel.as_bytes()).unwrap().0, Decision::Deny);
+    }
+
+    #[test]
+    fn non_loopback_peers_and_unknown_peers_are_refused() {
+        let remote = ConnectInfo(SocketAddr::from(([192, 0, 2, 7], 5000)));
+        let local = ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 5000)));
+        assert_eq!(
+            refuse_unless_loopback(Some(&remote)).unwrap().status(),
+            StatusCode::FORBIDDEN
+        );
+        assert!(refuse_unless_loopback(None).is_some());
+        assert!(refuse_unless_loopback(Some(&local)).is_none());
+    }
+
+    #[test]
+    fn everything_shown_is_escaped() {
+        let details = [("client", "<script>x</script>".to_string())];
+        let page = Page {
+            request: "\"><img src=x onerror=alert(1)>",
+            details: &details,
+            action: "/dev-idp/authorize",
+            form_token: "t\"x",
+        };
+        let resp = render(&page);
+        assert_eq!(resp.headers()["x-frame-options"], "DENY");
+        let body =
+            futures::executor::block_on(axum::body::to_bytes(resp.into_body(), 1 << 20)).unwrap();
+        let html = String::from_utf8(body.to_vec()).unwrap();
+        assert!(!html.contains("<script>x"), "{html}");
+        assert!(!html.contains("<img"), "{html}");
+        assert!(html.contains("&lt;script&gt;") && html.contains("t&quot;x"));
+    }
+}
