@@ -148,7 +148,7 @@ async fn serve(path: &std::path::Path, insecure_dev_idp: bool) -> anyhow::Result
             );
         }
         tracing::warn!(
-            "the development identity provider is ON: tokens minted with `portcullis dev-token` are accepted. Never use it in production."
+            "the development identity provider is ON: anyone at this machine can sign in as any user at /dev-idp/authorize, and tokens from `portcullis dev-token` are accepted. Never use it in production."
         );
     }
     if snapshot.inbound.mode == InboundMode::None {

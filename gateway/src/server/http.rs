@@ -205,6 +205,9 @@ async fn readyz(State(s): State<AppState>, req: axum::extract::Request) -> impl 
         .map(|t| {
             let (status, reason) = match t.health() {
                 Health::Connected => ("connected", None),
+                Health::Down { reason } if t.first_attempt_running().is_some() => {
+                    ("connecting", Some(reason))
+                }
                 Health::Down { reason } => ("down", Some(reason)),
             };
             if status != "connected" && !t.spec().optional {
