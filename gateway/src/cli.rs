@@ -335,7 +335,9 @@ async fn connect(
             .iter()
             .any(|t| t.name() == name && t.spec().optional);
         if optional {
-            warnings.push(format!("optional target `{name}`: {e}"));
+            warnings.push(format!(
+                "{e} (the target is optional: it does not stop the gateway)"
+            ));
         } else {
             problems.push(e.to_string());
         }
