@@ -194,5 +194,9 @@ fn dev_token_without_a_dev_idp_says_how_to_enable_it() {
     let out = run_portcullis("dev-token", dir.path(), &["--user", "bob"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("has no [dev_idp] table"), "{stderr}");
+    assert!(
+        stderr.contains("there is no [dev_idp] table")
+            && stderr.contains("fix: add a line `[dev_idp]`"),
+        "{stderr}"
+    );
 }
