@@ -144,8 +144,9 @@ pub async fn start(State(idp): State<Arc<DevIdp>>, req: Request) -> Response {
         scopes,
         refresh: client.refresh,
     };
-    let Ok(form_token) = idp.logins.issue(request.clone()) else {
-        return back.error(unavailable());
+    let form_token = match idp.logins.issue(request.clone()) {
+        Ok(t) => t,
+        Err(e) => return back.error(e.into()),
     };
     let target = Url::parse(&request.redirect_uri)
         .ok()
@@ -208,44 +209,34 @@ pub async fn finish(State(idp): State<Arc<DevIdp>>, req: Request) -> Response {
         }
         Decision::Allow { user } => user,
     };
-    let Ok(code) = random_token() else {
-        return back.error(unavailable());
+    let (code, grant_id) = match random_token().and_then(|c| Ok((c, random_token()?))) {
+        Ok(pair) => pair,
+        Err(e) => return back.error(e.into()),
     };
-    let Ok(grant_id) = random_token() else {
-        return back.error(unavailable());
+    let grant = Grant {
+        id: grant_id,
+        client_id: request.client_id,
+        agent: request.agent,
+        user,
+        scopes: request.scopes,
+        refresh: request.refresh,
+        redirect_uri: request.redirect_uri,
+        code_challenge: request.code_challenge,
     };
     tracing::info!(
         target: "portcullis::inbound",
-        user = %user,
-        agent = %request.agent,
+        user = %grant.user,
+        agent = %grant.agent,
         "dev IdP: signed in at the development login page"
     );
-    idp.codes.insert(
-        digest(&code),
-        Grant {
-            id: grant_id,
-            client_id: request.client_id,
-            agent: request.agent,
-            user,
-            scopes: request.scopes,
-            refresh: request.refresh,
-            redirect_uri: request.redirect_uri,
-            code_challenge: request.code_challenge,
-        },
-    );
+    if let Err(e) = idp.ledger.add_code(digest(&code), grant) {
+        return back.error(e);
+    }
     back.to(&[("code", &code)])
 }
 
 fn is_base64url(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
-}
-
-fn unavailable() -> OAuthError {
-    OAuthError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "temporarily_unavailable",
-        "the gateway could not generate a random value; try the login again",
-    )
 }
 
 /// An error that may not be sent to the redirect URI: JSON for programs that ask for it

@@ -67,17 +67,34 @@ impl Answer {
     }
 }
 
+/// A request as a browser or client on `peer` sends it to the gateway's own host name.
+fn request(
+    method: &str,
+    uri: &str,
+    content_type: &str,
+    body: &str,
+    peer: [u8; 4],
+) -> Request<Body> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", HOST)
+        .header("content-type", content_type)
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from((peer, 50000))));
+    req
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
 impl Idp {
     async fn send(&self, method: &str, uri: &str, body: &str, peer: [u8; 4]) -> Answer {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("host", HOST)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        req.extensions_mut()
-            .insert(ConnectInfo(SocketAddr::from((peer, 50000))));
+        self.run(request(method, uri, FORM, body, peer)).await
+    }
+
+    async fn run(&self, req: Request<Body>) -> Answer {
         let resp = self.app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let location = resp
@@ -99,11 +116,15 @@ impl Idp {
     }
 
     async fn register(&self) -> String {
+        let body = json!({ "redirect_uris": [REDIRECT], "client_name": "e2e client" });
         let a = self
-            .post(
+            .run(request(
+                "POST",
                 "/dev-idp/register",
-                &json!({ "redirect_uris": [REDIRECT], "client_name": "e2e client" }).to_string(),
-            )
+                "application/json",
+                &body.to_string(),
+                [127, 0, 0, 1],
+            ))
             .await;
         assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
         a.json()["client_id"].as_str().unwrap().to_string()
@@ -119,8 +140,18 @@ impl Idp {
 
     /// GET the login form, submit it as `user`: the redirect back to the client.
     async fn login(&self, client: &str, user: &str) -> Answer {
+        self.login_with(client, user, "").await
+    }
+
+    /// The same, with `extra` authorization parameters (`&scope=…`).
+    async fn login_with(&self, client: &str, user: &str, extra: &str) -> Answer {
         let page = self
-            .send("GET", &self.authorize_url(client, ""), "", [127, 0, 0, 1])
+            .send(
+                "GET",
+                &self.authorize_url(client, extra),
+                "",
+                [127, 0, 0, 1],
+            )
             .await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.body);
         let token = form_token(&page.body);
@@ -149,9 +180,14 @@ impl Idp {
     }
 
     async fn refresh(&self, client: &str, token: &str) -> Answer {
+        self.refresh_with(client, token, "").await
+    }
+
+    /// A refresh with `extra` parameters (`&scope=…`, `&resource=…`).
+    async fn refresh_with(&self, client: &str, token: &str, extra: &str) -> Answer {
         self.post(
             "/dev-idp/token",
-            &format!("grant_type=refresh_token&client_id={client}&refresh_token={token}"),
+            &format!("grant_type=refresh_token&client_id={client}&refresh_token={token}{extra}"),
         )
         .await
     }
@@ -231,6 +267,9 @@ async fn a_wrong_pkce_verifier_is_refused() {
             .unwrap()
             .contains("code_verifier does not match")
     );
+    // A refused request does not use the code up: the right verifier still gets tokens.
+    let a = idp.redeem(&client, &code, VERIFIER, REDIRECT).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
 }
 
 #[tokio::test]
@@ -407,4 +446,139 @@ async fn a_login_form_cannot_be_replayed() {
     let code = first.param("code").unwrap();
     let t = idp.redeem(&client, &code, VERIFIER, REDIRECT).await.json();
     assert_eq!(t["scope"], "mcp:read");
+}
+
+/// Log in (with `scope`), redeem the code: the client id and the first answer.
+async fn tokens(idp: &Idp, scope: &str) -> (String, Value) {
+    let client = idp.register().await;
+    let back = idp.login_with(&client, "alice", scope).await;
+    let code = back.param("code").unwrap();
+    let first = idp.redeem(&client, &code, VERIFIER, REDIRECT).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    (client, first.json())
+}
+
+fn refresh_token(answer: &Value) -> String {
+    answer["refresh_token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_refused_refresh_leaves_the_refresh_token_usable() {
+    let idp = idp();
+    let (client, first) = tokens(&idp, "&scope=mcp%3Aread").await;
+    let token = refresh_token(&first);
+
+    let foreign = idp
+        .refresh_with(
+            &client,
+            &token,
+            "&resource=https%3A%2F%2Fother.example%2Fmcp",
+        )
+        .await;
+    assert_eq!(
+        foreign.json()["error"],
+        "invalid_target",
+        "{}",
+        foreign.body
+    );
+    let wider = idp
+        .refresh_with(&client, &token, "&scope=mcp%3Aread%20mcp%3Aadmin")
+        .await;
+    assert_eq!(wider.json()["error"], "invalid_scope", "{}", wider.body);
+
+    let retry = idp.refresh(&client, &token).await;
+    assert_eq!(
+        retry.status,
+        StatusCode::OK,
+        "the same token still works, and its reuse detection did not fire: {}",
+        retry.body
+    );
+}
+
+#[tokio::test]
+async fn a_narrowed_refresh_narrows_that_access_token_only() {
+    let idp = idp();
+    let (client, first) = tokens(&idp, "&scope=mcp%3Aread%20mcp%3Awrite").await;
+    assert_eq!(first["scope"], "mcp:read mcp:write");
+
+    let narrow = idp
+        .refresh_with(&client, &refresh_token(&first), "&scope=mcp%3Aread")
+        .await
+        .json();
+    assert_eq!(narrow["scope"], "mcp:read", "{narrow}");
+    let caller = idp
+        .auth
+        .authenticate(narrow["access_token"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(caller.scopes.iter().collect::<Vec<_>>(), ["mcp:read"]);
+
+    // No scope: the login's scopes again (RFC 6749 §6); an empty `scope=` means the same.
+    let next = idp.refresh(&client, &refresh_token(&narrow)).await.json();
+    assert_eq!(next["scope"], "mcp:read mcp:write", "{next}");
+    let empty = idp
+        .refresh_with(&client, &refresh_token(&next), "&scope=")
+        .await
+        .json();
+    assert_eq!(empty["scope"], "mcp:read mcp:write", "{empty}");
+}
+
+#[tokio::test]
+async fn a_reused_refresh_token_is_logged_with_its_client_and_user_and_explained() {
+    let idp = idp();
+    let (client, first) = tokens(&idp, "").await;
+    let token = refresh_token(&first);
+    assert_eq!(idp.refresh(&client, &token).await.status, StatusCode::OK);
+
+    let log = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(log.clone())
+        .with_ansi(false)
+        .finish();
+    let reused = {
+        let _guard = tracing::subscriber::set_default(subscriber);
+        idp.refresh(&client, &token).await
+    };
+    let description = reused.json()["error_description"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        description.contains("access tokens already issued stay valid until they expire"),
+        "the answer does not claim more than is revoked: {description}"
+    );
+    let text = log.text();
+    assert!(
+        text.contains("WARN")
+            && text.contains("e2e client")
+            && text.contains(&client)
+            && text.contains("user alice"),
+        "the warning names the client and the user: {text}"
+    );
+}
+
+#[derive(Clone, Default)]
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Capture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
 }

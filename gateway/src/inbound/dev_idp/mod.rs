@@ -9,13 +9,14 @@
 //! themselves (mcp-remote, Claude Code, VS Code, the Inspector) work against the quickstart:
 //! `metadata` (RFC 8414 / OIDC discovery), `register` (RFC 7591 dynamic registration),
 //! `authorize` (authorization code + PKCE S256, with the `login` form: pick any user name,
-//! loopback peers only), `token` (code and refresh grants). Its state lives in `store`, in
-//! memory. Whoever sits at the machine may become any user: that is why it must never face
+//! loopback peers only), `token` (code and refresh grants). Its state lives in memory:
+//! `store` (bounded expiring maps) and `ledger` (codes and refresh tokens, single-use). Whoever sits at the machine may become any user: that is why it must never face
 //! a network (`serve` refuses a non-loopback address while it is on).
 
 mod authorize;
 #[cfg(test)]
 mod flow_tests;
+mod ledger;
 pub mod login;
 pub mod metadata;
 mod register;
@@ -202,11 +203,9 @@ pub struct DevIdp {
     token_ttl: Duration,
     clients: Expiring<String, register::Client>,
     logins: login::Forms<authorize::AuthRequest>,
-    codes: Expiring<[u8; 32], token::Grant>,
-    refresh_tokens: Expiring<[u8; 32], token::Grant>,
-    /// Codes and refresh tokens already used, by digest, naming their grant: presenting
-    /// one again is a sign of theft, so the whole grant is revoked (OAuth 2.1 §4.3.1, §6.1).
-    spent: Expiring<[u8; 32], String>,
+    /// Codes and refresh tokens, each usable once; a used one presented again revokes its
+    /// login, as it is a sign of theft (OAuth 2.1 §4.3.1, §6.1).
+    ledger: ledger::Ledger,
 }
 
 impl DevIdp {
@@ -217,9 +216,10 @@ impl DevIdp {
             token_ttl: settings.token_ttl,
             clients: Expiring::new(CLIENTS.0, CLIENTS.1),
             logins: login::Forms::new(LOGIN_FORMS.0, LOGIN_FORMS.1),
-            codes: Expiring::new(CODES.0, CODES.1),
-            refresh_tokens: Expiring::new(REFRESH_TOKENS.0, REFRESH_TOKENS.1),
-            spent: Expiring::new(REFRESH_TOKENS.0 * 2, REFRESH_TOKENS.1),
+            ledger: ledger::Ledger::new(ledger::Limits {
+                codes: CODES,
+                refresh_tokens: REFRESH_TOKENS,
+            }),
         }
     }
 
@@ -254,12 +254,6 @@ impl DevIdp {
             ttl: Duration::from_secs(60),
         };
         self.key.mint(&self.server, &req).unwrap()
-    }
-
-    /// Forget every refresh token of a grant (a used code or refresh token came back).
-    fn revoke(&self, grant_id: &str) {
-        self.refresh_tokens.remove_where(|g| g.id == grant_id);
-        tracing::warn!(target: "portcullis::inbound", "dev IdP: a used authorization code or refresh token was presented again; revoked the login it belongs to");
     }
 }
 

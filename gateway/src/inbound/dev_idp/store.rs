@@ -33,18 +33,20 @@ pub fn digest(secret: &str) -> [u8; 32] {
 }
 
 /// A map with a capacity and a lifetime per entry. When full, expired entries go first,
-/// then the one closest to expiry: memory stays bounded whatever callers do.
+/// then the one closest to expiry: memory stays bounded whatever callers do. It has no lock
+/// of its own, so several of them can sit under one (see `ledger`); [`Expiring`] is one
+/// behind its own lock.
 #[derive(Debug)]
-pub struct Expiring<K, V> {
-    entries: Mutex<HashMap<K, (Instant, V)>>,
+pub struct Entries<K, V> {
+    entries: HashMap<K, (Instant, V)>,
     capacity: usize,
     ttl: Duration,
 }
 
-impl<K: std::hash::Hash + Eq + Clone, V: Clone> Expiring<K, V> {
+impl<K: std::hash::Hash + Eq + Clone, V: Clone> Entries<K, V> {
     pub fn new(capacity: usize, ttl: Duration) -> Self {
         Self {
-            entries: Mutex::new(HashMap::new()),
+            entries: HashMap::new(),
             capacity,
             ttl,
         }
@@ -54,53 +56,99 @@ impl<K: std::hash::Hash + Eq + Clone, V: Clone> Expiring<K, V> {
         self.ttl
     }
 
-    pub fn insert(&self, key: K, value: V) {
-        let mut map = self.lock();
+    pub fn insert(&mut self, key: K, value: V) {
         let now = Instant::now();
-        if map.len() >= self.capacity {
-            map.retain(|_, (expires, _)| *expires > now);
+        if self.entries.len() >= self.capacity {
+            self.entries.retain(|_, (expires, _)| *expires > now);
         }
-        if map.len() >= self.capacity
-            && let Some(oldest) = map
+        if self.entries.len() >= self.capacity
+            && let Some(oldest) = self
+                .entries
                 .iter()
                 .min_by_key(|(_, (e, _))| *e)
                 .map(|(k, _)| k.clone())
         {
-            map.remove(&oldest);
+            self.entries.remove(&oldest);
         }
-        map.insert(key, (now + self.ttl, value));
+        self.entries.insert(key, (now + self.ttl, value));
     }
 
     /// The live entry, left in place.
-    pub fn get(&self, key: &K) -> Option<V> {
-        let map = self.lock();
-        map.get(key)
-            .filter(|(expires, _)| *expires > Instant::now())
-            .map(|(_, v)| v.clone())
-    }
-
-    /// The live entry, removed: whoever takes it first is the only one to get it.
-    pub fn take(&self, key: &K) -> Option<V> {
-        let mut map = self.lock();
-        map.remove(key)
+    pub fn get(&self, key: &K) -> Option<&V> {
+        self.entries
+            .get(key)
             .filter(|(expires, _)| *expires > Instant::now())
             .map(|(_, v)| v)
     }
 
-    /// Drop every entry `doomed` selects (e.g. all tokens of a revoked grant).
-    pub fn remove_where(&self, doomed: impl Fn(&V) -> bool) {
-        self.lock().retain(|_, (_, v)| !doomed(v));
+    /// The live entry, removed.
+    pub fn take(&mut self, key: &K) -> Option<V> {
+        self.entries
+            .remove(key)
+            .filter(|(expires, _)| *expires > Instant::now())
+            .map(|(_, v)| v)
+    }
+
+    /// Remove every live entry `doomed` selects, and return their keys and values.
+    pub fn take_where(&mut self, doomed: impl Fn(&V) -> bool) -> Vec<(K, V)> {
+        let now = Instant::now();
+        let keys: Vec<K> = self
+            .entries
+            .iter()
+            .filter(|(_, (expires, v))| *expires > now && doomed(v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| self.entries.remove(&k).map(|(_, v)| (k, v)))
+            .collect()
     }
 
     #[cfg(test)]
     pub fn count(&self) -> usize {
-        self.lock().len()
+        self.entries.len()
+    }
+}
+
+/// [`Entries`] behind a lock of its own: for state whose operations each touch one map.
+#[derive(Debug)]
+pub struct Expiring<K, V> {
+    inner: Mutex<Entries<K, V>>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V: Clone> Expiring<K, V> {
+    pub fn new(capacity: usize, ttl: Duration) -> Self {
+        Self {
+            inner: Mutex::new(Entries::new(capacity, ttl)),
+        }
     }
 
-    /// A poisoned lock means a panic while holding it; the maps hold no invariant that a
-    /// half-done insert could break, so keep serving rather than fail every login.
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (Instant, V)>> {
-        self.entries
+    pub fn ttl(&self) -> Duration {
+        self.lock().ttl()
+    }
+
+    pub fn insert(&self, key: K, value: V) {
+        self.lock().insert(key, value);
+    }
+
+    /// The live entry, left in place.
+    pub fn get(&self, key: &K) -> Option<V> {
+        self.lock().get(key).cloned()
+    }
+
+    /// The live entry, removed: whoever takes it first is the only one to get it.
+    pub fn take(&self, key: &K) -> Option<V> {
+        self.lock().take(key)
+    }
+
+    #[cfg(test)]
+    pub fn count(&self) -> usize {
+        self.lock().count()
+    }
+
+    /// A poisoned lock means a panic while holding it; each operation on the map is one
+    /// `HashMap` call that leaves it whole, so keep serving rather than fail every login.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries<K, V>> {
+        self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }

@@ -1,6 +1,8 @@
 //! The token endpoint, `/dev-idp/token`: the authorization_code grant (single-use code, PKCE
 //! S256 verified in constant time, same client and redirect URI) and the refresh_token grant
 //! (opaque tokens stored hashed, rotated on every use; a used one revokes its whole grant).
+//! A request is checked in full before its code or refresh token is used (`ledger`), so a
+//! refused request never burns one.
 //! Access tokens are ordinary dev IdP JWTs for the gateway's MCP URL.
 
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::ledger::{Key, Kind, Lookup};
 use super::store::{digest, random_token};
 use super::{DevIdp, DevTokenRequest, OAuthError, form_params, no_store, parse_scopes};
 
@@ -88,35 +91,33 @@ fn exchange(
     issue(idp, grant)
 }
 
+/// A code or refresh token that passed every check, not used yet.
+struct Redemption {
+    kind: Kind,
+    key: Key,
+    grant: Grant,
+    /// Scopes of this access token: the grant's, or fewer on a refresh that asks for fewer.
+    scopes: Vec<String>,
+}
+
 fn redeem_code<'a>(
     idp: &DevIdp,
     client_id: &str,
     param: &impl Fn(&str) -> Option<&'a str>,
-) -> Result<Grant, OAuthError> {
+) -> Result<Redemption, OAuthError> {
     let code = param("code").ok_or_else(|| {
         OAuthError::bad(
             "invalid_request",
             "code is missing; send the code the redirect carried",
         )
     })?;
+    check_resource(idp, param("resource"))?;
     let key = digest(code);
-    let Some(grant) = idp.codes.take(&key) else {
-        if let Some(grant_id) = idp.spent.get(&key) {
-            idp.revoke(&grant_id);
-            return Err(OAuthError::bad(
-                "invalid_grant",
-                "this authorization code was already used; codes work once (the tokens issued for it are revoked). Start the login again",
-            ));
-        }
-        return Err(OAuthError::bad(
-            "invalid_grant",
-            format!(
-                "unknown or expired authorization code (codes last {} s and are forgotten when the gateway restarts); start the login again",
-                idp.codes.ttl().as_secs()
-            ),
-        ));
+    let grant = match idp.ledger.look_up(Kind::Code, &key)? {
+        Lookup::Live(grant) => grant,
+        other => return Err(refused(Kind::Code, other)),
     };
-    idp.spent.insert(key, grant.id.clone());
+    // Every check below leaves the code unused, so the client can retry it.
     if grant.client_id != client_id {
         return Err(OAuthError::bad(
             "invalid_grant",
@@ -150,57 +151,124 @@ fn redeem_code<'a>(
             "code_verifier does not match the code_challenge (BASE64URL(SHA-256(code_verifier)) must equal it; a verifier is 43-128 characters of A-Z a-z 0-9 - . _ ~); send the verifier generated for this login",
         ));
     }
-    check_resource(idp, param("resource"))?;
-    Ok(grant)
+    Ok(Redemption {
+        kind: Kind::Code,
+        key,
+        scopes: grant.scopes.clone(),
+        grant,
+    })
 }
 
 fn redeem_refresh<'a>(
     idp: &DevIdp,
     client_id: &str,
     param: &impl Fn(&str) -> Option<&'a str>,
-) -> Result<Grant, OAuthError> {
+) -> Result<Redemption, OAuthError> {
     let token = param("refresh_token").ok_or_else(|| {
         OAuthError::bad(
             "invalid_request",
             "refresh_token is missing; send the refresh token from the last token answer",
         )
     })?;
-    let key = digest(token);
-    let Some(mut grant) = idp.refresh_tokens.take(&key) else {
-        if let Some(grant_id) = idp.spent.get(&key) {
-            idp.revoke(&grant_id);
-            return Err(OAuthError::bad(
-                "invalid_grant",
-                "this refresh token was already used: each one works once and is replaced by the one returned with it. As a reused token may be stolen, the login it belongs to is revoked; log in again",
-            ));
-        }
-        return Err(OAuthError::bad(
-            "invalid_grant",
-            "unknown or expired refresh token (they are kept in memory and lost when the gateway restarts); log in again",
-        ));
+    // Checked before the token is looked at: a request refused here leaves it usable.
+    check_resource(idp, param("resource"))?;
+    // RFC 6749 §6: no `scope` means the scopes granted at login. A scope list has at least
+    // one entry (§3.3), so an empty `scope=` (some client libraries send one) means that too.
+    let asked = match param("scope") {
+        Some(s) if !s.trim().is_empty() => Some(parse_scopes(Some(s))?),
+        _ => None,
     };
-    idp.spent.insert(key, grant.id.clone());
+    let key = digest(token);
+    let grant = match idp.ledger.look_up(Kind::Refresh, &key)? {
+        Lookup::Live(grant) => grant,
+        other => return Err(refused(Kind::Refresh, other)),
+    };
     if grant.client_id != client_id {
-        idp.revoke(&grant.id);
+        idp.ledger.revoke(&grant.id)?;
+        tracing::warn!(
+            target: "portcullis::inbound",
+            client_id = %client_id,
+            owner = %grant.client_id,
+            user = %grant.user,
+            "dev IdP: client {client_id} presented a refresh token of client {} ({}) for user {}; revoked that login: its refresh tokens no longer work, its access tokens stay valid until they expire",
+            grant.agent,
+            grant.client_id,
+            grant.user
+        );
         return Err(OAuthError::bad(
             "invalid_grant",
             "this refresh token belongs to another client; the login it belongs to is revoked",
         ));
     }
-    check_resource(idp, param("resource"))?;
-    if let Some(scope) = param("scope") {
-        let asked = parse_scopes(Some(scope))?;
-        if let Some(extra) = asked.iter().find(|s| !grant.scopes.contains(s)) {
-            return Err(OAuthError::bad(
-                "invalid_scope",
-                format!(
-                    "scope `{extra}` was not granted at login; a refresh may only narrow the scopes. Log in again to ask for it"
-                ),
-            ));
+    let scopes = match asked {
+        None => grant.scopes.clone(),
+        Some(asked) => {
+            if let Some(extra) = asked.iter().find(|s| !grant.scopes.contains(s)) {
+                return Err(OAuthError::bad(
+                    "invalid_scope",
+                    format!(
+                        "scope `{extra}` was not granted at login; a refresh may only narrow the scopes. Log in again to ask for it"
+                    ),
+                ));
+            }
+            // Narrows this access token only; the next refresh starts from the login's scopes.
+            asked
         }
-        grant.scopes = asked;
+    };
+    Ok(Redemption {
+        kind: Kind::Refresh,
+        key,
+        grant,
+        scopes,
+    })
+}
+
+/// The error for a code or refresh token that is not live. A reused one has just revoked
+/// its login: that is logged, naming the client and the user, as it may be theft.
+fn refused(kind: Kind, lookup: Lookup) -> OAuthError {
+    let what = match kind {
+        Kind::Code => "authorization code",
+        Kind::Refresh => "refresh token",
+    };
+    match lookup {
+        Lookup::Reused(grant) => {
+            tracing::warn!(
+                target: "portcullis::inbound",
+                client_id = %grant.client_id,
+                user = %grant.user,
+                "dev IdP: a used {what} of client {} ({}) for user {} was presented again; revoked that login: its refresh tokens no longer work, its access tokens stay valid until they expire",
+                grant.agent,
+                grant.client_id,
+                grant.user
+            );
+            let description = match kind {
+                Kind::Code => {
+                    "this authorization code was already used; codes work once. As a reused code may be stolen, the refresh tokens issued for it are revoked (access tokens already issued stay valid until they expire). Start the login again"
+                }
+                Kind::Refresh => {
+                    "this refresh token was already used: each one works once and is replaced by the one returned with it. As a reused token may be stolen, the login it belongs to is revoked: its refresh tokens no longer work (access tokens already issued stay valid until they expire). Log in again"
+                }
+            };
+            OAuthError::bad("invalid_grant", description)
+        }
+        Lookup::Revoked => OAuthError::bad(
+            "invalid_grant",
+            "the login this refresh token belongs to was revoked, because one of its used refresh tokens (or its code) was presented again, which may be theft; log in again",
+        ),
+        Lookup::Live(_) | Lookup::Unknown => match kind {
+            Kind::Code => OAuthError::bad(
+                "invalid_grant",
+                format!(
+                    "unknown or expired authorization code (codes last {} s and are forgotten when the gateway restarts); start the login again",
+                    super::CODES.1.as_secs()
+                ),
+            ),
+            Kind::Refresh => OAuthError::bad(
+                "invalid_grant",
+                "unknown or expired refresh token (they are kept in memory and lost when the gateway restarts); log in again",
+            ),
+        },
     }
-    Ok(grant)
 }
 
 fn check_resource(idp: &DevIdp, resource: Option<&str>) -> Result<(), OAuthError> {
@@ -216,17 +284,18 @@ fn check_resource(idp: &DevIdp, resource: Option<&str>) -> Result<(), OAuthError
     }
 }
 
-/// An access token, and a new refresh token when the client may refresh.
-fn issue(idp: &DevIdp, grant: Grant) -> Result<serde_json::Value, OAuthError> {
+/// Sign the access token, then use the code or refresh token and store its successor in one
+/// step: if a concurrent request used it first, nothing is issued.
+fn issue(idp: &DevIdp, r: Redemption) -> Result<serde_json::Value, OAuthError> {
     let request = DevTokenRequest {
-        user: grant.user.clone(),
-        agent: grant.agent.clone(),
-        scopes: grant.scopes.clone(),
+        user: r.grant.user.clone(),
+        agent: r.grant.agent.clone(),
+        scopes: r.scopes.clone(),
         ttl: idp.token_ttl,
     };
     let access = idp
         .key
-        .mint_for_client(&idp.server, &request, &grant.client_id)
+        .mint_for_client(&idp.server, &request, &r.grant.client_id)
         .map_err(|e| {
             OAuthError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -234,23 +303,27 @@ fn issue(idp: &DevIdp, grant: Grant) -> Result<serde_json::Value, OAuthError> {
                 format!("the gateway could not sign the token: {e}"),
             )
         })?;
+    let refresh = if r.grant.refresh {
+        Some(random_token()?)
+    } else {
+        None
+    };
+    match idp
+        .ledger
+        .redeem(r.kind, &r.key, refresh.as_deref().map(digest))?
+    {
+        Lookup::Live(_) => {}
+        other => return Err(refused(r.kind, other)),
+    }
     let mut answer = json!({
         "access_token": access,
         "token_type": "Bearer",
         "expires_in": idp.token_ttl.as_secs(),
     });
-    if !grant.scopes.is_empty() {
-        answer["scope"] = json!(grant.scopes.join(" "));
+    if !r.scopes.is_empty() {
+        answer["scope"] = json!(r.scopes.join(" "));
     }
-    if grant.refresh {
-        let refresh = random_token().map_err(|_| {
-            OAuthError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "the gateway could not generate a random value; retry",
-            )
-        })?;
-        idp.refresh_tokens.insert(digest(&refresh), grant);
+    if let Some(refresh) = refresh {
         answer["refresh_token"] = json!(refresh);
     }
     Ok(answer)

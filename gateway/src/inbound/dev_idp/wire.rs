@@ -7,6 +7,8 @@ use axum::response::{IntoResponse, Json, Response};
 use http::StatusCode;
 use serde_json::json;
 
+use super::store::Unavailable;
+
 /// An OAuth error answer (RFC 6749 §5.2, RFC 7591 §3.2.2): a code a program can act on,
 /// and a description that tells the person reading it what to fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +28,22 @@ impl OAuthError {
     }
     pub fn bad(error: &'static str, description: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, error, description)
+    }
+    /// 503 `temporarily_unavailable`: the gateway, not the request, is at fault.
+    pub fn unavailable(description: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            description,
+        )
+    }
+}
+
+impl From<Unavailable> for OAuthError {
+    fn from(_: Unavailable) -> Self {
+        Self::unavailable(
+            "the gateway could not generate a random value (its system random number generator failed); try again",
+        )
     }
 }
 
