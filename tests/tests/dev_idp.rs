@@ -1,7 +1,8 @@
 //! The development identity provider: `portcullis dev-token` mints a token the running
 //! gateway accepts, the gateway serves the dev issuer's discovery, keys and authorization
-//! server metadata, and it refuses to run the dev IdP on a non-loopback address unless told
-//! it is insecure. (Clients logging in through it: `mcp_clients.rs`.)
+//! server metadata, it refuses to run the dev IdP on a non-loopback address unless told
+//! it is insecure, and web pages and proxies cannot register clients. (Clients logging in
+//! through it: `mcp_clients.rs`.)
 #![allow(clippy::unwrap_used)] // tests may panic on setup failures
 
 use portcullis_e2e::{Gateway, binary, free_port, write_config};
@@ -166,6 +167,71 @@ async fn dev_token_is_accepted_and_the_dev_issuer_is_served() {
         .unwrap();
     assert!(serde_json::to_string(&r.content).unwrap().contains("hello"));
     client.cancel().await.ok();
+}
+
+/// What a web page in a browser can do to the running gateway's registration endpoint: a
+/// `text/plain` POST (no preflight) is refused, and the preflight a JSON POST needs is not
+/// granted; a real client's JSON registration works. Proxied requests are refused too.
+#[tokio::test(flavor = "multi_thread")]
+async fn web_pages_and_proxies_cannot_register_clients() {
+    let port = free_port();
+    let gw = Gateway::start(
+        &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[dev_idp]\n"),
+        &[("demo", demo_target())],
+    )
+    .unwrap();
+    let http = reqwest::Client::new();
+    let register = format!("{}/dev-idp/register", gw.base());
+    let metadata = r#"{"redirect_uris": ["http://localhost:33418/callback"]}"#;
+
+    let simple = http
+        .post(&register)
+        .header("content-type", "text/plain;charset=UTF-8")
+        .header("origin", "https://evil.example")
+        .body(metadata)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(simple.status(), 415);
+    let error: serde_json::Value = simple.json().await.unwrap();
+    assert_eq!(error["error"], "invalid_request", "{error}");
+
+    let preflight = http
+        .request(reqwest::Method::OPTIONS, &register)
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !preflight.status().is_success()
+            && !preflight
+                .headers()
+                .contains_key("access-control-allow-origin"),
+        "a preflight must not be granted: {} {:?}",
+        preflight.status(),
+        preflight.headers()
+    );
+
+    let proxied = http
+        .post(&register)
+        .header("content-type", "application/json")
+        .header("x-forwarded-for", "203.0.113.9")
+        .body(metadata)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proxied.status(), 403);
+
+    let client = http
+        .post(&register)
+        .header("content-type", "application/json")
+        .body(metadata)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(client.status(), 201);
 }
 
 #[test]

@@ -33,9 +33,10 @@ pub struct AuthRequest {
 
 /// `GET /dev-idp/authorize`.
 pub async fn start(State(idp): State<Arc<DevIdp>>, req: Request) -> Response {
-    if let Some(refused) =
-        login::refuse_unless_loopback(req.extensions().get::<ConnectInfo<SocketAddr>>())
-    {
+    if let Some(refused) = login::refuse_unless_direct_loopback(
+        req.extensions().get::<ConnectInfo<SocketAddr>>(),
+        req.headers(),
+    ) {
         return refused;
     }
     let json = login::wants_json(req.headers());
@@ -182,9 +183,10 @@ pub async fn start(State(idp): State<Arc<DevIdp>>, req: Request) -> Response {
 
 /// `POST /dev-idp/authorize`: the login form comes back.
 pub async fn finish(State(idp): State<Arc<DevIdp>>, req: Request) -> Response {
-    if let Some(refused) =
-        login::refuse_unless_loopback(req.extensions().get::<ConnectInfo<SocketAddr>>())
-    {
+    if let Some(refused) = login::refuse_unless_direct_loopback(
+        req.extensions().get::<ConnectInfo<SocketAddr>>(),
+        req.headers(),
+    ) {
         return refused;
     }
     // The global body limit applies already; a login form is tiny anyway.

@@ -582,3 +582,73 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
         self.clone()
     }
 }
+
+#[tokio::test]
+async fn a_page_cannot_register_clients_with_a_simple_request() {
+    let idp = idp();
+    let dev_idp = idp.auth.dev_idp.clone().unwrap();
+    let body = json!({ "redirect_uris": [REDIRECT] }).to_string();
+    let a = idp
+        .run(request(
+            "POST",
+            "/dev-idp/register",
+            "text/plain;charset=UTF-8",
+            &body,
+            [127, 0, 0, 1],
+        ))
+        .await;
+    assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(a.json()["error"], "invalid_request", "{}", a.body);
+    assert!(
+        a.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("Content-Type: application/json"),
+        "{}",
+        a.body
+    );
+    assert_eq!(dev_idp.clients.count(), 0, "nothing was registered");
+}
+
+#[tokio::test]
+async fn logins_and_registrations_through_a_proxy_are_refused() {
+    let idp = idp();
+    let client = idp.register().await;
+    let mut req = request(
+        "GET",
+        &idp.authorize_url(&client, ""),
+        FORM,
+        "",
+        [127, 0, 0, 1],
+    );
+    req.headers_mut()
+        .insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
+    let a = idp.run(req).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert!(a.body.contains("came through a proxy"), "{}", a.body);
+
+    let mut req = request(
+        "POST",
+        "/dev-idp/authorize",
+        FORM,
+        "form_token=x&user=a",
+        [127, 0, 0, 1],
+    );
+    req.headers_mut()
+        .insert("forwarded", "for=203.0.113.9".parse().unwrap());
+    assert_eq!(idp.run(req).await.status, StatusCode::FORBIDDEN);
+
+    let body = json!({ "redirect_uris": [REDIRECT] }).to_string();
+    let mut req = request(
+        "POST",
+        "/dev-idp/register",
+        "application/json",
+        &body,
+        [127, 0, 0, 1],
+    );
+    req.headers_mut()
+        .insert("forwarded", "for=203.0.113.9".parse().unwrap());
+    let a = idp.run(req).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_eq!(a.json()["error"], "access_denied", "{}", a.body);
+}

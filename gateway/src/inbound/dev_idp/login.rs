@@ -5,8 +5,9 @@
 //! keeps its pending requests in [`Forms`], shows [`render`] with the token [`Forms::issue`]
 //! gave, and gets its request back from [`validate`]. The form token is the only link between
 //! the page and the request: unguessable, single-use and short-lived, so a form cannot be
-//! replayed and another site cannot forge one. Only loopback peers see the page
-//! ([`refuse_unless_loopback`]): the dev IdP trusts whoever sits at the machine, nobody else.
+//! replayed and another site cannot forge one. Only loopback peers that are not proxies see
+//! the page ([`refuse_unless_direct_loopback`]): the dev IdP trusts whoever sits at the
+//! machine, nobody else.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -211,22 +212,41 @@ fn check_user(user: &str) -> Result<String, LoginError> {
 }
 
 /// Only a browser on this machine may log in here: anything else gets this 403 and why. A
-/// request whose peer is unknown is refused too (fail closed). `None`: go ahead.
-pub fn refuse_unless_loopback(peer: Option<&ConnectInfo<SocketAddr>>) -> Option<Response> {
-    match peer {
-        Some(ConnectInfo(addr)) if addr.ip().is_loopback() => None,
-        _ => Some(
-            (
-                StatusCode::FORBIDDEN,
-                page_headers(),
-                "The development login page answers only browsers on the gateway's own machine \
-             (loopback addresses): it asks for no password, so anyone else who reached it could \
-             sign in as any user. Open the login from a browser on that machine, or configure a \
-             real identity provider in [[inbound.issuers]] (docs/inbound.md).\n",
-            )
-                .into_response(),
-        ),
-    }
+/// request whose peer is unknown is refused too (fail closed), and so is one that came
+/// through a proxy (a proxy on this machine is a loopback peer, but it may be serving
+/// anyone). `None`: go ahead.
+pub fn refuse_unless_direct_loopback(
+    peer: Option<&ConnectInfo<SocketAddr>>,
+    headers: &HeaderMap,
+) -> Option<Response> {
+    let why = match peer {
+        Some(ConnectInfo(addr)) if addr.ip().is_loopback() => match proxy_header(headers) {
+            None => return None,
+            Some(header) => format!(
+                "The development login page refused this request because it came through a \
+                 proxy (it carries a `{header}` header). The development identity provider is \
+                 for direct use on the gateway's own machine only: it asks for no password, so \
+                 anyone who reaches the proxy could sign in as any user. Open the login at the \
+                 gateway's own loopback address, or configure a real identity provider in \
+                 [[inbound.issuers]] (docs/inbound.md).\n"
+            ),
+        },
+        _ => "The development login page answers only browsers on the gateway's own machine \
+              (loopback addresses): it asks for no password, so anyone else who reached it \
+              could sign in as any user. Open the login from a browser on that machine, or \
+              configure a real identity provider in [[inbound.issuers]] (docs/inbound.md).\n"
+            .to_string(),
+    };
+    Some((StatusCode::FORBIDDEN, page_headers(), why).into_response())
+}
+
+/// The header that shows a request was relayed by a proxy, if any: `Forwarded` (RFC 7239)
+/// or the common `X-Forwarded-For` and `X-Real-IP`. Proxies that add none cannot be told
+/// from a direct client; that is why `serve` also refuses a non-loopback listen address.
+pub fn proxy_header(headers: &HeaderMap) -> Option<&'static str> {
+    ["Forwarded", "X-Forwarded-For", "X-Real-IP"]
+        .into_iter()
+        .find(|h| headers.contains_key(*h))
 }
 
 /// Whether the client asked for JSON (programs probing the endpoint) rather than a page.
@@ -304,12 +324,44 @@ mod tests {
     fn non_loopback_peers_and_unknown_peers_are_refused() {
         let remote = ConnectInfo(SocketAddr::from(([192, 0, 2, 7], 5000)));
         let local = ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 5000)));
+        let direct = HeaderMap::new();
         assert_eq!(
-            refuse_unless_loopback(Some(&remote)).unwrap().status(),
+            refuse_unless_direct_loopback(Some(&remote), &direct)
+                .unwrap()
+                .status(),
             StatusCode::FORBIDDEN
         );
-        assert!(refuse_unless_loopback(None).is_some());
-        assert!(refuse_unless_loopback(Some(&local)).is_none());
+        assert!(refuse_unless_direct_loopback(None, &direct).is_some());
+        assert!(refuse_unless_direct_loopback(Some(&local), &direct).is_none());
+    }
+
+    #[test]
+    fn a_loopback_peer_relaying_for_someone_else_is_refused_and_told_why() {
+        let local = ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 5000)));
+        for (name, value, shown) in [
+            ("x-forwarded-for", "203.0.113.9", "`X-Forwarded-For` header"),
+            (
+                "forwarded",
+                "for=203.0.113.9;proto=https",
+                "`Forwarded` header",
+            ),
+            ("x-real-ip", "203.0.113.9", "`X-Real-IP` header"),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(name, value.parse().unwrap());
+            let resp = refuse_unless_direct_loopback(Some(&local), &headers)
+                .unwrap_or_else(|| panic!("{name} let the request through"));
+            assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+            let body = futures::executor::block_on(axum::body::to_bytes(resp.into_body(), 1 << 16))
+                .unwrap();
+            let text = String::from_utf8(body.to_vec()).unwrap();
+            assert!(
+                text.contains("came through a proxy")
+                    && text.contains(shown)
+                    && text.contains("direct use on the gateway's own machine only"),
+                "{text}"
+            );
+        }
     }
 
     #[test]

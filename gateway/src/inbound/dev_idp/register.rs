@@ -8,12 +8,14 @@ use std::time::SystemTime;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Json, Response};
-use http::StatusCode;
+use http::{HeaderMap, StatusCode, header};
 use serde_json::{Value, json};
 use url::Url;
 
+use super::login::proxy_header;
 use super::store::random_token;
 use super::{DevIdp, OAuthError, no_store};
+use crate::config::is_loopback_host;
 
 const MAX_REDIRECT_URIS: usize = 20;
 const MAX_URI_CHARS: usize = 2_000;
@@ -38,8 +40,9 @@ impl Client {
     }
 
     /// Whether `uri` is one this client registered. Exact string match, except that the
-    /// port of an `http` loopback IP redirect may differ: native apps get a free port at
-    /// run time (RFC 8252 §7.3).
+    /// port of an `http` loopback redirect (127.0.0.1, [::1] or localhost) may differ: native
+    /// apps get a free port at run time (RFC 8252 §7.3), and clients such as Claude Code and
+    /// VS Code register `http://localhost:PORT/callback` and may pick a new port per login.
     pub fn redirect_allowed(&self, uri: &str) -> bool {
         self.redirect_uris
             .iter()
@@ -51,15 +54,9 @@ fn same_but_loopback_port(registered: &str, asked: &str) -> bool {
     let (Ok(mut a), Ok(mut b)) = (Url::parse(registered), Url::parse(asked)) else {
         return false;
     };
-    let loopback_ip = |u: &Url| {
-        u.scheme() == "http"
-            && match u.host() {
-                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                _ => false,
-            }
-    };
-    if !loopback_ip(&a) || !loopback_ip(&b) {
+    let loopback =
+        |u: &Url| u.scheme() == "http" && is_loopback_host(u.host_str().unwrap_or_default());
+    if !loopback(&a) || !loopback(&b) {
         return false;
     }
     let _ = a.set_port(None);
@@ -68,13 +65,9 @@ fn same_but_loopback_port(registered: &str, asked: &str) -> bool {
 }
 
 /// `POST /dev-idp/register`.
-pub async fn register(State(idp): State<Arc<DevIdp>>, body: Bytes) -> Response {
-    match registration(&body) {
-        Ok(mut client) => {
-            client.id = match random_token() {
-                Ok(t) => format!("dev-{}", &t[..22]),
-                Err(_) => return unavailable(),
-            };
+pub async fn register(State(idp): State<Arc<DevIdp>>, headers: HeaderMap, body: Bytes) -> Response {
+    match new_client(&headers, &body) {
+        Ok(client) => {
             let answer = json!({
                 "client_id": client.id,
                 "client_id_issued_at": SystemTime::now()
@@ -100,13 +93,47 @@ pub async fn register(State(idp): State<Arc<DevIdp>>, body: Bytes) -> Response {
     }
 }
 
-fn unavailable() -> Response {
-    OAuthError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "temporarily_unavailable",
-        "the gateway could not generate a random client id; retry",
-    )
-    .into_response()
+fn new_client(headers: &HeaderMap, body: &[u8]) -> Result<Client, OAuthError> {
+    check_sender(headers)?;
+    let mut client = registration(body)?;
+    client.id = format!("dev-{}", &random_token()?[..22]);
+    Ok(client)
+}
+
+/// Refuse registrations a web page or a proxy could have sent. A page may POST `text/plain` to
+/// any address without asking (a "simple" CORS request); `application/json` makes the
+/// browser ask first with a preflight, which the gateway does not grant. So any page could
+/// fill the registry (evicting real clients) were another type accepted.
+fn check_sender(headers: &HeaderMap) -> Result<(), OAuthError> {
+    if let Some(header) = proxy_header(headers) {
+        return Err(OAuthError::new(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            format!(
+                "this registration came through a proxy (it carries a `{header}` header); the development identity provider is for direct use on the gateway's own machine only. Register at the gateway's own loopback address, or configure a real identity provider in [[inbound.issuers]] (docs/inbound.md)"
+            ),
+        ));
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        return Ok(());
+    }
+    let sent = if content_type.is_empty() {
+        "no Content-Type".to_string()
+    } else {
+        format!("Content-Type `{content_type}`")
+    };
+    Err(OAuthError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "invalid_request",
+        format!(
+            "the registration was sent with {sent}; send the client metadata as JSON with `Content-Type: application/json` (RFC 7591 §3.1)"
+        ),
+    ))
 }
 
 fn invalid(description: impl Into<String>) -> OAuthError {
@@ -239,18 +266,10 @@ fn check_redirect_uri(index: usize, value: &Value) -> Result<String, OAuthError>
     }
     match url.scheme() {
         "https" => {}
-        "http" => {
-            let local = match url.host() {
-                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                None => false,
-            };
-            if !local {
-                return Err(bad(&format!(
-                    "(`{text}`) uses plain http to another machine; use https, or http only to 127.0.0.1, [::1] or localhost"
-                )));
-            }
+        "http" if !is_loopback_host(url.host_str().unwrap_or_default()) => {
+            return Err(bad(&format!(
+                "(`{text}`) uses plain http to another machine; use https, or http only to 127.0.0.1, [::1] or localhost"
+            )));
         }
         "javascript" | "data" | "file" | "blob" | "about" | "vbscript" => {
             return Err(bad(&format!(
@@ -322,15 +341,85 @@ mod tests {
     }
 
     #[test]
-    fn redirect_match_is_exact_except_a_loopback_ip_port() {
+    fn redirect_match_is_exact_except_a_loopback_port() {
         let c =
             reg(json!({ "redirect_uris": ["http://127.0.0.1:5000/cb", "https://a.example/cb"] }))
                 .unwrap();
         assert!(c.redirect_allowed("http://127.0.0.1:5000/cb"));
         assert!(c.redirect_allowed("http://127.0.0.1:6123/cb"));
         assert!(!c.redirect_allowed("http://127.0.0.1:5000/other"));
-        assert!(!c.redirect_allowed("http://localhost:5000/cb"));
+        assert!(
+            !c.redirect_allowed("http://localhost:5000/cb"),
+            "the host is matched exactly"
+        );
         assert!(!c.redirect_allowed("https://a.example/cb/"));
         assert!(!c.redirect_allowed("https://a.example:444/cb"));
+    }
+
+    #[test]
+    fn a_localhost_redirect_may_come_back_on_another_port() {
+        // As Claude Code and VS Code register it, then log in on a new port.
+        let c = reg(json!({ "redirect_uris": ["http://localhost:33418/callback"] })).unwrap();
+        assert!(c.redirect_allowed("http://localhost:33418/callback"));
+        assert!(c.redirect_allowed("http://localhost:51234/callback"));
+        assert!(!c.redirect_allowed("http://localhost:51234/other"));
+        assert!(!c.redirect_allowed("https://localhost:51234/callback"));
+        assert!(!c.redirect_allowed("http://127.0.0.1:51234/callback"));
+    }
+
+    fn refused(pairs: &[(&'static str, &str)]) -> Option<OAuthError> {
+        let mut headers = HeaderMap::new();
+        for (k, v) in pairs {
+            headers.insert(*k, v.parse().unwrap());
+        }
+        check_sender(&headers).err()
+    }
+
+    #[test]
+    fn only_json_registrations_are_accepted() {
+        // A page's no-cors POST can only be text/plain, form or multipart.
+        for sent in [
+            "text/plain",
+            "text/plain;charset=UTF-8",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+        ] {
+            let e = refused(&[("content-type", sent)]).unwrap_or_else(|| panic!("{sent} accepted"));
+            assert_eq!(e.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{sent}");
+            assert_eq!(e.error, "invalid_request");
+            assert!(
+                e.description.contains(sent)
+                    && e.description.contains("Content-Type: application/json"),
+                "{}",
+                e.description
+            );
+        }
+        let e = refused(&[]).unwrap();
+        assert!(
+            e.description.contains("no Content-Type"),
+            "{}",
+            e.description
+        );
+        assert!(refused(&[("content-type", "application/json")]).is_none());
+        assert!(refused(&[("content-type", "Application/JSON; charset=utf-8")]).is_none());
+    }
+
+    #[test]
+    fn a_registration_through_a_proxy_is_refused() {
+        for proxy in ["x-forwarded-for", "forwarded", "x-real-ip"] {
+            let e = refused(&[
+                ("content-type", "application/json"),
+                (proxy, "for=192.0.2.1"),
+            ])
+            .unwrap_or_else(|| panic!("{proxy} accepted"));
+            assert_eq!(e.status, StatusCode::FORBIDDEN);
+            assert!(
+                e.description.contains("came through a proxy")
+                    && e.description
+                        .contains("direct use on the gateway's own machine only"),
+                "{}",
+                e.description
+            );
+        }
     }
 }
