@@ -131,15 +131,20 @@ impl McpRemote {
         assert_eq!(page.status(), 200);
         let html = page.text().await.unwrap();
         assert!(html.contains("Development only"), "{html}");
-        let form_token = html
-            .split("name=\"form_token\" value=\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap()
-            .to_string();
+        let attribute = |prefix: &str| {
+            html.split(prefix)
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_else(|| panic!("no {prefix} in the login page: {html}"))
+                .to_string()
+        };
+        let form_token = attribute("name=\"form_token\" value=\"");
+        // The browser posts where the form says: the advertised authorization endpoint.
+        let action = attribute("action=\"");
+        assert_eq!(action, format!("{}/dev-idp/authorize", gw.base()));
         let submitted = self
             .http
-            .post(format!("{}/dev-idp/authorize", gw.base()))
+            .post(&action)
             .form(&[
                 ("form_token", form_token.as_str()),
                 ("user", user),

@@ -176,7 +176,8 @@ pub async fn start(State(idp): State<Arc<DevIdp>>, req: Request) -> Response {
     login::render(&login::Page {
         request: &sentence,
         details: &details,
-        action: "/dev-idp/authorize",
+        // The metadata's authorization_endpoint: right however public_url is written.
+        action: &idp.endpoint("authorize"),
         form_token: &form_token,
     })
 }

@@ -25,12 +25,12 @@ struct Idp {
 }
 
 fn idp() -> Idp {
+    idp_with("[server]\nlisten = \"127.0.0.1:8787\"\n[dev_idp]\n")
+}
+
+fn idp_with(config: &str) -> Idp {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("gateway.toml"),
-        "[server]\nlisten = \"127.0.0.1:8787\"\n[dev_idp]\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
     std::fs::create_dir(dir.path().join("targets")).unwrap();
     let snapshot = crate::config::load(&dir.path().join("gateway.toml")).unwrap();
     let auth = Authenticator::new(&snapshot, reqwest::Client::new())
@@ -651,4 +651,27 @@ async fn logins_and_registrations_through_a_proxy_are_refused() {
     let a = idp.run(req).await;
     assert_eq!(a.status, StatusCode::FORBIDDEN);
     assert_eq!(a.json()["error"], "access_denied", "{}", a.body);
+}
+
+#[tokio::test]
+async fn the_login_form_posts_to_the_advertised_authorization_endpoint() {
+    // A public_url with a path (a gateway behind a path prefix): the form must keep it.
+    let idp = idp_with(
+        "[server]\nlisten = \"127.0.0.1:8787\"\npublic_url = \"http://127.0.0.1:8787/gw\"\n[dev_idp]\n",
+    );
+    let dev_idp = idp.auth.dev_idp.clone().unwrap();
+    let advertised = super::metadata::document(&dev_idp, &[])["authorization_endpoint"].clone();
+    assert_eq!(advertised, "http://127.0.0.1:8787/gw/dev-idp/authorize");
+    let client = idp.register().await;
+    let url = idp
+        .authorize_url(&client, "")
+        .replace("&resource=http%3A%2F%2F127.0.0.1%3A8787%2Fmcp", "");
+    let page = idp.send("GET", &url, "", [127, 0, 0, 1]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body
+            .contains(&format!("action=\"{}\"", advertised.as_str().unwrap())),
+        "{}",
+        page.body
+    );
 }
