@@ -1,6 +1,7 @@
 //! The dev IdP's memory: registered clients, pending logins, authorization codes and refresh
-//! tokens, each in a bounded map whose entries expire. Nothing is written to disk, so a
-//! restart forgets all of it (clients register again; people log in again).
+//! tokens, each in a bounded map whose entries expire (codes and refresh tokens together
+//! under one lock, in `ledger`). Nothing is written to disk, so a restart forgets all of it
+//! (clients register again; people log in again).
 //!
 //! Secrets handed out (codes, refresh tokens, form tokens) are kept only as their SHA-256,
 //! so a memory dump does not yield a usable one.
