@@ -140,11 +140,23 @@ async fn serve(path: &std::path::Path, insecure_dev_idp: bool) -> anyhow::Result
     if snapshot.inbound.dev_idp.is_some() {
         if !loopback && !insecure_dev_idp {
             anyhow::bail!(
-                "[dev_idp] is on and `server.listen` ({}) is not a loopback address: anyone with the \
-                 key file could mint tokens for any user. Fix: remove [dev_idp] and configure a real \
+                "[dev_idp] is on and `server.listen` ({}) is not a loopback address: anyone who \
+                 reaches it could sign in as any user. Fix: remove [dev_idp] and configure a real \
                  issuer in [[inbound.issuers]] (docs/inbound.md), or listen on 127.0.0.1; to do it \
                  anyway, pass --i-know-this-is-insecure",
                 snapshot.server.listen
+            );
+        }
+        // Behind a reverse proxy on this machine every peer looks local: the public URL says
+        // who can really reach the login page.
+        let public_host = snapshot.server.public_url.host_str().unwrap_or_default();
+        if !config::is_loopback_host(public_host) && !insecure_dev_idp {
+            anyhow::bail!(
+                "[dev_idp] is on and `server.public_url` ({}) is not a loopback URL: through the \
+                 proxy that serves it, anyone could sign in as any user at the development login \
+                 page. Fix: remove [dev_idp] and configure a real issuer in [[inbound.issuers]] \
+                 (docs/inbound.md); to do it anyway, pass --i-know-this-is-insecure",
+                snapshot.server.public_url
             );
         }
         tracing::warn!(
