@@ -335,19 +335,8 @@ fn plain(text: &str) -> String {
     text.chars().take(300).collect()
 }
 
-/// `250 ms`, `1 s`, `1.5 s`, `30 s`, `2 min`: durations as people write them.
-pub fn duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms} ms")
-    } else if ms.is_multiple_of(60_000) && ms >= 120_000 {
-        format!("{} min", ms / 60_000)
-    } else if ms.is_multiple_of(1000) {
-        format!("{} s", ms / 1000)
-    } else {
-        format!("{:.1} s", d.as_secs_f64())
-    }
-}
+/// Durations in messages are written as everywhere else in the gateway.
+pub use crate::words::duration;
 
 #[cfg(test)]
 mod tests {
@@ -459,14 +448,5 @@ mod tests {
         )));
         let text = classify(&e).to_string();
         assert!(!text.contains("::") && !text.contains('{'), "{text}");
-    }
-
-    #[test]
-    fn durations_read_as_people_write_them() {
-        assert_eq!(duration(Duration::from_millis(250)), "250 ms");
-        assert_eq!(duration(Duration::from_secs(1)), "1 s");
-        assert_eq!(duration(Duration::from_millis(1500)), "1.5 s");
-        assert_eq!(duration(Duration::from_secs(30)), "30 s");
-        assert_eq!(duration(Duration::from_secs(120)), "2 min");
     }
 }

@@ -621,7 +621,7 @@ async fn supervise(inner: Weak<Inner>, lost: Arc<Notify>, shutdown: Cancellation
         } else {
             let d = backoff;
             backoff = (backoff * 2).min(BACKOFF_MAX);
-            tracing::debug!(target: "portcullis::targets", target_name = %this.spec.name, "target `{}`: next connection attempt in {}", this.spec.name, cause::duration(d));
+            tracing::debug!(target: "portcullis::targets", target_name = %this.spec.name, "target `{}`: next connection attempt in {}", this.spec.name, crate::words::duration(d));
             Some(d)
         };
         let session_ended = lost.notified();

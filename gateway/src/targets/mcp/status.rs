@@ -6,7 +6,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::targets::cause::{Cause, duration};
+use crate::targets::cause::Cause;
+use crate::words::{duration, elapsed, plural};
 
 /// How the supervisor retries, said once when a target goes down.
 pub(super) fn retry_policy(start: Duration, max: Duration) -> String {
@@ -145,12 +146,12 @@ impl Status {
             (true, Some(since)) => tracing::info!(
                 target: "portcullis::targets", target_name = %name,
                 "target `{name}` is back after {} down: {server}, {offers} (connected in {took})",
-                whole(since.elapsed())
+                elapsed(since.elapsed())
             ),
             (false, Some(since)) => tracing::info!(
                 target: "portcullis::targets", target_name = %name,
                 "target `{name}` connected after {} of failed attempts: {server}, {offers} (connected in {took})",
-                whole(since.elapsed())
+                elapsed(since.elapsed())
             ),
             _ => tracing::info!(
                 target: "portcullis::targets", target_name = %name,
@@ -167,26 +168,14 @@ impl Status {
 }
 
 fn offers(tools: usize, prompts: usize, resources: usize) -> String {
-    let n = |count: usize, one: &str, many: &str| {
-        format!("{count} {}", if count == 1 { one } else { many })
-    };
-    let mut parts = vec![n(tools, "tool", "tools")];
+    let mut parts = vec![plural(tools, "tool")];
     if prompts > 0 {
-        parts.push(n(prompts, "prompt", "prompts"));
+        parts.push(plural(prompts, "prompt"));
     }
     if resources > 0 {
-        parts.push(n(resources, "resource", "resources"));
+        parts.push(plural(resources, "resource"));
     }
     parts.join(", ")
-}
-
-/// Whole seconds or minutes, for "N s ago" (milliseconds there are noise above a second).
-fn whole(d: Duration) -> String {
-    match d.as_secs() {
-        0 => duration(Duration::from_millis(d.as_millis() as u64)),
-        s if s >= 120 => format!("{} min", s / 60),
-        s => format!("{s} s"),
-    }
 }
 
 #[cfg(test)]
