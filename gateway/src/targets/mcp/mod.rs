@@ -499,21 +499,23 @@ impl Inner {
             .is_some_and(|l| l.generation == generation)
     }
 
-    /// Open a session and fetch the listing, all within `connect_timeout`: an upstream that
-    /// never answers must not hold the connect lock (and every caller) forever.
+    /// Open a session and fetch the listing, all within one `connect_timeout`: an upstream
+    /// that never answers must not hold the connect lock (and every caller) forever, and
+    /// "timed out after 10 s" must mean 10 s, however the time was split between the steps.
     async fn open(
         self: &Arc<Self>,
         ct: CancellationToken,
     ) -> Result<(Running, Option<ExitReceiver>), OpenFailure> {
         let limit = self.spec.connect_timeout;
+        let deadline = tokio::time::Instant::now() + limit;
         let timed_out = Cause::TimedOut { after: Some(limit) };
         let client = UpstreamClient {
             inner: Arc::downgrade(self),
         };
-        let (running, exit) = tokio::time::timeout(limit, self.handshake(client, ct))
+        let (running, exit) = tokio::time::timeout_at(deadline, self.handshake(client, ct))
             .await
             .map_err(|_| OpenFailure::Handshake(timed_out.clone()))??;
-        tokio::time::timeout(limit, self.refresh(running.peer()))
+        tokio::time::timeout_at(deadline, self.refresh(running.peer()))
             .await
             .map_err(|_| OpenFailure::Listing(timed_out))?
             .map_err(|RefreshError(c)| OpenFailure::Listing(c))?;
