@@ -385,7 +385,16 @@ impl Inner {
                 let cause = self
                     .exited(generation)
                     .unwrap_or_else(|| cause::classify_service(&e));
-                let reason = self.explain("lost the connection during a call", cause.clone());
+                // A call's request that found nothing listening (HTTP opens connections per
+                // request) says what a reconnect would: the upstream cannot be reached.
+                let what = match (&self.transport, &cause) {
+                    (
+                        McpTransport::Http { .. },
+                        Cause::ConnectionRefused | Cause::Dns { .. } | Cause::Tls { .. },
+                    ) => format!("cannot connect to {}", self.upstream()),
+                    _ => "lost the connection during a call".to_string(),
+                };
+                let reason = self.explain(&what, cause.clone());
                 self.drop_session(&reason, &cause, generation);
                 TargetError::Unavailable { target, reason }
             }
