@@ -77,31 +77,15 @@ fn is_duplicate_response_error(m: &Metadata<'_>) -> bool {
         && m.fields().field("id").is_some()
 }
 
+/// What `f` logs through a subscriber whose one layer is filtered by `filter`, as text.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) fn captured(
+    filter: impl Filter<tracing_subscriber::Registry> + Send + Sync + 'static,
+    f: impl FnOnce(),
+) -> String {
     use std::sync::{Arc, Mutex};
 
-    /// What a subscriber with `log_filter(from_env)` writes for rmcp's duplicate line and
-    /// for another rmcp WARN.
-    fn logged(from_env: Option<EnvFilter>) -> String {
-        let out = Arc::new(Mutex::new(Vec::<u8>::new()));
-        let sink = out.clone();
-        let layer = tracing_subscriber::fmt::layer()
-            .with_ansi(false)
-            .with_writer(move || Sink(sink.clone()))
-            .with_filter(log_filter(from_env));
-        let subscriber = tracing_subscriber::registry().with(layer);
-        tracing::subscriber::with_default(subscriber, || {
-            tracing::warn!(target: "rmcp::service", id = 1, error = "boom", "response error");
-            tracing::warn!(target: "rmcp::service", "rejected a request with a foreign Host");
-        });
-        let bytes = out.lock().map(|b| b.clone()).unwrap_or_default();
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
-
     struct Sink(Arc<Mutex<Vec<u8>>>);
-
     impl std::io::Write for Sink {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             if let Ok(mut b) = self.0.lock() {
@@ -112,6 +96,30 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    let out = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let sink = out.clone();
+    let layer = tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .with_writer(move || Sink(sink.clone()))
+        .with_filter(filter);
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
+    let bytes = out.lock().map(|b| b.clone()).unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `log_filter(from_env)` lets through of rmcp's duplicate line and of another
+    /// rmcp WARN.
+    fn logged(from_env: Option<EnvFilter>) -> String {
+        captured(log_filter(from_env), || {
+            tracing::warn!(target: "rmcp::service", id = 1, error = "boom", "response error");
+            tracing::warn!(target: "rmcp::service", "rejected a request with a foreign Host");
+        })
     }
 
     #[test]

@@ -119,7 +119,11 @@ impl McpTarget {
             .connect_timeout(spec.connect_timeout)
             .build()
             .unwrap_or_default();
-        let status = Status::new(&spec.name, status::retry_policy(BACKOFF_START, BACKOFF_MAX));
+        let policy = status::RetryPolicy {
+            start: BACKOFF_START,
+            max: BACKOFF_MAX,
+        };
+        let status = Status::new(&spec.name, policy);
         let inner = Arc::new(Inner {
             spec,
             transport,
