@@ -12,7 +12,7 @@
 
 mod audit;
 
-pub use audit::{AuditEvent, Decision, Outcome};
+pub use audit::{AuditEvent, Decision, Outcome, REQUEST_ID_HEADER, request_id};
 
 use tracing::{Level, Metadata, Subscriber};
 use tracing_subscriber::filter::{FilterExt, filter_fn};
