@@ -70,7 +70,9 @@ impl From<RelayError> for ErrorData {
     fn from(e: RelayError) -> Self {
         match e {
             RelayError::Client(d) => d,
-            RelayError::NoAnswer => ErrorData::new(ErrorCode::INTERNAL_ERROR, e.to_string(), None),
+            RelayError::NoAnswer | RelayError::Internal => {
+                ErrorData::new(ErrorCode::INTERNAL_ERROR, e.to_string(), None)
+            }
             other => ErrorData::new(ErrorCode::INVALID_REQUEST, other.to_string(), None),
         }
     }
