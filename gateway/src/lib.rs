@@ -18,3 +18,4 @@ pub mod outbound;
 pub mod server;
 pub mod targets;
 pub mod telemetry;
+pub mod words;

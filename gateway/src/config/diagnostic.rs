@@ -49,11 +49,7 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        writeln!(
-            f,
-            "configuration has {n} error{}:",
-            if n == 1 { "" } else { "s" }
-        )?;
+        writeln!(f, "configuration has {}:", crate::words::plural(n, "error"))?;
         for e in &self.0 {
             writeln!(f, "error: {e}")?;
         }

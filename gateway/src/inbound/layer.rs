@@ -115,10 +115,7 @@ struct Seen {
 impl Seen {
     fn of(req: &Request) -> Self {
         Self {
-            request_id: req
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
+            request_id: crate::telemetry::request_id(req.headers())
                 .map_or_else(|| "-".to_string(), str::to_string),
             path: req.uri().path().to_string(),
             at: std::time::Instant::now(),

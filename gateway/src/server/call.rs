@@ -208,8 +208,7 @@ fn notification_kind(n: &ServerNotification) -> &'static str {
 fn request_id(ctx: &RequestContext<RoleServer>) -> String {
     ctx.extensions
         .get::<http::request::Parts>()
-        .and_then(|p| p.headers.get("x-request-id"))
-        .and_then(|v| v.to_str().ok())
+        .and_then(|p| crate::telemetry::request_id(&p.headers))
         .map(str::to_string)
         .unwrap_or_else(|| ctx.id.to_string())
 }

@@ -117,11 +117,21 @@ impl fmt::Display for Cause {
     }
 }
 
+/// What a fix can point at in a target's registration.
+#[derive(Debug, Clone, Copy)]
+pub struct Registration<'a> {
+    /// The registration file as users know it (`targets/NAME.toml`).
+    pub file: &'a str,
+    /// The setting that names the upstream (`mcp.url`, `mcp.command`).
+    pub key: &'a str,
+    /// Whether it has an `[auth]` section (a mode other than `none`).
+    pub has_auth: bool,
+}
+
 impl Cause {
-    /// What the operator can do about it, if there is one obvious thing. `file` is the
-    /// target's registration, `key` the setting that names the upstream (`mcp.url`,
-    /// `mcp.command`).
-    pub fn fix(&self, file: &str, key: &str) -> Option<String> {
+    /// What the operator can do about it, if there is one obvious thing.
+    pub fn fix(&self, at: Registration<'_>) -> Option<String> {
+        let Registration { file, key, .. } = at;
         Some(match self {
             Self::ConnectionRefused => {
                 format!("is the upstream running? check `{key}` in {file}")
@@ -133,9 +143,12 @@ impl Cause {
             Self::TimedOut { .. } => format!(
                 "is the upstream reachable and healthy? `connect_timeout` in {file} sets the limit"
             ),
-            Self::Http { status: 401 | 403 } => {
+            Self::Http { status: 401 | 403 } if at.has_auth => {
                 format!("check the credential in the `[auth]` section of {file}")
             }
+            Self::Http { status: 401 | 403 } => format!(
+                "it wants a credential: add an `[auth]` section to {file}, as docs/outbound.md describes"
+            ),
             Self::Http {
                 status: 404 | 405 | 406 | 415,
             }
@@ -312,6 +325,11 @@ fn known(e: &(dyn Error + 'static)) -> Option<Cause> {
             detail: Some("the upstream's certificate is not trusted".into()),
         });
     }
+    // hyper's `IncompleteMessage` and `ChannelClosed`: a pooled connection the upstream
+    // closed while (or before) a request was sent on it.
+    if lower == "connection closed before message completed" || lower == "channel closed" {
+        return Some(Cause::Closed);
+    }
     if lower.contains("corrupt message") || lower.contains("tls") && lower.contains("handshake") {
         return Some(Cause::Tls {
             detail: Some("is the upstream really serving https?".into()),
@@ -335,19 +353,8 @@ fn plain(text: &str) -> String {
     text.chars().take(300).collect()
 }
 
-/// `250 ms`, `1 s`, `1.5 s`, `30 s`, `2 min`: durations as people write them.
-pub fn duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms} ms")
-    } else if ms.is_multiple_of(60_000) && ms >= 120_000 {
-        format!("{} min", ms / 60_000)
-    } else if ms.is_multiple_of(1000) {
-        format!("{} s", ms / 1000)
-    } else {
-        format!("{:.1} s", d.as_secs_f64())
-    }
-}
+/// Durations in messages are written as everywhere else in the gateway.
+pub use crate::words::duration;
 
 #[cfg(test)]
 mod tests {
@@ -453,20 +460,51 @@ mod tests {
     }
 
     #[test]
+    fn a_pooled_connection_closed_under_a_request_is_closed() {
+        // hyper's error type cannot be built outside hyper; its text is what identifies it.
+        #[derive(Debug)]
+        struct Hyper(&'static str);
+        impl fmt::Display for Hyper {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl Error for Hyper {}
+        for text in [
+            "connection closed before message completed",
+            "channel closed",
+        ] {
+            let e = transport(HttpError::Io(io::Error::other(Hyper(text))));
+            assert_eq!(classify(&e), Cause::Closed, "{text}");
+        }
+    }
+
+    #[test]
+    fn an_upstream_asking_for_credentials_is_told_where_they_go() {
+        let mut at = Registration {
+            file: "targets/locked.toml",
+            key: "mcp.url",
+            has_auth: false,
+        };
+        let fix = Cause::Http { status: 401 }.fix(at).unwrap_or_default();
+        assert_eq!(
+            fix,
+            "it wants a credential: add an `[auth]` section to targets/locked.toml, as docs/outbound.md describes"
+        );
+        at.has_auth = true;
+        let fix = Cause::Http { status: 403 }.fix(at).unwrap_or_default();
+        assert_eq!(
+            fix,
+            "check the credential in the `[auth]` section of targets/locked.toml"
+        );
+    }
+
+    #[test]
     fn unknown_errors_never_leak_type_paths_or_debug_dumps() {
         let e = transport(HttpError::Io(io::Error::other(
             "weird rmcp::x::Y { field: 1 }",
         )));
         let text = classify(&e).to_string();
         assert!(!text.contains("::") && !text.contains('{'), "{text}");
-    }
-
-    #[test]
-    fn durations_read_as_people_write_them() {
-        assert_eq!(duration(Duration::from_millis(250)), "250 ms");
-        assert_eq!(duration(Duration::from_secs(1)), "1 s");
-        assert_eq!(duration(Duration::from_millis(1500)), "1.5 s");
-        assert_eq!(duration(Duration::from_secs(30)), "30 s");
-        assert_eq!(duration(Duration::from_secs(120)), "2 min");
     }
 }

@@ -40,7 +40,7 @@ pub enum Health {
 pub enum TargetError {
     #[error("target `{target}` is unavailable: {reason}")]
     Unavailable { target: String, reason: String },
-    #[error("target `{target}` did not answer within {}", cause::duration(*after))]
+    #[error("target `{target}` did not answer within {}", crate::words::duration(*after))]
     Timeout { target: String, after: Duration },
     /// The upstream answered with a JSON-RPC error; passed on with its code.
     #[error("target `{target}` returned an error: {}", error.message)]

@@ -8,8 +8,9 @@
 //! - progress notifications carry the progress token rmcp put on our request;
 //! - anything else (stdio upstreams, log messages) is delivered only when exactly one call is
 //!   in flight on that target, so it cannot be attributed to the wrong caller. Otherwise it is
-//!   dropped (logged at debug) and a request is answered with [`RelayError::Unattributable`]
-//!   (the upstream client turns a `roots/list` asked outside any call into "no roots").
+//!   dropped (logged at debug) and a request is refused: [`RelayError::NoCall`] when no tool
+//!   call is in flight at all (the upstream client answers a `roots/list` then with "no
+//!   roots", which is true), [`RelayError::Unattributable`] when it could be one of several.
 //!
 //! Delivery happens inside the downstream handler's task (see `server::call`), which is what
 //! lets rmcp put the relayed message on that caller's own response stream.
@@ -41,11 +42,21 @@ pub type RelayReceiver = mpsc::Receiver<Relay>;
 /// Why an upstream's request was not answered by a caller.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    /// No call it could belong to (sent outside any tool call, or with several in flight).
+    /// Not sent during any caller's tool call: none is in flight, or it came on the stream of
+    /// a request that is not one (the gateway's own listing, a prompt, a resource).
     #[error(
-        "the gateway cannot attribute this request to one of its callers; send it during a tool call"
+        "no tool call is in flight that this request could belong to, so there is no caller to ask; the gateway relays requests only during a tool call"
+    )]
+    NoCall,
+    /// It could belong to any of several calls in flight, and nothing says which.
+    #[error(
+        "several calls are in flight and nothing says which one this request belongs to, so the gateway cannot tell which caller to ask; send it on the response stream of its call"
     )]
     Unattributable,
+    /// The routing table is unusable (a panic while it was held): nothing is routed, rather
+    /// than possibly to the wrong caller.
+    #[error("the gateway could not route this request because of an internal error")]
+    Internal,
     #[error("the originating call has already finished")]
     CallFinished,
     #[error("the originating call ended before the client answered")]
@@ -59,7 +70,9 @@ impl From<RelayError> for ErrorData {
     fn from(e: RelayError) -> Self {
         match e {
             RelayError::Client(d) => d,
-            RelayError::NoAnswer => ErrorData::new(ErrorCode::INTERNAL_ERROR, e.to_string(), None),
+            RelayError::NoAnswer | RelayError::Internal => {
+                ErrorData::new(ErrorCode::INTERNAL_ERROR, e.to_string(), None)
+            }
             other => ErrorData::new(ErrorCode::INVALID_REQUEST, other.to_string(), None),
         }
     }
@@ -139,14 +152,22 @@ impl Relays {
         (Registration { relays: self, id }, rx)
     }
 
-    fn sender_for(&self, origin: Option<&InboundStreamOrigin>) -> Option<mpsc::Sender<Relay>> {
-        let t = self.inner.lock().ok()?;
+    fn sender_for(
+        &self,
+        origin: Option<&InboundStreamOrigin>,
+    ) -> Result<mpsc::Sender<Relay>, RelayError> {
+        let t = self.inner.lock().map_err(|_| RelayError::Internal)?;
         match origin {
-            Some(InboundStreamOrigin::OutboundRequest(id)) => {
-                t.by_request.get(id).map(|e| e.tx.clone())
-            }
-            Some(InboundStreamOrigin::Unassociated) => None,
-            None => self.sole(&t),
+            // On the stream of one of our requests: that call's, or none if it is not a
+            // tool call.
+            Some(InboundStreamOrigin::OutboundRequest(id)) => t
+                .by_request
+                .get(id)
+                .map(|e| e.tx.clone())
+                .ok_or(RelayError::NoCall),
+            _ if t.by_request.is_empty() => Err(RelayError::NoCall),
+            Some(InboundStreamOrigin::Unassociated) => Err(RelayError::Unattributable),
+            None => self.sole(&t).ok_or(RelayError::Unattributable),
         }
     }
 
@@ -156,9 +177,7 @@ impl Relays {
         request: ServerRequest,
         origin: Option<&InboundStreamOrigin>,
     ) -> Result<ClientResult, RelayError> {
-        let Some(tx) = self.sender_for(origin) else {
-            return Err(RelayError::Unattributable);
-        };
+        let tx = self.sender_for(origin)?;
         let (reply, answer) = oneshot::channel();
         tx.send(Relay::Request { request, reply })
             .await
@@ -245,11 +264,12 @@ mod tests {
             "caller 1 must not see caller 2's request"
         );
 
-        // Two calls in flight and no stream origin: nobody can be sure, so nobody gets it.
+        // Two calls in flight and no stream origin: nobody can be sure, so nobody gets it —
+        // and the upstream is told it was ambiguous, not that there was no call.
         let err = relays
             .request(ServerRequest::PingRequest(PingRequest::default()), None)
             .await;
-        assert!(err.is_err());
+        assert!(matches!(err, Err(RelayError::Unattributable)), "{err:?}");
     }
 
     #[tokio::test]
@@ -273,9 +293,9 @@ mod tests {
         {
             let _in_flight = relays.begin();
             let _g = relays.register(RequestId::Number(1), token("u"), None);
-            assert!(relays.sender_for(None).is_some());
+            assert!(relays.sender_for(None).is_ok());
         }
-        assert!(relays.sender_for(None).is_none());
+        assert!(matches!(relays.sender_for(None), Err(RelayError::NoCall)));
     }
 
     #[test]
@@ -283,12 +303,30 @@ mod tests {
         let relays = Relays::default();
         let _alice = relays.begin();
         let _g = relays.register(RequestId::Number(1), token("u"), None);
-        assert!(relays.sender_for(None).is_some(), "alone: attributable");
+        assert!(relays.sender_for(None).is_ok(), "alone: attributable");
         // Bob's prompts/get is in flight too (not a tool call, never registered): an
         // unattributed message could be his, so it goes to nobody.
         let bob = relays.begin();
-        assert!(relays.sender_for(None).is_none());
+        assert!(matches!(
+            relays.sender_for(None),
+            Err(RelayError::Unattributable)
+        ));
         drop(bob);
-        assert!(relays.sender_for(None).is_some());
+        assert!(relays.sender_for(None).is_ok());
+    }
+
+    #[tokio::test]
+    async fn without_a_tool_call_in_flight_there_is_no_call_to_ask() {
+        let relays = Relays::default();
+        let ping = || ServerRequest::PingRequest(PingRequest::default());
+        let err = relays.request(ping(), None).await;
+        assert!(matches!(err, Err(RelayError::NoCall)), "{err:?}");
+        // The gateway's own listing in flight is not a caller's call.
+        let _listing = relays.begin();
+        let err = relays.request(ping(), None).await;
+        assert!(matches!(err, Err(RelayError::NoCall)), "{err:?}");
+        let on_listing = InboundStreamOrigin::OutboundRequest(RequestId::Number(9));
+        let err = relays.request(ping(), Some(&on_listing)).await;
+        assert!(matches!(err, Err(RelayError::NoCall)), "{err:?}");
     }
 }

@@ -5,6 +5,15 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+/// The header that carries a request's id: the client's own, or one the HTTP layer assigned
+/// (`server::http`), echoed in the response.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The request id in `headers`, if one is there and is text.
+pub fn request_id(headers: &http::HeaderMap) -> Option<&str> {
+    headers.get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok())
+}
+
 /// What the gateway decided about a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

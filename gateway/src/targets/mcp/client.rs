@@ -35,10 +35,15 @@ impl UpstreamClient {
             // Outside any call — server-everything asks for roots right after connecting.
             // The session is shared by every caller, so the gateway has no roots of its own
             // to offer: "none" is the true answer, and not an error.
-            Err(RelayError::Unattributable) if what == "roots/list" => {
+            Err(RelayError::NoCall) if what == "roots/list" => {
                 tracing::debug!(target: "portcullis::targets", target_name = %name, "target `{name}` asked for roots/list outside any tool call; answered with no roots (its session is shared by all callers, so no caller's roots apply)");
             }
-            Err(e @ (RelayError::Unattributable | RelayError::CallFinished)) => {
+            Err(
+                e @ (RelayError::NoCall
+                | RelayError::Unattributable
+                | RelayError::Internal
+                | RelayError::CallFinished),
+            ) => {
                 tracing::debug!(target: "portcullis::targets", target_name = %name, "target `{name}` sent {what} that no single caller can answer; refused: {e}");
             }
             _ => {}
@@ -121,14 +126,7 @@ impl ClientHandler for UpstreamClient {
         ctx: RequestContext<RoleClient>,
     ) -> Result<ListRootsResult, ErrorData> {
         let req = ServerRequest::ListRootsRequest(ListRootsRequest::default());
-        let answer = match self.relay("roots/list", req, &ctx).await {
-            Err(RelayError::Unattributable) => return Ok(ListRootsResult::default()),
-            other => other?,
-        };
-        match answer {
-            ClientResult::ListRootsResult(r) => Ok(r),
-            _ => Err(wrong_kind("roots/list")),
-        }
+        roots(self.relay("roots/list", req, &ctx).await)
     }
 
     async fn on_progress(
@@ -174,9 +172,61 @@ impl ClientHandler for UpstreamClient {
     }
 }
 
+/// The answer to an upstream's `roots/list`: the caller's roots, or none when no tool call
+/// is in flight (true: the shared session has no roots of its own). Every other failure —
+/// several calls it could belong to, among them — stays an error: "no roots" would be a
+/// guess on some caller's behalf.
+#[allow(deprecated)] // roots: see the note on the `ClientHandler` impl
+fn roots(answer: Result<ClientResult, RelayError>) -> Result<ListRootsResult, ErrorData> {
+    match answer {
+        Ok(ClientResult::ListRootsResult(r)) => Ok(r),
+        Ok(_) => Err(wrong_kind("roots/list")),
+        Err(RelayError::NoCall) => Ok(ListRootsResult::default()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn wrong_kind(method: &str) -> ErrorData {
     ErrorData::internal_error(
         format!("the client answered {method} with a result of another kind"),
         None,
     )
+}
+
+#[cfg(test)]
+#[allow(deprecated)]
+mod tests {
+    use super::*;
+    use crate::targets::relay::Relays;
+    use std::sync::Arc;
+
+    fn list_roots() -> ServerRequest {
+        ServerRequest::ListRootsRequest(ListRootsRequest::default())
+    }
+
+    fn token(s: &str) -> ProgressToken {
+        ProgressToken(NumberOrString::String(Arc::from(s)))
+    }
+
+    #[tokio::test]
+    async fn roots_outside_any_call_are_none() {
+        let relays = Relays::default();
+        let answer = roots(relays.request(list_roots(), None).await);
+        assert_eq!(answer.map(|r| r.roots.len()), Ok(0));
+    }
+
+    #[tokio::test]
+    async fn roots_asked_while_two_calls_are_in_flight_are_not_answered_with_none() {
+        let relays = Relays::default();
+        let (_a, _b) = (relays.begin(), relays.begin());
+        let _alice = relays.register(RequestId::Number(1), token("u1"), None);
+        let _bob = relays.register(RequestId::Number(2), token("u2"), None);
+        let err = roots(relays.request(list_roots(), None).await).unwrap_err();
+        assert_eq!(err.code, ErrorCode::INVALID_REQUEST);
+        assert!(
+            err.message.contains("several calls are in flight"),
+            "{err:?}"
+        );
+        assert!(!err.message.contains("::"), "{err:?}");
+    }
 }

@@ -4,7 +4,8 @@
 
 use super::Inner;
 use crate::config::McpTransport;
-use crate::targets::cause::Cause;
+use crate::config::outbound::AuthSpec;
+use crate::targets::cause::{Cause, Registration};
 
 /// Which step of connecting failed, and why.
 pub(super) enum OpenFailure {
@@ -49,7 +50,12 @@ impl Inner {
             },
             (c, _) => c,
         };
-        match cause.fix(&self.file(), self.key()) {
+        let at = Registration {
+            file: &self.file(),
+            key: self.key(),
+            has_auth: !matches!(self.spec.auth, AuthSpec::None),
+        };
+        match cause.fix(at) {
             Some(fix) => format!("{what}: {cause} ({fix})"),
             None => format!("{what}: {cause}"),
         }

@@ -119,7 +119,11 @@ impl McpTarget {
             .connect_timeout(spec.connect_timeout)
             .build()
             .unwrap_or_default();
-        let status = Status::new(&spec.name, status::retry_policy(BACKOFF_START, BACKOFF_MAX));
+        let policy = status::RetryPolicy {
+            start: BACKOFF_START,
+            max: BACKOFF_MAX,
+        };
+        let status = Status::new(&spec.name, policy);
         let inner = Arc::new(Inner {
             spec,
             transport,
@@ -385,7 +389,16 @@ impl Inner {
                 let cause = self
                     .exited(generation)
                     .unwrap_or_else(|| cause::classify_service(&e));
-                let reason = self.explain("lost the connection during a call", cause.clone());
+                // A call's request that found nothing listening (HTTP opens connections per
+                // request) says what a reconnect would: the upstream cannot be reached.
+                let what = match (&self.transport, &cause) {
+                    (
+                        McpTransport::Http { .. },
+                        Cause::ConnectionRefused | Cause::Dns { .. } | Cause::Tls { .. },
+                    ) => format!("cannot connect to {}", self.upstream()),
+                    _ => "lost the connection during a call".to_string(),
+                };
+                let reason = self.explain(&what, cause.clone());
                 self.drop_session(&reason, &cause, generation);
                 TargetError::Unavailable { target, reason }
             }
@@ -499,21 +512,23 @@ impl Inner {
             .is_some_and(|l| l.generation == generation)
     }
 
-    /// Open a session and fetch the listing, all within `connect_timeout`: an upstream that
-    /// never answers must not hold the connect lock (and every caller) forever.
+    /// Open a session and fetch the listing, all within one `connect_timeout`: an upstream
+    /// that never answers must not hold the connect lock (and every caller) forever, and
+    /// "timed out after 10 s" must mean 10 s, however the time was split between the steps.
     async fn open(
         self: &Arc<Self>,
         ct: CancellationToken,
     ) -> Result<(Running, Option<ExitReceiver>), OpenFailure> {
         let limit = self.spec.connect_timeout;
+        let deadline = tokio::time::Instant::now() + limit;
         let timed_out = Cause::TimedOut { after: Some(limit) };
         let client = UpstreamClient {
             inner: Arc::downgrade(self),
         };
-        let (running, exit) = tokio::time::timeout(limit, self.handshake(client, ct))
+        let (running, exit) = tokio::time::timeout_at(deadline, self.handshake(client, ct))
             .await
             .map_err(|_| OpenFailure::Handshake(timed_out.clone()))??;
-        tokio::time::timeout(limit, self.refresh(running.peer()))
+        tokio::time::timeout_at(deadline, self.refresh(running.peer()))
             .await
             .map_err(|_| OpenFailure::Listing(timed_out))?
             .map_err(|RefreshError(c)| OpenFailure::Listing(c))?;
@@ -621,7 +636,7 @@ async fn supervise(inner: Weak<Inner>, lost: Arc<Notify>, shutdown: Cancellation
         } else {
             let d = backoff;
             backoff = (backoff * 2).min(BACKOFF_MAX);
-            tracing::debug!(target: "portcullis::targets", target_name = %this.spec.name, "target `{}`: next connection attempt in {}", this.spec.name, cause::duration(d));
+            tracing::debug!(target: "portcullis::targets", target_name = %this.spec.name, "target `{}`: next connection attempt in {}", this.spec.name, crate::words::duration(d));
             Some(d)
         };
         let session_ended = lost.notified();

@@ -6,21 +6,40 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::targets::cause::{Cause, duration};
+use crate::targets::cause::Cause;
+use crate::words::{duration, elapsed, plural};
 
-/// How the supervisor retries, said once when a target goes down.
-pub(super) fn retry_policy(start: Duration, max: Duration) -> String {
-    format!(
-        "Retrying in {}, then doubling the wait up to every {}",
-        duration(start),
-        duration(max)
-    )
+/// How the supervisor retries (`supervise` in mod.rs), said once when a target goes down.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RetryPolicy {
+    pub start: Duration,
+    pub max: Duration,
+}
+
+impl RetryPolicy {
+    /// After a failed attempt the supervisor waits `start`, doubling up to `max`.
+    fn after_failure(&self) -> String {
+        format!(
+            "Retrying in {}, then doubling the wait up to every {}",
+            duration(self.start),
+            duration(self.max)
+        )
+    }
+
+    /// After a live session ends the supervisor reconnects at once, then backs off.
+    fn after_loss(&self) -> String {
+        format!(
+            "Reconnecting now; if that fails, retrying in {}, then doubling the wait up to every {}",
+            duration(self.start),
+            duration(self.max)
+        )
+    }
 }
 
 #[derive(Debug)]
 pub(super) struct Status {
     name: String,
-    policy: String,
+    policy: RetryPolicy,
     state: Mutex<State>,
 }
 
@@ -49,7 +68,7 @@ pub(super) struct Connected<'a> {
 }
 
 impl Status {
-    pub fn new(name: &str, policy: String) -> Self {
+    pub fn new(name: &str, policy: RetryPolicy) -> Self {
         Self {
             name: name.to_string(),
             policy,
@@ -97,7 +116,8 @@ impl Status {
         let Ok(mut s) = self.state.lock() else { return };
         s.failures += 1;
         s.down_since.get_or_insert_with(Instant::now);
-        self.down(&mut s, problem, cause, detail);
+        let plan = self.policy.after_failure();
+        self.down(&mut s, problem, cause, detail, &plan);
     }
 
     /// A live session ended (or a call found it broken): a new outage begins.
@@ -109,17 +129,18 @@ impl Status {
         s.announced = None;
         s.failures = 0;
         s.down_since = Some(Instant::now());
-        self.down(&mut s, problem, cause, detail);
+        let plan = self.policy.after_loss();
+        self.down(&mut s, problem, cause, detail, &plan);
     }
 
-    /// Record the problem; say it at WARN when the outage is new or its cause changed.
-    fn down(&self, s: &mut State, problem: &str, cause: &Cause, detail: &str) {
+    /// Record the problem; say it at WARN when the outage is new (with `plan`, what happens
+    /// next) or its cause changed.
+    fn down(&self, s: &mut State, problem: &str, cause: &Cause, detail: &str, plan: &str) {
         let name = &self.name;
         match &s.announced {
             None => tracing::warn!(
                 target: "portcullis::targets", target_name = %name,
-                "target `{name}` is down: {problem}{detail}. {}; a line will say when it is back",
-                self.policy
+                "target `{name}` is down: {problem}{detail}. {plan}; a line will say when it is back"
             ),
             Some(before) if before != cause => tracing::warn!(
                 target: "portcullis::targets", target_name = %name,
@@ -145,12 +166,12 @@ impl Status {
             (true, Some(since)) => tracing::info!(
                 target: "portcullis::targets", target_name = %name,
                 "target `{name}` is back after {} down: {server}, {offers} (connected in {took})",
-                whole(since.elapsed())
+                elapsed(since.elapsed())
             ),
             (false, Some(since)) => tracing::info!(
                 target: "portcullis::targets", target_name = %name,
                 "target `{name}` connected after {} of failed attempts: {server}, {offers} (connected in {took})",
-                whole(since.elapsed())
+                elapsed(since.elapsed())
             ),
             _ => tracing::info!(
                 target: "portcullis::targets", target_name = %name,
@@ -167,38 +188,28 @@ impl Status {
 }
 
 fn offers(tools: usize, prompts: usize, resources: usize) -> String {
-    let n = |count: usize, one: &str, many: &str| {
-        format!("{count} {}", if count == 1 { one } else { many })
-    };
-    let mut parts = vec![n(tools, "tool", "tools")];
+    let mut parts = vec![plural(tools, "tool")];
     if prompts > 0 {
-        parts.push(n(prompts, "prompt", "prompts"));
+        parts.push(plural(prompts, "prompt"));
     }
     if resources > 0 {
-        parts.push(n(resources, "resource", "resources"));
+        parts.push(plural(resources, "resource"));
     }
     parts.join(", ")
-}
-
-/// Whole seconds or minutes, for "N s ago" (milliseconds there are noise above a second).
-fn whole(d: Duration) -> String {
-    match d.as_secs() {
-        0 => duration(Duration::from_millis(d.as_millis() as u64)),
-        s if s >= 120 => format!("{} min", s / 60),
-        s => format!("{s} s"),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const POLICY: RetryPolicy = RetryPolicy {
+        start: Duration::from_millis(250),
+        max: Duration::from_secs(30),
+    };
+
     #[test]
     fn connecting_until_the_first_attempt_ends() {
-        let s = Status::new(
-            "demo",
-            retry_policy(Duration::from_millis(250), Duration::from_secs(30)),
-        );
+        let s = Status::new("demo", POLICY);
         assert!(
             s.reason()
                 .starts_with("connecting (first attempt, started 0 s ago)")
@@ -225,11 +236,47 @@ mod tests {
     }
 
     #[test]
-    fn the_retry_policy_reads_plainly() {
-        assert_eq!(
-            retry_policy(Duration::from_millis(250), Duration::from_secs(30)),
-            "Retrying in 250 ms, then doubling the wait up to every 30 s"
+    fn the_down_line_says_what_the_supervisor_will_do() {
+        let s = Status::new("demo", POLICY);
+        let failed = warnings(|| {
+            s.failed(
+                "cannot connect: connection refused",
+                &Cause::ConnectionRefused,
+                "",
+            )
+        });
+        assert!(
+            failed.contains("is down: cannot connect: connection refused. Retrying in 250 ms, then doubling the wait up to every 30 s;"),
+            "{failed}"
         );
+        s.connected(Connected {
+            server: None,
+            tools: 0,
+            prompts: 0,
+            resources: 0,
+            took: Duration::ZERO,
+        });
+        // A lost session is reconnected at once, not after the first backoff step.
+        let lost = warnings(|| {
+            s.lost(
+                "the session ended: the process exited",
+                &Cause::Exited { status: None },
+                "",
+            )
+        });
+        assert!(
+            lost.contains("is down: the session ended: the process exited. Reconnecting now; if that fails, retrying in 250 ms, then doubling the wait up to every 30 s;"),
+            "{lost}"
+        );
+    }
+
+    /// The WARN lines `f` logs.
+    fn warnings(f: impl FnOnce()) -> String {
+        crate::telemetry::captured(tracing_subscriber::filter::LevelFilter::WARN, f)
+    }
+
+    #[test]
+    fn offers_read_plainly() {
         assert_eq!(offers(1, 0, 0), "1 tool");
         assert_eq!(offers(5, 1, 2), "5 tools, 1 prompt, 2 resources");
     }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +30,9 @@ const TAIL_LINES: usize = 3;
 /// How long an exited child's remaining stderr is awaited.
 const STDERR_DRAIN: Duration = Duration::from_millis(500);
 const TAIL_LINE_CHARS: usize = 200;
+/// The longest stderr line logged whole. A child that writes without newlines must not grow
+/// the gateway's memory, and must never stop being read (a full pipe blocks the child).
+const MAX_LINE_BYTES: usize = 8 * 1024;
 
 /// A started child: the pipes the MCP session runs on, and its exit status once known.
 pub(super) struct Child {
@@ -171,16 +174,30 @@ pub(super) async fn exit_status(
         .and_then(|r| r.ok().and_then(|s| *s))
 }
 
-async fn forward_stderr(
-    target: String,
-    stderr: tokio::process::ChildStderr,
-    tail: Arc<StderrTail>,
-) {
-    let mut lines = BufReader::new(stderr).lines();
-    while let Ok(Some(raw)) = lines.next_line().await {
-        let (level, line) = parse_line(&raw);
+/// Log a child's stderr line by line until it closes. Bytes that are not UTF-8 are shown
+/// as U+FFFD and over-long lines are cut: either way reading goes on, since a child whose
+/// stderr is no longer read blocks once the pipe is full.
+async fn forward_stderr(target: String, stderr: impl AsyncRead + Unpin, tail: Arc<StderrTail>) {
+    let mut reader = BufReader::new(stderr);
+    let mut buf = Vec::new();
+    loop {
+        let cut = match read_line_capped(&mut reader, &mut buf, MAX_LINE_BYTES).await {
+            Ok(Some(cut)) => cut,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(target: "portcullis::upstream_stderr", target_name = %target, "target `{target}`: its stderr could not be read any more: {e}");
+                return;
+            }
+        };
+        let (level, mut line) = parse_line(&String::from_utf8_lossy(&buf));
         if line.is_empty() {
             continue;
+        }
+        if cut {
+            line.push_str(&format!(
+                " [cut: the line is longer than {} KiB]",
+                MAX_LINE_BYTES / 1024
+            ));
         }
         let level = if tail.quiet.load(Ordering::Relaxed) {
             Level::DEBUG
@@ -204,6 +221,35 @@ async fn forward_stderr(
                 tracing::trace!(target: "portcullis::upstream_stderr", target_name = %t, "{line}")
             }
             _ => tracing::debug!(target: "portcullis::upstream_stderr", target_name = %t, "{line}"),
+        }
+    }
+}
+
+/// Read one line into `buf` (without its newline), keeping at most `cap` bytes of it; the
+/// rest of a longer line is read and dropped. `Ok(None)` at the end of the input, else
+/// whether the line was cut.
+async fn read_line_capped(
+    reader: &mut (impl AsyncBufRead + Unpin),
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> std::io::Result<Option<bool>> {
+    buf.clear();
+    let (mut cut, mut read_any) = (false, false);
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(read_any.then_some(cut));
+        }
+        read_any = true;
+        let newline = available.iter().position(|&b| b == b'\n');
+        let chunk = &available[..newline.unwrap_or(available.len())];
+        let room = cap.saturating_sub(buf.len());
+        cut |= chunk.len() > room;
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let used = newline.map_or(available.len(), |i| i + 1);
+        reader.consume(used);
+        if newline.is_some() {
+            return Ok(Some(cut));
         }
     }
 }
@@ -364,5 +410,36 @@ mod tests {
             tail.describe(),
             "; its last stderr lines: \"b\" | \"c\" | \"d\""
         );
+    }
+
+    #[tokio::test]
+    async fn stderr_is_read_past_bytes_that_are_not_utf8() {
+        let tail = Arc::new(StderrTail::default());
+        let stderr: &[u8] = b"\xff\xfe broken\nsecond\nthird\n";
+        forward_stderr("t".into(), stderr, tail.clone()).await;
+        assert_eq!(
+            tail.describe(),
+            "; its last stderr lines: \"\u{FFFD}\u{FFFD} broken\" | \"second\" | \"third\""
+        );
+    }
+
+    #[tokio::test]
+    async fn an_over_long_line_is_cut_and_the_next_one_read() {
+        let mut input = vec![b'x'; MAX_LINE_BYTES + 100];
+        input.extend_from_slice(b"\nafter\nlast without newline");
+        let mut reader = BufReader::with_capacity(64, &input[..]);
+        let mut buf = Vec::new();
+        let cut = read_line_capped(&mut reader, &mut buf, MAX_LINE_BYTES).await;
+        assert_eq!(cut.unwrap(), Some(true));
+        assert_eq!(buf.len(), MAX_LINE_BYTES);
+        let cut = read_line_capped(&mut reader, &mut buf, MAX_LINE_BYTES).await;
+        assert_eq!((cut.unwrap(), &buf[..]), (Some(false), &b"after"[..]));
+        let cut = read_line_capped(&mut reader, &mut buf, MAX_LINE_BYTES).await;
+        assert_eq!(
+            (cut.unwrap(), &buf[..]),
+            (Some(false), &b"last without newline"[..])
+        );
+        let end = read_line_capped(&mut reader, &mut buf, MAX_LINE_BYTES).await;
+        assert_eq!(end.unwrap(), None);
     }
 }
