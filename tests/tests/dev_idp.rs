@@ -251,6 +251,25 @@ fn dev_idp_on_a_non_loopback_address_is_refused() {
 }
 
 #[test]
+fn dev_idp_behind_a_public_url_is_refused() {
+    // A reverse proxy on the same machine: every peer the gateway sees is 127.0.0.1, so only
+    // the public URL tells that the login page would face the network.
+    let dir = write_config(
+        "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://mcp.example.com\"\n[dev_idp]\n",
+        &[("demo", demo_target())],
+    )
+    .unwrap();
+    let out = run_portcullis("serve", dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`server.public_url` (https://mcp.example.com/) is not a loopback URL")
+            && stderr.contains("--i-know-this-is-insecure"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn dev_token_without_a_dev_idp_says_how_to_enable_it() {
     let dir = write_config(
         "[inbound]\nmode = \"none\"\n[server]\nlisten = \"127.0.0.1:8799\"\n",
