@@ -12,8 +12,10 @@ use crate::config::InboundMode;
 use crate::config::{self, McpTransport, Snapshot, TargetKind};
 use crate::inbound::Authenticator;
 use crate::inbound::dev_idp::{DevKey, DevTokenRequest};
+use crate::runtime::{self, Live};
 use crate::server::{Gateway, http};
 use crate::targets::Health;
+use crate::words::plural;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -182,17 +184,18 @@ async fn serve(path: &std::path::Path, insecure_dev_idp: bool) -> anyhow::Result
     let auth = Authenticator::new(&snapshot, inbound_http_client()?)
         .map_err(|e| anyhow::anyhow!(e))?
         .map(Arc::new);
+    let mcp_url = snapshot.server.mcp_url();
     // Targets connect in the background: HTTP is served from the first moment, /readyz says
     // what is still connecting, and a call to a target that is not up yet gets an error naming it.
-    let catalog = Catalog::start(&snapshot, shutdown.clone());
-    let app = http::router(
-        Gateway::new(catalog.clone()),
-        &snapshot.server,
+    let live = Live::start(
+        snapshot,
         auth.clone(),
+        inbound_http_client()?,
         shutdown.clone(),
     );
-    let mcp_url = snapshot.server.mcp_url();
-    let names: Vec<&str> = catalog.targets().iter().map(|t| t.name()).collect();
+    let catalog = live.load().catalog.clone();
+    let app = http::router(Gateway::new(live.clone()), shutdown.clone());
+    let names: Vec<&str> = catalog.targets().map(|t| t.name()).collect();
     tracing::info!(
         "listening on {} (MCP endpoint {mcp_url}); connecting to {} in the background: {}",
         listener.local_addr()?,
@@ -206,6 +209,8 @@ async fn serve(path: &std::path::Path, insecure_dev_idp: bool) -> anyhow::Result
     // Lines on stdout, for scripts and tests: HTTP is served; later, every target was tried.
     println!("portcullis listening: {mcp_url}");
     let startup = tokio::spawn(start_up(catalog, auth, mcp_url, shutdown.clone()));
+    // From here on, changes to gateway.toml and targets/ (and SIGHUP) reload the configuration.
+    runtime::watch(live, shutdown.clone());
     let stop = shutdown.clone();
     // MCP answers are small writes (an SSE event, then the end of the stream): without
     // TCP_NODELAY, Nagle's algorithm and the client's delayed ACK add ~40 ms to every call.
@@ -262,7 +267,6 @@ async fn start_up(
             _ = progress.tick() => {
                 let waiting: Vec<&str> = catalog
                     .targets()
-                    .iter()
                     .filter(|t| t.health() != Health::Connected)
                     .map(|t| t.name())
                     .collect();
@@ -290,7 +294,7 @@ async fn start_up(
     if failures.is_empty() {
         tracing::info!(
             "ready in {}: {} from {} at {mcp_url}",
-            crate::targets::cause::duration(started.elapsed()),
+            crate::words::duration(started.elapsed()),
             plural(view.tools.len(), "tool"),
             plural(total, "target"),
         );
@@ -306,15 +310,6 @@ async fn start_up(
     }
     println!("portcullis ready: {mcp_url}");
     Ok(())
-}
-
-/// `1 target`, `2 targets`.
-fn plural(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
 }
 
 async fn wait_for_signal() {
@@ -344,7 +339,6 @@ async fn connect(
     for (name, e) in failures {
         let optional = catalog
             .targets()
-            .iter()
             .any(|t| t.name() == name && t.spec().optional);
         if optional {
             warnings.push(format!(
@@ -393,7 +387,7 @@ async fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         let target = view
             .tool_routes
             .get(tool.name.as_ref())
-            .map(|r| catalog.targets()[r.target].name())
+            .map(|r| r.target.as_str())
             .unwrap_or("?");
         let desc: String = tool
             .description
@@ -438,7 +432,7 @@ async fn tools(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             let route = view.tool_routes.get(tool.name.as_ref());
             serde_json::json!({
                 "name": tool.name,
-                "target": route.map(|r| catalog.targets()[r.target].name()),
+                "target": route.map(|r| r.target.as_str()),
                 "upstream_name": route.map(|r| r.upstream_name.as_str()),
                 "description": tool.description,
                 "inputSchema": tool.input_schema,

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use http::Request;
-use portcullis::catalog::Catalog;
+use portcullis::runtime::Live;
 use portcullis::server::{Gateway, http as gw_http};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -33,13 +33,8 @@ async fn details_only_for_local_clients() {
     std::fs::create_dir(dir.path().join("targets")).unwrap();
     let snapshot = portcullis::config::load(&dir.path().join("gateway.toml")).unwrap();
     let shutdown = CancellationToken::new();
-    let catalog = Catalog::start(&snapshot, shutdown.clone());
-    let router = gw_http::router(
-        Gateway::new(catalog),
-        &snapshot.server,
-        None,
-        shutdown.clone(),
-    );
+    let live = Live::start(snapshot, None, reqwest::Client::new(), shutdown.clone());
+    let router = gw_http::router(Gateway::new(live), shutdown.clone());
 
     let local = readyz_from(router.clone(), "127.0.0.1:40000").await;
     assert!(

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use http::Request;
-use portcullis::catalog::Catalog;
 use portcullis::inbound::Authenticator;
+use portcullis::runtime::Live;
 use portcullis::server::{Gateway, http as gw_http};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -66,12 +66,8 @@ async fn refusal_carries_the_echoed_request_id_and_the_path() {
     let auth = Authenticator::new(&snapshot, reqwest::Client::new())
         .unwrap()
         .map(Arc::new);
-    let router = gw_http::router(
-        Gateway::new(Catalog::start(&snapshot, shutdown.clone())),
-        &snapshot.server,
-        auth,
-        shutdown.clone(),
-    );
+    let live = Live::start(snapshot, auth, reqwest::Client::new(), shutdown.clone());
+    let router = gw_http::router(Gateway::new(live), shutdown.clone());
 
     let mut req = Request::post("/mcp")
         .header("host", "127.0.0.1")

@@ -23,7 +23,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{ErrorData, RoleClient, RoleServer, ServerHandler, ServiceExt};
 use tokio_util::sync::CancellationToken;
 
-use portcullis::catalog::Catalog;
+use portcullis::runtime::Live;
 use portcullis::server::{Gateway, http as gw_http};
 
 /// A gateway serving on a loopback port, with its config directory.
@@ -56,13 +56,8 @@ async fn gateway(targets: &[(&str, String)], ports: &[u16]) -> Running {
     let addr = listener.local_addr().unwrap();
     snapshot.server.bound_to(addr);
     let shutdown = CancellationToken::new();
-    let catalog = Catalog::start(&snapshot, shutdown.clone());
-    let app = gw_http::router(
-        Gateway::new(catalog),
-        &snapshot.server,
-        None,
-        shutdown.clone(),
-    );
+    let live = Live::start(snapshot, None, reqwest::Client::new(), shutdown.clone());
+    let app = gw_http::router(Gateway::new(live), shutdown.clone());
     let stop = shutdown.clone();
     tokio::spawn(async move {
         axum::serve(

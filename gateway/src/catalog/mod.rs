@@ -12,33 +12,26 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 pub use naming::{MAX_NAME_LEN, valid_name};
 
 use crate::config::{Snapshot, TargetKind};
+pub use crate::events::CatalogEvent;
+use crate::events::Hub;
 use crate::outbound;
 use crate::targets::McpTarget;
-
-/// What changed, for the front door to tell its clients.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CatalogEvent {
-    ToolsChanged,
-    PromptsChanged,
-    ResourcesChanged,
-    /// An upstream said this resource changed (`notifications/resources/updated`).
-    ResourceUpdated(String),
-}
 
 /// A name the catalog could not publish, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict(pub String);
 
-/// Where a gateway tool or prompt comes from.
+/// Where a gateway tool or prompt comes from: the target by name (looked up in the same
+/// catalog the view belongs to) and the upstream's own name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    pub target: usize,
+    pub target: String,
     pub upstream_name: String,
 }
 
@@ -52,66 +45,92 @@ pub struct View {
     pub prompts: Vec<Prompt>,
     pub prompt_routes: HashMap<String, Route>,
     pub resources: Vec<Resource>,
-    pub resource_owner: HashMap<String, usize>,
-    pub templates: Vec<(usize, ResourceTemplate)>,
+    /// Resource URI → the name of the target that listed it first.
+    pub resource_owner: HashMap<String, String>,
+    /// Resource templates with the name of the target that offers each.
+    pub templates: Vec<(String, ResourceTemplate)>,
     pub conflicts: Vec<Conflict>,
     /// `[tools.NAME]` settings naming a tool the target does not list (a typo would leave
     /// the real tool without its scope requirement).
     pub unknown_tool_settings: Vec<String>,
 }
 
+/// The targets of one configuration and their merged view. A reload builds a new catalog
+/// that reuses the sessions of unchanged targets ([`Catalog::build`]).
 #[derive(Debug)]
 pub struct Catalog {
-    targets: Vec<McpTarget>,
+    /// By name; the order (by name) is the order listings are merged in.
+    targets: BTreeMap<String, McpTarget>,
     separator: String,
     view: ArcSwap<View>,
-    events: broadcast::Sender<CatalogEvent>,
+    hub: Hub,
 }
 
 impl Catalog {
-    /// Start one target per spec and a task that keeps the merged view current.
+    /// A catalog of its own, for `check`, `tools` and tests: its targets start connecting and
+    /// a task keeps the merged view current until `shutdown`.
     pub fn start(snapshot: &Snapshot, shutdown: CancellationToken) -> Arc<Self> {
-        let (changed, mut on_change) = watch::channel(0u64);
-        let (events, _) = broadcast::channel(256);
-        let token_http = outbound::token_http_client();
-        let targets = snapshot
-            .targets
-            .iter()
-            .map(|spec| match &spec.kind {
-                TargetKind::Mcp(t) => McpTarget::start(
-                    spec.clone(),
-                    t.clone(),
-                    outbound::provider(&spec.auth, token_http.clone()),
-                    changed.clone(),
-                    events.clone(),
-                    shutdown.clone(),
-                ),
-            })
-            .collect();
-        let catalog = Arc::new(Self {
-            targets,
-            separator: snapshot.catalog.separator.clone(),
-            view: ArcSwap::from_pointee(View::default()),
-            events,
-        });
+        let hub = Hub::new();
+        let catalog = Arc::new(Self::build(snapshot, &hub, None, &shutdown));
         let weak = Arc::downgrade(&catalog);
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    r = on_change.changed() => if r.is_err() { return },
-                }
-                match weak.upgrade() {
-                    Some(c) => c.rebuild(),
-                    None => return,
-                }
+        follow_listings(&hub, shutdown, move || match weak.upgrade() {
+            Some(c) => {
+                c.rebuild();
+                true
             }
+            None => false,
         });
         catalog
     }
 
-    pub fn targets(&self) -> &[McpTarget] {
-        &self.targets
+    /// The catalog for `snapshot`. Every target whose session can serve its new settings is
+    /// taken over from `previous` (its session stays up; see [`McpTarget::serves`]); the
+    /// others start connecting. The view starts as `previous`'s, so the first
+    /// [`rebuild`](Self::rebuild) announces exactly what changed.
+    pub fn build(
+        snapshot: &Snapshot,
+        hub: &Hub,
+        previous: Option<&Catalog>,
+        shutdown: &CancellationToken,
+    ) -> Self {
+        let token_http = outbound::token_http_client();
+        let targets = snapshot
+            .targets
+            .iter()
+            .map(|spec| {
+                let kept = previous
+                    .and_then(|p| p.targets.get(&spec.name))
+                    .filter(|old| old.serves(spec));
+                let target = match (kept, &spec.kind) {
+                    (Some(old), _) => old.with_spec(spec.clone()),
+                    (None, TargetKind::Mcp(t)) => McpTarget::start(
+                        spec.clone(),
+                        t.clone(),
+                        outbound::provider(&spec.auth, token_http.clone()),
+                        hub.listings.clone(),
+                        hub.events.clone(),
+                        shutdown.clone(),
+                    ),
+                };
+                (spec.name.clone(), target)
+            })
+            .collect();
+        let view = previous.map_or_else(|| Arc::new(View::default()), Catalog::view);
+        Self {
+            targets,
+            separator: snapshot.catalog.separator.clone(),
+            view: ArcSwap::new(view),
+            hub: hub.clone(),
+        }
+    }
+
+    /// Every target, in name order.
+    pub fn targets(&self) -> impl ExactSizeIterator<Item = &McpTarget> {
+        self.targets.values()
+    }
+
+    pub fn target(&self, name: &str) -> Option<&McpTarget> {
+        self.targets.get(name)
     }
 
     pub fn view(&self) -> Arc<View> {
@@ -119,14 +138,13 @@ impl Catalog {
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<CatalogEvent> {
-        self.events.subscribe()
+        self.hub.events.subscribe()
     }
 
     /// The target a tool name belongs to by its prefix, when that target has never connected
     /// (so its tools are not known yet). The longest matching prefix wins.
     pub fn pending_owner(&self, tool: &str) -> Option<&McpTarget> {
-        self.targets
-            .iter()
+        self.targets()
             .filter(|t| !t.spec().prefix.is_empty() && !t.ever_connected())
             .filter(|t| {
                 tool.strip_prefix(t.spec().prefix.as_str())
@@ -138,8 +156,7 @@ impl Catalog {
 
     /// Targets without a prefix that have never connected: any unknown name may be theirs.
     pub fn pending_unprefixed(&self) -> Vec<&str> {
-        self.targets
-            .iter()
+        self.targets()
             .filter(|t| t.spec().prefix.is_empty() && !t.ever_connected())
             .map(McpTarget::name)
             .collect()
@@ -148,11 +165,9 @@ impl Catalog {
     /// Connect every target now (in parallel), then publish the view. Returns each target's
     /// connection error, if any.
     pub async fn connect_all(&self) -> Vec<(String, crate::targets::TargetError)> {
-        let results =
-            futures::future::join_all(self.targets.iter().map(|t| t.ensure_connected())).await;
+        let results = futures::future::join_all(self.targets().map(|t| t.ensure_connected())).await;
         self.rebuild();
-        self.targets
-            .iter()
+        self.targets()
             .zip(results)
             .filter_map(|(t, r)| r.err().map(|e| (t.name().to_string(), e)))
             .collect()
@@ -160,11 +175,19 @@ impl Catalog {
 
     /// Merge the targets' current listings into a new view and announce what changed.
     pub fn rebuild(&self) {
-        let listings: Vec<_> = self.targets.iter().map(|t| t.listing()).collect();
+        let changes = self.refresh_view();
+        self.announce(changes);
+    }
+
+    /// Merge the targets' current listings into a new view; returns what changed, for
+    /// [`announce`](Self::announce).
+    pub fn refresh_view(&self) -> Vec<CatalogEvent> {
+        let listings: Vec<_> = self.targets().map(|t| t.listing()).collect();
         let mut view = View::default();
         let mut tool_sources: BTreeMap<String, String> = BTreeMap::new();
         let mut prompt_sources: BTreeMap<String, String> = BTreeMap::new();
-        for (i, (target, listing)) in self.targets.iter().zip(&listings).enumerate() {
+        for (target, listing) in self.targets().zip(&listings) {
+            let owner = target.name();
             let prefix = &target.spec().prefix;
             let source = |n: &str| {
                 format!(
@@ -187,7 +210,7 @@ impl Catalog {
                         view.tool_routes.insert(
                             name,
                             Route {
-                                target: i,
+                                target: owner.to_string(),
                                 upstream_name: tool.name.to_string(),
                             },
                         );
@@ -207,7 +230,7 @@ impl Catalog {
                         view.prompt_routes.insert(
                             name,
                             Route {
-                                target: i,
+                                target: owner.to_string(),
                                 upstream_name: prompt.name.clone(),
                             },
                         );
@@ -220,12 +243,17 @@ impl Catalog {
                 if let std::collections::hash_map::Entry::Vacant(slot) =
                     view.resource_owner.entry(r.uri.clone())
                 {
-                    slot.insert(i);
+                    slot.insert(owner.to_string());
                     view.resources.push(r.clone());
                 }
             }
-            view.templates
-                .extend(listing.templates.iter().cloned().map(|t| (i, t)));
+            view.templates.extend(
+                listing
+                    .templates
+                    .iter()
+                    .cloned()
+                    .map(|t| (owner.to_string(), t)),
+            );
             if !listing.tools.is_empty() {
                 for name in target.spec().tool_scopes.keys() {
                     if !listing.tools.iter().any(|t| t.name == name.as_str()) {
@@ -255,37 +283,66 @@ impl Catalog {
         drop(old);
         let old = self.view.swap(Arc::new(view));
         let new = self.view.load();
+        let mut changes = Vec::new();
         if old.tools != new.tools {
-            let _ = self.events.send(CatalogEvent::ToolsChanged);
+            changes.push(CatalogEvent::ToolsChanged);
         }
         if old.prompts != new.prompts {
-            let _ = self.events.send(CatalogEvent::PromptsChanged);
+            changes.push(CatalogEvent::PromptsChanged);
         }
         if old.resources != new.resources || old.templates != new.templates {
-            let _ = self.events.send(CatalogEvent::ResourcesChanged);
+            changes.push(CatalogEvent::ResourcesChanged);
+        }
+        changes
+    }
+
+    /// Tell clients (through the hub) what [`refresh_view`](Self::refresh_view) changed.
+    pub fn announce(&self, changes: Vec<CatalogEvent>) {
+        for change in changes {
+            self.hub.send(change);
         }
     }
 
     /// The target that serves a resource URI: the one that listed it, else the first whose
     /// template matches it, else the only target offering resources.
     pub fn resource_target(&self, view: &View, uri: &str) -> Option<&McpTarget> {
-        if let Some(i) = view.resource_owner.get(uri) {
-            return self.targets.get(*i);
+        if let Some(owner) = view.resource_owner.get(uri) {
+            return self.target(owner);
         }
-        if let Some((i, _)) = view
+        if let Some((owner, _)) = view
             .templates
             .iter()
             .find(|(_, t)| naming::template_matches(&t.uri_template, uri))
         {
-            return self.targets.get(*i);
+            return self.target(owner);
         }
         let mut with_resources = self
-            .targets
-            .iter()
+            .targets()
             .filter(|t| t.listing().capabilities.resources.is_some());
         match (with_resources.next(), with_resources.next()) {
             (Some(only), None) => Some(only),
             _ => None,
         }
     }
+}
+
+/// Call `rebuild` each time a target's listing changes, until it returns `false` or
+/// `shutdown`. Several changes in a burst may be served by one call.
+pub fn follow_listings(
+    hub: &Hub,
+    shutdown: CancellationToken,
+    rebuild: impl Fn() -> bool + Send + 'static,
+) {
+    let mut changes = hub.listings.subscribe();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = changes.changed() => if r.is_err() { return },
+            }
+            if !rebuild() {
+                return;
+            }
+        }
+    });
 }

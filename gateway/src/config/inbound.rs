@@ -23,7 +23,7 @@ pub const DEFAULT_ALGORITHMS: &[Algorithm] = &[
     Algorithm::EdDSA,
 ];
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct InboundSettings {
     pub mode: InboundMode,
     pub dev_idp: Option<DevIdpSettings>,

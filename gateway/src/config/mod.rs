@@ -60,13 +60,15 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Snapshot {
     /// The gateway file the snapshot was loaded from.
     pub source: PathBuf,
+    /// Where the target files were read from (watched for hot reload).
+    pub targets_dir: PathBuf,
     pub server: ServerSettings,
     pub catalog: CatalogSettings,
     pub inbound: InboundSettings,
     pub targets: Vec<TargetSpec>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
     /// Where clients reach the gateway; the MCP endpoint is `{public_url}/mcp`.
@@ -112,14 +114,14 @@ impl ServerSettings {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CatalogSettings {
     /// Between a target's prefix and the upstream tool name: `github__list_repos`.
     pub separator: String,
 }
 
 /// One registered target.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TargetSpec {
     /// From the file name: `targets/github.toml` → `github`.
     pub name: String,
@@ -138,12 +140,12 @@ pub struct TargetSpec {
     pub auth: outbound::AuthSpec,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum TargetKind {
     Mcp(McpTransport),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum McpTransport {
     /// Streamable HTTP (http or https).
     Http { url: Url },
@@ -160,7 +162,7 @@ pub enum McpTransport {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum EnvValue {
     Plain(String),
     Secret(Secret),
@@ -192,6 +194,7 @@ pub fn load(path: &Path) -> Result<Snapshot, ConfigErrors> {
     errors.sort_by_place();
     errors.into_result(Snapshot {
         source: path.to_path_buf(),
+        targets_dir: gateway.targets_dir.unwrap_or_default(),
         server: gateway.server.unwrap_or_else(fallback_server),
         catalog: gateway.catalog,
         inbound: gateway.inbound,

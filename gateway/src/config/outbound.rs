@@ -10,7 +10,7 @@ use url::Url;
 use super::schema::{AssumeRoleSection, AuthSection, ClientAuthName};
 use super::{ConfigErrors, Secret, SecretRef, SourceFile};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum AuthSpec {
     None,
     ApiKey {
@@ -41,7 +41,7 @@ pub enum KeyPlacement {
 }
 
 /// How the gateway proves its own identity at a token endpoint.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ClientAuth {
     /// HTTP Basic with the client secret (RFC 6749 §2.3.1).
     Basic(Secret),
@@ -53,20 +53,20 @@ pub enum ClientAuth {
     None,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OAuthClientSpec {
     pub client_id: String,
     pub auth: ClientAuth,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum TokenEndpoint {
     Url(Url),
     /// Discovered from the issuer's metadata (OpenID, then RFC 8414).
     Issuer(Url),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClientCredentialsSpec {
     pub endpoint: TokenEndpoint,
     pub client: OAuthClientSpec,
@@ -77,14 +77,14 @@ pub struct ClientCredentialsSpec {
     pub refresh_skew: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StaticAwsCredentials {
     pub access_key_id: Secret,
     pub secret_access_key: Secret,
     pub session_token: Option<Secret>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SigV4Spec {
     pub service: String,
     pub region: String,
@@ -94,7 +94,7 @@ pub struct SigV4Spec {
     pub assume_role: Option<AssumeRoleSpec>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AssumeRoleSpec {
     pub role_arn: String,
     /// With `{tool}`, `{target}`, `{user}` placeholders, filled per call.
@@ -103,7 +103,7 @@ pub struct AssumeRoleSpec {
     pub external_id: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TokenExchangeSpec {
     pub token_url: Url,
     pub client: Option<OAuthClientSpec>,

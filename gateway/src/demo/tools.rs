@@ -5,7 +5,10 @@ use std::time::Duration;
 use rmcp::{
     RoleServer, ServerHandler,
     handler::server::{common::schema_for_output, router::tool::ToolRouter, wrapper::Parameters},
-    model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig},
+    model::{
+        CallToolResult, ContentBlock, Implementation, ProgressNotificationParam,
+        ServerCapabilities, ServerConfig,
+    },
     schemars::{self, JsonSchema},
     service::RequestContext,
     tool, tool_handler, tool_router,
@@ -131,6 +134,13 @@ impl DemoServer {
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
         let millis = args.millis.min(MAX_SLOW_MILLIS);
+        // Say "started" to a caller that asked for progress, so it knows the call is running.
+        if let Some(token) = ctx.meta.get_progress_token() {
+            let started = ProgressNotificationParam::new(token, 0.0)
+                .with_total(millis as f64)
+                .with_message("started");
+            let _ = ctx.peer.notify_progress(started).await;
+        }
         // rmcp does not drop a handler whose request was cancelled; stop sleeping ourselves.
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(millis)) => {

@@ -19,12 +19,14 @@ use std::sync::Mutex;
 use super::{Authenticator, Rejection};
 use crate::catalog::Catalog;
 use crate::identity::Caller;
+use crate::runtime::Live;
 use crate::telemetry::{AuditEvent, Decision, Outcome};
 
 #[derive(Debug, Clone)]
 pub struct AuthState {
-    pub auth: Arc<Authenticator>,
-    pub catalog: Arc<Catalog>,
+    /// The runtime in force: its authenticator (`None` when `inbound.mode = "none"`) and
+    /// catalog are loaded once per request.
+    pub live: Arc<Live>,
     pub max_body: usize,
     /// Which user opened each MCP session: a session id is not a credential, so a request
     /// naming another user's session is refused (MCP security best practices).
@@ -38,21 +40,25 @@ const MAX_TRACKED_SESSIONS: usize = 100_000;
 const SESSION_HEADER: &str = "mcp-session-id";
 
 pub async fn require_caller(State(state): State<AuthState>, req: Request, next: Next) -> Response {
+    let runtime = state.live.load();
+    let Some(auth) = runtime.auth.clone() else {
+        return next.run(req).await; // inbound.mode = "none": loopback only, said at start
+    };
     let seen = Seen::of(&req);
     let session = req
         .headers()
         .get(SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let req = match admit(&state, req).await {
+    let req = match admit(&state, &auth, &runtime.catalog, req).await {
         Ok(req) => req,
         Err(rejection) => {
             refused(&rejection, &seen);
-            return challenge(&state.auth, rejection);
+            return challenge(&auth, rejection);
         }
     };
     let Some(caller) = req.extensions().get::<Caller>().cloned() else {
-        return challenge(&state.auth, Rejection::missing());
+        return challenge(&auth, Rejection::missing());
     };
     let owner = (caller.issuer.clone(), caller.user.clone());
     if let Some(id) = &session
@@ -141,7 +147,12 @@ fn refused(r: &Rejection, seen: &Seen) {
     e.emit();
 }
 
-async fn admit(state: &AuthState, mut req: Request) -> Result<Request, Rejection> {
+async fn admit(
+    state: &AuthState,
+    auth: &Authenticator,
+    catalog: &Catalog,
+    mut req: Request,
+) -> Result<Request, Rejection> {
     // Tokens in URLs end up in logs and browser history: refused (MCP, OAuth 2.1 §5.2).
     // Decoded, so `access%5Ftoken` is recognised too.
     let in_query = req.uri().query().is_some_and(|q| {
@@ -170,7 +181,7 @@ async fn admit(state: &AuthState, mut req: Request) -> Result<Request, Rejection
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(Rejection::missing());
     }
-    let caller = state.auth.authenticate(token.trim()).await?;
+    let caller = auth.authenticate(token.trim()).await?;
 
     if req.method() == Method::POST {
         let (parts, body) = req.into_parts();
@@ -185,7 +196,7 @@ async fn admit(state: &AuthState, mut req: Request) -> Result<Request, Rejection
                 )),
                 scope: None,
             })?;
-        check_tool_scopes(state, &caller, &bytes)?;
+        check_tool_scopes(auth, catalog, &caller, &bytes)?;
         req = Request::from_parts(parts, Body::from(bytes));
     }
     req.extensions_mut().insert(caller);
@@ -194,7 +205,12 @@ async fn admit(state: &AuthState, mut req: Request) -> Result<Request, Rejection
 
 /// `tools/call` of a tool whose target requires scopes the token lacks → 403 step-up naming
 /// every scope this operation needs.
-fn check_tool_scopes(state: &AuthState, caller: &Caller, body: &[u8]) -> Result<(), Rejection> {
+fn check_tool_scopes(
+    auth: &Authenticator,
+    catalog: &Catalog,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<(), Rejection> {
     let Ok(message) = serde_json::from_slice::<Value>(body) else {
         return Ok(()); // not JSON: the MCP layer answers with a parse error
     };
@@ -202,7 +218,7 @@ fn check_tool_scopes(state: &AuthState, caller: &Caller, body: &[u8]) -> Result<
         Value::Array(batch) => batch.iter().collect(),
         one => vec![one],
     };
-    let view = state.catalog.view();
+    let view = catalog.view();
     for m in messages {
         if m["method"] != "tools/call" {
             continue;
@@ -214,7 +230,7 @@ fn check_tool_scopes(state: &AuthState, caller: &Caller, body: &[u8]) -> Result<
             continue;
         };
         if needed.iter().any(|s| !caller.scopes.contains(s)) {
-            let mut all = state.auth.required_scopes();
+            let mut all = auth.required_scopes();
             all.extend(needed.iter().cloned());
             all.sort();
             all.dedup();

@@ -33,10 +33,11 @@ pub(super) async fn call_tool(
     });
 
     // Resolve: gateway name → (target, upstream tool name), from one catalog view.
-    let view = gw.catalog().view();
+    let catalog = gw.catalog();
+    let view = catalog.view();
     let Some(route) = view.tool_routes.get(req.name.as_ref()) else {
         // Not "unknown" when its target has not connected yet: say so, and why.
-        if let Some(t) = gw.catalog().pending_owner(&req.name) {
+        if let Some(t) = catalog.pending_owner(&req.name) {
             let reason = match t.health() {
                 Health::Down { reason } => reason,
                 Health::Connected => "its tools are being listed".into(),
@@ -45,14 +46,14 @@ pub(super) async fn call_tool(
             audit.target = Some(t.name().to_string());
             return Err(failed(audit, e, started));
         }
-        let pending = gw.catalog().pending_unprefixed();
+        let pending = catalog.pending_unprefixed();
         return Err(deny(
             audit,
             errors::unknown_tool(&req.name, &pending),
             started,
         ));
     };
-    let target = gw.target(route.target)?;
+    let target = super::target_of(&catalog, &route.target)?;
     audit.target = Some(target.name().to_string());
 
     // Authorize: the HTTP layer answers a missing tool scope with the 403 step-up; this
@@ -77,7 +78,7 @@ pub(super) async fn call_tool(
 
     // Call upstream: wait for the response while relaying what the upstream asks of us.
     let outcome = tokio::select! {
-        r = call_upstream(target, req, &ctx) => r,
+        r = call_upstream(&target, req, &ctx) => r,
         _ = ctx.ct.cancelled() => Err(ErrorData::internal_error("the client cancelled the call", None)),
     };
 

@@ -21,29 +21,24 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use super::Gateway;
-use crate::catalog::Catalog;
-use crate::config::ServerSettings;
 use crate::inbound::layer::{AuthState, require_caller};
-use crate::inbound::{Authenticator, KeyStatus, dev_idp, prm};
+use crate::inbound::{KeyStatus, dev_idp, prm};
+use crate::runtime::{Live, Runtime};
 use crate::targets::Health;
 
-/// Shared by the HTTP handlers.
+/// Shared by the HTTP handlers: each request loads the runtime in force once.
 #[derive(Debug, Clone)]
 struct AppState {
-    catalog: Arc<Catalog>,
-    auth: Option<Arc<Authenticator>>,
-    server: ServerSettings,
+    live: Arc<Live>,
 }
 
-/// Build the gateway's router. With `auth`, `/mcp` requires a bearer token and the
-/// protected resource metadata is served.
-pub fn router(
-    gateway: Gateway,
-    settings: &ServerSettings,
-    auth: Option<Arc<Authenticator>>,
-    shutdown: CancellationToken,
-) -> Router {
-    let catalog = gateway.catalog().clone();
+/// Build the gateway's router. When the runtime authenticates callers, `/mcp` requires a
+/// bearer token and the protected resource metadata is served. The `[server]` settings
+/// (hosts, origins, body limit) are read once here: they take effect at restart.
+pub fn router(gateway: Gateway, shutdown: CancellationToken) -> Router {
+    let live = gateway.live().clone();
+    let runtime = live.load();
+    let settings = &runtime.snapshot.server;
     let mcp = StreamableHttpService::new(
         move || Ok(gateway.for_session()),
         Arc::new(LocalSessionManager::default()),
@@ -58,29 +53,27 @@ pub fn router(
     );
     // `route_layer`: the layers run only for `/mcp` itself, so an unknown path is a 404
     // whatever the token (a `layer` would also wrap the fallback and answer it 401).
-    let mut mcp_routes = Router::new()
+    let auth_state = AuthState {
+        live: live.clone(),
+        max_body: settings.max_request_bytes,
+        sessions: Default::default(),
+    };
+    let mcp_routes = Router::new()
         .nest_service("/mcp", mcp)
-        .route_layer(axum::middleware::from_fn(session_delete_status));
-    if let Some(auth) = &auth {
-        let state = AuthState {
-            auth: auth.clone(),
-            catalog: catalog.clone(),
-            max_body: settings.max_request_bytes,
-            sessions: Default::default(),
-        };
-        mcp_routes =
-            mcp_routes.route_layer(axum::middleware::from_fn_with_state(state, require_caller));
-    }
-    let dev_routes = auth
+        .route_layer(axum::middleware::from_fn(session_delete_status))
+        .route_layer(axum::middleware::from_fn_with_state(
+            auth_state,
+            require_caller,
+        ));
+    // The dev IdP's state (registrations, logins) lives as long as the process: a reload
+    // keeps `[dev_idp]` as it was (see `runtime`).
+    let dev_routes = runtime
+        .auth
         .as_ref()
         .and_then(|a| a.dev_idp.clone())
         .map(dev_idp::routes)
         .unwrap_or_default();
-    let state = AppState {
-        catalog,
-        auth,
-        server: settings.clone(),
-    };
+    let state = AppState { live };
     let request_id = http::HeaderName::from_static("x-request-id");
     Router::new()
         .route("/healthz", get(healthz))
@@ -115,23 +108,29 @@ pub fn router(
 }
 
 async fn prm_root(State(s): State<AppState>) -> Response {
-    prm(&s, true)
+    prm(&s.live.load(), true)
 }
 
 async fn prm_mcp(State(s): State<AppState>) -> Response {
-    prm(&s, false)
+    prm(&s.live.load(), false)
 }
 
-fn prm(s: &AppState, root: bool) -> Response {
-    let Some(auth) = &s.auth else {
+fn prm(rt: &Runtime, root: bool) -> Response {
+    let Some(auth) = &rt.auth else {
         return (StatusCode::NOT_FOUND, Json(json!({"error": "this gateway does not authenticate callers (inbound.mode = \"none\")"}))).into_response();
     };
-    Json(prm::document(auth, &s.server, &tool_scopes(s), root)).into_response()
+    Json(prm::document(
+        auth,
+        &rt.snapshot.server,
+        &tool_scopes(rt),
+        root,
+    ))
+    .into_response()
 }
 
 /// Every scope some tool requires (advertised to clients, so they ask for them at login).
-fn tool_scopes(s: &AppState) -> Vec<String> {
-    let mut scopes: Vec<String> = s
+fn tool_scopes(rt: &Runtime) -> Vec<String> {
+    let mut scopes: Vec<String> = rt
         .catalog
         .view()
         .tool_scopes
@@ -145,14 +144,15 @@ fn tool_scopes(s: &AppState) -> Vec<String> {
 }
 
 async fn dev_metadata(State(s): State<AppState>) -> Response {
-    let Some(auth) = &s.auth else {
+    let rt = s.live.load();
+    let Some(auth) = &rt.auth else {
         return not_found().await;
     };
     let Some(idp) = &auth.dev_idp else {
         return not_found().await;
     };
     let mut scopes = auth.required_scopes();
-    scopes.extend(tool_scopes(&s));
+    scopes.extend(tool_scopes(&rt));
     scopes.sort();
     scopes.dedup();
     Json(dev_idp::metadata::document(idp, &scopes)).into_response()
@@ -196,12 +196,12 @@ async fn readyz(State(s): State<AppState>, req: axum::extract::Request) -> impl 
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .is_some_and(|c| c.0.ip().is_loopback());
-    let catalog = &s.catalog;
+    let rt = s.live.load();
+    let catalog = &rt.catalog;
     let view = catalog.view();
     let mut ready = view.conflicts.is_empty();
     let targets: Vec<_> = catalog
         .targets()
-        .iter()
         .map(|t| {
             let (status, reason) = match t.health() {
                 Health::Connected => ("connected", None),
@@ -217,7 +217,7 @@ async fn readyz(State(s): State<AppState>, req: axum::extract::Request) -> impl 
         })
         .collect();
     let conflicts: Vec<_> = view.conflicts.iter().map(|c| c.0.clone()).collect();
-    let issuers: Vec<_> = s
+    let issuers: Vec<_> = rt
         .auth
         .iter()
         .flat_map(|a| a.issuers().iter())
@@ -234,8 +234,17 @@ async fn readyz(State(s): State<AppState>, req: axum::extract::Request) -> impl 
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    // A failed reload leaves the previous configuration serving: still ready, but the
+    // operator must hear that the files on disk are not what runs.
+    let reloads = s.live.reloads();
+    let config = match s.live.failed_reload() {
+        Some(problems) => {
+            json!({ "status": "reload failed; the previous configuration is serving", "problems": problems, "reloads": reloads })
+        }
+        None => json!({ "status": "loaded", "reloads": reloads }),
+    };
     let body = if local {
-        json!({ "ready": ready, "targets": targets, "issuers": issuers, "conflicts": conflicts })
+        json!({ "ready": ready, "targets": targets, "issuers": issuers, "conflicts": conflicts, "config": config })
     } else {
         json!({ "ready": ready })
     };
@@ -259,8 +268,7 @@ mod tests {
         std::fs::create_dir(dir.path().join("targets")).unwrap();
         let snapshot = crate::config::load(&dir.path().join("gateway.toml")).unwrap();
         let shutdown = CancellationToken::new();
-        let catalog = Catalog::start(&snapshot, shutdown.clone());
-        let auth = Authenticator::new(&snapshot, reqwest::Client::new())
+        let auth = crate::inbound::Authenticator::new(&snapshot, reqwest::Client::new())
             .unwrap()
             .map(Arc::new);
         let token = auth
@@ -270,7 +278,8 @@ mod tests {
             .as_ref()
             .unwrap()
             .mint_for_test();
-        let app = router(Gateway::new(catalog), &snapshot.server, auth, shutdown);
+        let live = Live::start(snapshot, auth, reqwest::Client::new(), shutdown.clone());
+        let app = router(Gateway::new(live), shutdown);
         (app, token, dir)
     }
 

@@ -15,7 +15,9 @@ use rmcp::model::*;
 use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 
-use crate::catalog::{Catalog, CatalogEvent};
+use crate::catalog::Catalog;
+use crate::events::CatalogEvent;
+use crate::runtime::Live;
 use crate::targets::McpTarget;
 
 /// The handler for one session (2025-11-25) or one request (2026-07-28). The factory makes
@@ -28,7 +30,8 @@ pub struct Gateway {
 
 #[derive(Debug)]
 struct Inner {
-    catalog: Arc<Catalog>,
+    /// The runtime in force; loaded per request, so a reload never drops a session.
+    live: Arc<Live>,
     /// Live 2025-11-25 sessions, told about list changes and resource updates through their
     /// session stream.
     sessions: Mutex<HashMap<u64, Session>>,
@@ -43,16 +46,14 @@ struct Session {
 }
 
 impl Gateway {
-    pub fn new(catalog: Arc<Catalog>) -> Self {
+    pub fn new(live: Arc<Live>) -> Self {
+        let events = live.subscribe();
         let inner = Arc::new(Inner {
-            catalog,
+            live,
             sessions: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
         });
-        tokio::spawn(announce_changes(
-            Arc::downgrade(&inner),
-            inner.catalog.subscribe(),
-        ));
+        tokio::spawn(announce_changes(Arc::downgrade(&inner), events));
         Self { inner, session: 0 }
     }
 
@@ -65,27 +66,34 @@ impl Gateway {
         }
     }
 
-    pub fn catalog(&self) -> &Arc<Catalog> {
-        &self.inner.catalog
+    pub fn live(&self) -> &Arc<Live> {
+        &self.inner.live
     }
 
-    fn target(&self, index: usize) -> Result<&McpTarget, ErrorData> {
-        self.inner
-            .catalog
-            .targets()
-            .get(index)
-            .ok_or_else(|| ErrorData::internal_error("catalog route names no target", None))
+    /// The catalog of the runtime in force. Read the view and the targets of one request
+    /// from the one catalog this returns.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.inner.live.load().catalog.clone()
     }
+}
 
-    /// The target that serves a resource URI, or the "not found" error naming it.
-    fn resource_target(&self, uri: &str) -> Result<&McpTarget, ErrorData> {
-        let view = self.inner.catalog.view();
-        self.inner
-            .catalog
-            .resource_target(&view, uri)
-            .ok_or_else(|| errors::unknown_resource(uri))
-    }
+/// The target a route names, from the catalog the route was read from.
+fn target_of(catalog: &Catalog, name: &str) -> Result<McpTarget, ErrorData> {
+    catalog
+        .target(name)
+        .cloned()
+        .ok_or_else(|| ErrorData::internal_error("catalog route names no target", None))
+}
 
+/// The target that serves a resource URI, or the "not found" error naming it.
+fn resource_target(catalog: &Catalog, uri: &str) -> Result<McpTarget, ErrorData> {
+    catalog
+        .resource_target(&catalog.view(), uri)
+        .cloned()
+        .ok_or_else(|| errors::unknown_resource(uri))
+}
+
+impl Gateway {
     fn track_subscription(&self, uri: &str, subscribed: bool) {
         if let Ok(mut sessions) = self.inner.sessions.lock()
             && let Some(s) = sessions.get_mut(&self.session)
@@ -196,13 +204,12 @@ impl ServerHandler for Gateway {
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         Ok(ListToolsResult::with_all_items(
-            self.inner.catalog.view().tools.clone(),
+            self.catalog().view().tools.clone(),
         ))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.inner
-            .catalog
+        self.catalog()
             .view()
             .tools
             .iter()
@@ -224,7 +231,7 @@ impl ServerHandler for Gateway {
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
         Ok(ListPromptsResult::with_all_items(
-            self.inner.catalog.view().prompts.clone(),
+            self.catalog().view().prompts.clone(),
         ))
     }
 
@@ -233,16 +240,17 @@ impl ServerHandler for Gateway {
         mut req: GetPromptRequestParams,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        let view = self.inner.catalog.view();
+        let catalog = self.catalog();
+        let view = catalog.view();
         let route = view
             .prompt_routes
             .get(&req.name)
             .ok_or_else(|| errors::unknown_prompt(&req.name))?;
-        let target = self.target(route.target)?;
+        let target = target_of(&catalog, &route.target)?;
         req.name = route.upstream_name.clone();
         strip_meta(&mut req.meta);
         match forward(
-            target,
+            &target,
             ClientRequest::GetPromptRequest(GetPromptRequest::new(req)),
         )
         .await?
@@ -261,7 +269,7 @@ impl ServerHandler for Gateway {
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         Ok(ListResourcesResult::with_all_items(
-            self.inner.catalog.view().resources.clone(),
+            self.catalog().view().resources.clone(),
         ))
     }
 
@@ -271,8 +279,7 @@ impl ServerHandler for Gateway {
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
         let templates = self
-            .inner
-            .catalog
+            .catalog()
             .view()
             .templates
             .iter()
@@ -286,10 +293,10 @@ impl ServerHandler for Gateway {
         mut req: ReadResourceRequestParams,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        let target = self.resource_target(&req.uri)?;
+        let target = resource_target(&self.catalog(), &req.uri)?;
         strip_meta(&mut req.meta);
         match forward(
-            target,
+            &target,
             ClientRequest::ReadResourceRequest(ReadResourceRequest::new(req)),
         )
         .await?
@@ -307,11 +314,11 @@ impl ServerHandler for Gateway {
         mut req: SubscribeRequestParams,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let target = self.resource_target(&req.uri)?;
+        let target = resource_target(&self.catalog(), &req.uri)?;
         strip_meta(&mut req.meta);
         let uri = req.uri.clone();
         forward(
-            target,
+            &target,
             ClientRequest::SubscribeRequest(SubscribeRequest::new(req)),
         )
         .await?;
@@ -324,7 +331,7 @@ impl ServerHandler for Gateway {
         mut req: UnsubscribeRequestParams,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let target = self.resource_target(&req.uri)?;
+        let target = resource_target(&self.catalog(), &req.uri)?;
         strip_meta(&mut req.meta);
         self.track_subscription(&req.uri, false);
         // The upstream subscription is shared by every session: keep it while anyone wants it.
@@ -338,7 +345,7 @@ impl ServerHandler for Gateway {
             return Ok(());
         }
         forward(
-            target,
+            &target,
             ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(req)),
         )
         .await
@@ -350,7 +357,8 @@ impl ServerHandler for Gateway {
         mut req: CompleteRequestParams,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
-        let view = self.inner.catalog.view();
+        let catalog = self.catalog();
+        let view = catalog.view();
         let target = match &mut req.r#ref {
             Reference::Prompt(p) => {
                 let route = view
@@ -358,9 +366,9 @@ impl ServerHandler for Gateway {
                     .get(&p.name)
                     .ok_or_else(|| errors::unknown_prompt(&p.name))?;
                 p.name = route.upstream_name.clone();
-                self.target(route.target)?
+                target_of(&catalog, &route.target)?
             }
-            Reference::Resource(r) => self.resource_target(&r.uri)?,
+            Reference::Resource(r) => resource_target(&catalog, &r.uri)?,
             _ => {
                 return Err(ErrorData::invalid_params(
                     "unsupported completion reference type",
@@ -370,7 +378,7 @@ impl ServerHandler for Gateway {
         };
         strip_meta(&mut req.meta);
         match forward(
-            target,
+            &target,
             ClientRequest::CompleteRequest(CompleteRequest::new(req)),
         )
         .await?
@@ -404,7 +412,7 @@ impl ServerHandler for Gateway {
 
     async fn listen(&self, ctx: SubscriptionContext) -> Result<(), ErrorData> {
         use rmcp::service::SubscriptionSendError;
-        let mut events = self.inner.catalog.subscribe();
+        let mut events = self.inner.live.subscribe();
         loop {
             let batch = tokio::select! {
                 _ = ctx.cancelled() => return Ok(()),

@@ -6,7 +6,7 @@ use rmcp::{ClientHandler, ErrorData, Peer, RoleClient};
 use std::sync::Weak;
 
 use super::Inner;
-use crate::catalog::CatalogEvent;
+use crate::events::CatalogEvent;
 use crate::targets::relay::RelayError;
 
 /// The gateway's client side of an upstream session: relays what the upstream asks of "its

@@ -30,8 +30,8 @@ mod stdio;
 use super::cause::{self, Cause, ExitStatus};
 use super::relay::{InFlight, Registration, RelayReceiver, Relays};
 use super::{Health, Listing, TargetError};
-use crate::catalog::CatalogEvent;
 use crate::config::{McpTransport, TargetSpec};
+use crate::events::CatalogEvent;
 use crate::identity::Caller;
 use crate::outbound::{CredentialProvider, OutboundRequest};
 use client::UpstreamClient;
@@ -43,9 +43,16 @@ use stdio::StderrTail;
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
+/// A handle on a target: its settings plus its upstream session. Cheap to clone. A reload
+/// that changes only call-level settings (timeout, prefix, scopes, description) makes a new
+/// handle on the same session ([`McpTarget::with_spec`]); the session ends when the last
+/// handle is dropped, i.e. after the last call that still uses it.
 #[derive(Debug, Clone)]
 pub struct McpTarget {
     inner: Arc<Inner>,
+    /// The settings calls read (timeout, prefix, scopes); the session keeps the ones it was
+    /// opened with.
+    spec: Arc<TargetSpec>,
 }
 
 #[derive(Debug)]
@@ -124,6 +131,7 @@ impl McpTarget {
             max: BACKOFF_MAX,
         };
         let status = Status::new(&spec.name, policy);
+        let handle_spec = Arc::new(spec.clone());
         let inner = Arc::new(Inner {
             spec,
             transport,
@@ -146,7 +154,34 @@ impl McpTarget {
             inner.lost.clone(),
             inner.shutdown.clone(),
         ));
-        Self { inner }
+        Self {
+            inner,
+            spec: handle_spec,
+        }
+    }
+
+    /// Whether `spec` can be served by this target's session: same name, upstream,
+    /// credential and connect timeout.
+    pub fn serves(&self, spec: &TargetSpec) -> bool {
+        let open = &self.inner.spec;
+        open.name == spec.name
+            && open.kind == spec.kind
+            && open.auth == spec.auth
+            && open.connect_timeout == spec.connect_timeout
+    }
+
+    /// A handle with new call-level settings on the same session (see [`Self::serves`]).
+    pub fn with_spec(&self, spec: TargetSpec) -> Self {
+        debug_assert!(self.serves(&spec));
+        Self {
+            inner: self.inner.clone(),
+            spec: Arc::new(spec),
+        }
+    }
+
+    /// Whether two handles share one upstream session.
+    pub fn same_session(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     pub fn name(&self) -> &str {
@@ -154,7 +189,7 @@ impl McpTarget {
     }
 
     pub fn spec(&self) -> &TargetSpec {
-        &self.inner.spec
+        &self.spec
     }
 
     pub fn listing(&self) -> Arc<Listing> {
@@ -202,7 +237,7 @@ impl McpTarget {
         });
         let pending = self
             .inner
-            .start_request(request, downstream_progress)
+            .start_request(request, downstream_progress, self.spec.call_timeout)
             .await?;
         let target = self.name().to_string();
         Ok(PendingCall {
@@ -225,7 +260,7 @@ impl McpTarget {
     pub async fn request(&self, request: ClientRequest) -> Result<ServerResult, TargetError> {
         let inner = &self.inner;
         let (peer, generation) = inner.peer().await?;
-        let timeout = inner.spec.call_timeout;
+        let timeout = self.spec.call_timeout;
         let mut options = PeerRequestOptions::no_options();
         options.timeout = Some(timeout);
         let _in_flight = inner.relays.begin();
@@ -350,9 +385,9 @@ impl Inner {
         self: &Arc<Self>,
         request: ClientRequest,
         downstream_progress: Option<ProgressToken>,
+        timeout: Duration,
     ) -> Result<Started<'_>, TargetError> {
         let (peer, generation) = self.peer().await?;
-        let timeout = self.spec.call_timeout;
         let mut options = PeerRequestOptions::no_options();
         options.timeout = Some(timeout);
         let in_flight = self.relays.begin();

@@ -1,0 +1,251 @@
+//! The swappable runtime: everything a request reads — the configuration snapshot, the
+//! authenticator, the targets by name and their merged view — behind one `ArcSwap`. A request
+//! loads it once ([`Live::load`]) and reads that one runtime from start to end; a reload
+//! ([`Live::reload`]) builds a complete new runtime and swaps it in, so no request ever sees
+//! half of one configuration and half of another.
+//!
+//! What survives a reload: MCP client sessions (they hold [`Live`], not a runtime), the
+//! sessions of targets whose connection settings did not change, the authenticator (and the
+//! dev IdP's logins) while `[inbound]`/`[dev_idp]` did not change, and the event stream
+//! clients hear `list_changed` on. A removed target's session ends when the last call that
+//! still uses it has finished (its handle is dropped with the old runtime).
+
+mod reload;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+pub use reload::watch;
+
+use crate::catalog::{Catalog, follow_listings};
+use crate::config::{self, Snapshot};
+use crate::events::{CatalogEvent, Hub};
+use crate::inbound::Authenticator;
+
+/// One complete, immutable configuration in force.
+#[derive(Debug)]
+pub struct Runtime {
+    pub snapshot: Arc<Snapshot>,
+    /// `None` when inbound authentication is off (`inbound.mode = "none"`).
+    pub auth: Option<Arc<Authenticator>>,
+    pub catalog: Arc<Catalog>,
+}
+
+/// The runtime in force, and what outlives any one runtime.
+#[derive(Debug)]
+pub struct Live {
+    current: ArcSwap<Runtime>,
+    hub: Hub,
+    /// For discovery and JWKS fetches of a reloaded authenticator.
+    inbound_http: reqwest::Client,
+    shutdown: CancellationToken,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+    /// The problems of the last reload that failed (cleared by one that succeeds), for
+    /// `/readyz` details.
+    failed_reload: Mutex<Option<Vec<String>>>,
+    /// Successful reloads since start, for `/readyz` (and tests waiting for one).
+    reloads: AtomicU64,
+}
+
+/// Why a reload changed nothing: each problem as `portcullis check` words it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadFailed(pub Vec<String>);
+
+/// What a successful reload changed, for the log and for tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Targets whose new settings could not be served by their old session (upstream,
+    /// credential or connect timeout changed): reconnected.
+    pub reconnected: Vec<String>,
+    /// Settings that only take effect at the next restart, left as they were.
+    pub not_applied: Vec<String>,
+}
+
+impl Live {
+    /// Start the runtime for `snapshot`: its targets begin connecting, and a task keeps the
+    /// merged view of whichever runtime is current up to date.
+    pub fn start(
+        snapshot: Snapshot,
+        auth: Option<Arc<Authenticator>>,
+        inbound_http: reqwest::Client,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        let hub = Hub::new();
+        let catalog = Arc::new(Catalog::build(&snapshot, &hub, None, &shutdown));
+        let live = Arc::new(Self {
+            current: ArcSwap::from_pointee(Runtime {
+                snapshot: Arc::new(snapshot),
+                auth,
+                catalog,
+            }),
+            hub: hub.clone(),
+            inbound_http,
+            shutdown: shutdown.clone(),
+            reloading: tokio::sync::Mutex::new(()),
+            failed_reload: Mutex::new(None),
+            reloads: AtomicU64::new(0),
+        });
+        let weak = Arc::downgrade(&live);
+        follow_listings(&hub, shutdown, move || match weak.upgrade() {
+            Some(live) => {
+                live.load().catalog.rebuild();
+                true
+            }
+            None => false,
+        });
+        live
+    }
+
+    /// The runtime in force. Load once per request.
+    pub fn load(&self) -> Arc<Runtime> {
+        self.current.load_full()
+    }
+
+    /// Catalog changes (an upstream's `list_changed`, a reload), for telling clients.
+    pub fn subscribe(&self) -> broadcast::Receiver<CatalogEvent> {
+        self.hub.events.subscribe()
+    }
+
+    /// How many reloads succeeded since the gateway started.
+    pub fn reloads(&self) -> u64 {
+        self.reloads.load(Ordering::Relaxed)
+    }
+
+    /// The problems of the last failed reload, while no later reload succeeded.
+    pub fn failed_reload(&self) -> Option<Vec<String>> {
+        match self.failed_reload.lock() {
+            Ok(slot) => slot.clone(),
+            // Never hide a failed reload: a poisoned slot reports itself.
+            Err(_) => Some(vec![
+                "the reload status is unavailable (internal error)".into(),
+            ]),
+        }
+    }
+
+    fn set_failed_reload(&self, problems: Option<Vec<String>>) {
+        let mut slot = self
+            .failed_reload
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *slot = problems;
+    }
+
+    /// Read the configuration again and, if it is valid as a whole, swap it in. An invalid
+    /// configuration changes nothing: the old runtime keeps serving, and the problems are
+    /// logged (as `portcullis check` prints them) and shown in `/readyz`.
+    pub async fn reload(&self) -> Result<ReloadSummary, ReloadFailed> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let old = self.load();
+        let mut snapshot = match config::load(&old.snapshot.source) {
+            Ok(s) => s,
+            Err(errors) => {
+                tracing::error!(
+                    "configuration not reloaded; the previous one keeps serving. {errors}"
+                );
+                let problems: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
+                self.set_failed_reload(Some(problems.clone()));
+                return Err(ReloadFailed(problems));
+            }
+        };
+        let mut summary = ReloadSummary::default();
+
+        // The listener and the HTTP surface were built from [server]: it changes at restart.
+        snapshot.server.bound_to(old.snapshot.server.listen);
+        if snapshot.server != old.snapshot.server {
+            summary.not_applied.push("[server]".into());
+            snapshot.server = old.snapshot.server.clone();
+        }
+        // The dev IdP's endpoints and their state (registrations, logins) were set up at start.
+        if snapshot.inbound.dev_idp != old.snapshot.inbound.dev_idp {
+            summary.not_applied.push("[dev_idp]".into());
+            snapshot.inbound.dev_idp = old.snapshot.inbound.dev_idp.clone();
+        }
+        // Keep the authenticator (its key caches) unless the issuers changed.
+        let auth = if snapshot.inbound == old.snapshot.inbound {
+            old.auth.clone()
+        } else {
+            match Authenticator::new(&snapshot, self.inbound_http.clone()) {
+                Ok(auth) => {
+                    let auth = auth.map(Arc::new);
+                    if let Some(auth) = auth.clone() {
+                        tokio::spawn(async move {
+                            for (issuer, e) in auth.warm_up().await {
+                                tracing::error!(%issuer, "cannot fetch the issuer's signing keys (retrying on demand; /readyz reports it): {e}");
+                            }
+                        });
+                    }
+                    auth
+                }
+                Err(e) => {
+                    let problem = format!("the new [inbound] settings cannot be used: {e}");
+                    tracing::error!(
+                        "configuration not reloaded; the previous one keeps serving. {problem}"
+                    );
+                    self.set_failed_reload(Some(vec![problem.clone()]));
+                    return Err(ReloadFailed(vec![problem]));
+                }
+            }
+        };
+
+        let catalog = Catalog::build(&snapshot, &self.hub, Some(&old.catalog), &self.shutdown);
+        for t in catalog.targets() {
+            match old.catalog.target(t.name()) {
+                None => summary.added.push(t.name().to_string()),
+                Some(before) if !before.same_session(t) => {
+                    summary.reconnected.push(t.name().to_string());
+                }
+                Some(_) => {}
+            }
+        }
+        summary.removed = old
+            .catalog
+            .targets()
+            .filter(|t| catalog.target(t.name()).is_none())
+            .map(|t| t.name().to_string())
+            .collect();
+        let catalog = Arc::new(catalog);
+        // The new view is in place before the swap, and clients hear of it after.
+        let changes = catalog.refresh_view();
+        self.current.store(Arc::new(Runtime {
+            snapshot: Arc::new(snapshot),
+            auth,
+            catalog: catalog.clone(),
+        }));
+        catalog.announce(changes);
+        self.set_failed_reload(None);
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+        summary.log();
+        Ok(summary)
+    }
+}
+
+impl ReloadSummary {
+    fn log(&self) {
+        let list = |names: &[String]| {
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        };
+        tracing::info!(
+            "configuration reloaded: targets added: {}; removed: {}; reconnected (upstream, credential or connect timeout changed): {}",
+            list(&self.added),
+            list(&self.removed),
+            list(&self.reconnected),
+        );
+        if !self.not_applied.is_empty() {
+            tracing::warn!(
+                "{} changed but takes effect only at the next restart (the listener, public URL, hosts, origins, body limit and the development IdP are fixed while serving); kept as it was",
+                self.not_applied.join(", ")
+            );
+        }
+    }
+}
