@@ -228,7 +228,6 @@ impl McpTarget {
         caller: Option<&Caller>,
     ) -> Result<PendingCall<'_, CallToolResult>, TargetError> {
         let tool = params.name.to_string();
-        self.inner.check_credentials(caller, &tool).await?;
         let mut request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
         // In-memory only (never serialized): lets the HTTP layer attach per-call credentials.
         request.extensions_mut().insert(OutboundContext {
@@ -252,6 +251,13 @@ impl McpTarget {
             _registration: pending.2,
             _in_flight: pending.3,
         })
+    }
+
+    /// The credential phase of a call: obtain the target's credential for `caller` and the
+    /// upstream `tool` before anything is sent, so a token-endpoint or STS failure reaches the
+    /// caller as itself. The HTTP layer attaches the (then cached) credential to each request.
+    pub async fn credential(&self, caller: Option<&Caller>, tool: &str) -> Result<(), TargetError> {
+        self.inner.check_credentials(caller, tool).await
     }
 
     /// A request that needs no relaying (prompts, resources, completion).
