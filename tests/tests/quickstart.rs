@@ -146,7 +146,10 @@ async fn http_is_served_while_a_slow_target_is_still_connecting() {
         if tools.iter().any(|t| t.name == "demo__echo") {
             break;
         }
-        assert!(Instant::now() < deadline, "demo__echo never listed: {tools:?}");
+        assert!(
+            Instant::now() < deadline,
+            "demo__echo never listed: {tools:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let args = serde_json::json!({"text": "hello"}).as_object().cloned();
