@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use portcullis_e2e::dev_token;
 use portcullis_e2e::{
     Gateway, Idp, base64url_encode, binary, eventually, jwt_claims, jwt_header, peers,
     python_client, spawn_until_line, write_config,
@@ -461,13 +460,12 @@ fn token_for_another_resource_is_refused() {
 fn several_issuers_at_once() {
     let Some(peers) = peers() else { return };
     let idp = Idp::start(&peers).unwrap();
-    let port = portcullis_e2e::free_port();
     let rig = Rig::with_config(&format!(
-        "[[inbound.issuers]]\nissuer = \"{}\"\n[dev_idp]\n[server]\nlisten = \"127.0.0.1:{port}\"\n",
+        "[[inbound.issuers]]\nissuer = \"{}\"\n[dev_idp]\n",
         idp.issuer
     ));
     let from_idp = idp.user_token("erin", &rig.gw.url).unwrap();
-    let from_dev = dev_token(rig.gw.dir.path(), &["--user", "frank", "--agent", "cli"]);
+    let from_dev = rig.gw.dev_token(&["--user", "frank", "--agent", "cli"]);
     assert_accepted(&rig.initialize(Some(&from_idp)), "the IdP's token");
     assert_accepted(&rig.initialize(Some(&from_dev)), "the dev issuer's token");
     let metadata = rig.get_json(&format!(

@@ -25,7 +25,7 @@ use portcullis::identity::Caller;
 use portcullis::outbound::{
     Attachment, Clock, CredentialProvider, OutboundRequest, SigV4, system_clock,
 };
-use portcullis_e2e::{free_port, peers};
+use portcullis_e2e::{peers, port_for_peer_script};
 use url::Url;
 
 const STS_BODY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
@@ -33,7 +33,7 @@ const FORM: &str = "application/x-www-form-urlencoded";
 const JSON: &str = "application/json";
 const POLICY_TEMPLATE: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"OneTool","Effect":"Allow","Action":"lambda:InvokeFunction","Resource":"arn:aws:lambda:us-east-1:123456789012:function:{tool}","Condition":{"StringEquals":{"aws:SourceIdentity":"{user}"}}}]}"#;
 
-/// moto from `peers/aws` on a free loopback port, seeded; stopped on drop (also on panic).
+/// moto from `peers/aws` on a loopback port (see [`port_for_peer_script`]), seeded; stopped on drop (also on panic).
 #[derive(Debug)]
 struct Moto {
     port: u16,
@@ -43,7 +43,7 @@ struct Moto {
 
 impl Moto {
     fn start(peers: &Path) -> Result<Self> {
-        let port = free_port();
+        let port = port_for_peer_script();
         // The guard exists before the script runs: a start that fails half-way is stopped too.
         let mut moto = Self {
             port,
