@@ -2,9 +2,9 @@
 //! and real protocol peers from `../shared/peers` (server-everything, the Python MCP SDK
 //! client, the conformance suite).
 //!
-//! Tests that need a peer call [`peers`]: when the peers directory or its toolchain is
-//! missing they print why and skip, unless `PORTCULLIS_REQUIRE_PEERS=1` (set by `.ci/run`),
-//! in which case a missing peer fails the test.
+//! Tests that need a peer call [`peers`] (or [`python_peers`]): when the peers directory or
+//! its toolchain is missing they print why and skip, unless `PORTCULLIS_REQUIRE_PEERS=1` (set
+//! by `.ci/run`), in which case a missing peer fails the test.
 #![allow(clippy::unwrap_used)] // tests and their harness may panic on setup failures
 
 use std::io::{BufRead, BufReader};
@@ -33,18 +33,40 @@ pub fn peers_required() -> bool {
     std::env::var("PORTCULLIS_REQUIRE_PEERS").is_ok_and(|v| v == "1")
 }
 
-/// The shared peers directory, or `None` (after saying why) when the test should skip.
+/// The shared peers directory, or `None` (after saying why) when the test should skip. For
+/// the Node peers (server-everything, the IdP, the conformance suite, npm MCP clients).
 pub fn peers() -> Option<PathBuf> {
+    peers_with(false)
+}
+
+/// [`peers`] for tests that also run a Python peer (the MCP Python SDK client, moto).
+pub fn python_peers() -> Option<PathBuf> {
+    peers_with(true)
+}
+
+fn peers_with(python: bool) -> Option<PathBuf> {
     let dir = std::env::var_os("PORTCULLIS_PEERS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("../shared/peers"));
+    let runs = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
     let missing = if !dir.join("lib.sh").is_file() {
         Some(format!(
             "peers directory {} not found (clone ../shared beside the repo)",
             dir.display()
         ))
-    } else if Command::new("node").arg("--version").output().is_err() {
+    } else if !runs("node", &["--version"]) {
         Some("node is not installed".to_string())
+    } else if !runs("npm", &["--version"]) {
+        Some("npm is not installed (the peers install their pinned packages with it)".into())
+    } else if python && !runs("python3", &["-c", "import venv, ensurepip"]) {
+        Some("python3 with the venv module is not installed".to_string())
     } else {
         None
     };
@@ -176,14 +198,25 @@ impl Drop for Proc {
 
 /// Spawn `cmd` and wait until it prints a line starting with `prefix` on stdout (or exits).
 pub fn spawn_until_line(
+    cmd: Command,
+    name: &str,
+    prefix: &str,
+    within: Duration,
+) -> Result<(Proc, String)> {
+    spawn_until_line_logging(cmd, Stdio::inherit(), name, prefix, within)
+}
+
+/// [`spawn_until_line`] with the child's stderr sent to `stderr`.
+fn spawn_until_line_logging(
     mut cmd: Command,
+    stderr: Stdio,
     name: &str,
     prefix: &str,
     within: Duration,
 ) -> Result<(Proc, String)> {
     let mut child = cmd
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .with_context(|| format!("spawn {name}"))?;
     let stdout = child.stdout.take().context("stdout")?;
@@ -233,25 +266,48 @@ impl Gateway {
         env: &[(&str, &str)],
     ) -> Result<Self> {
         let dir = write_config(gateway_toml, targets)?;
+        Self::serve(
+            dir,
+            &Serve {
+                env,
+                ..Serve::default()
+            },
+        )
+    }
+
+    /// `portcullis serve` on the configuration already in `dir` (see [`write_config`]).
+    pub fn serve(dir: tempfile::TempDir, how: &Serve<'_>) -> Result<Self> {
         let mut cmd = Command::new(binary("portcullis", "portcullis"));
-        cmd.envs(env.iter().copied());
+        cmd.envs(how.env.iter().copied());
         cmd.arg("serve")
             .arg("--config")
             .arg(dir.path().join("gateway.toml"));
         // Quiet by default so test output stays readable; PORTCULLIS_LOG=debug to investigate.
-        if std::env::var_os("PORTCULLIS_LOG").is_none() {
+        if std::env::var_os("PORTCULLIS_LOG").is_none()
+            && !how.env.iter().any(|(k, _)| *k == "PORTCULLIS_LOG")
+        {
             cmd.env("PORTCULLIS_LOG", "warn");
         }
-        let (proc, line) = spawn_until_line(
-            cmd,
-            "portcullis",
-            "portcullis ready: ",
-            Duration::from_secs(120),
-        )?;
-        let url = line
-            .trim_start_matches("portcullis ready: ")
-            .trim()
-            .to_string();
+        let stderr = match &how.log_file {
+            Some(path) => Stdio::from(std::fs::File::create(path)?),
+            None => Stdio::inherit(),
+        };
+        let prefix = if how.until_listening {
+            "portcullis listening: "
+        } else {
+            "portcullis ready: "
+        };
+        let started =
+            spawn_until_line_logging(cmd, stderr, "portcullis", prefix, Duration::from_secs(120));
+        let (proc, line) = match (started, &how.log_file) {
+            (Ok(started), _) => started,
+            (Err(e), Some(log)) => bail!(
+                "{e}; gateway log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            ),
+            (Err(e), None) => return Err(e),
+        };
+        let url = line.trim_start_matches(prefix).trim().to_string();
         Ok(Self { proc, url, dir })
     }
 
@@ -272,6 +328,18 @@ impl Gateway {
     pub fn dev_token(&self, args: &[&str]) -> String {
         dev_token(self.dir.path(), &self.url, args)
     }
+}
+
+/// How [`Gateway::serve`] starts the gateway; the default waits for `portcullis ready:`
+/// (every target tried) with the log on the test's stderr.
+#[derive(Debug, Default)]
+pub struct Serve<'a> {
+    /// Extra environment variables for the gateway process.
+    pub env: &'a [(&'a str, &'a str)],
+    /// Return at `portcullis listening:` (HTTP served, targets may still be connecting).
+    pub until_listening: bool,
+    /// Write the gateway's log (stderr) to this file, for tests that read it.
+    pub log_file: Option<PathBuf>,
 }
 
 pub fn write_config(gateway_toml: &str, targets: &[(&str, String)]) -> Result<tempfile::TempDir> {

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use portcullis_e2e::{binary, call_tool, connect, dev_token, repo_root, spawn_until_line};
-use portcullis_e2e::{tool_names, tool_text};
+use portcullis_e2e::tool_text;
+use portcullis_e2e::{Gateway, Serve, binary, call_tool, connect, repo_root, tool_names};
 
 /// The repository's quickstart configuration in a fresh directory, listening on port 0 (the
 /// gateway prints the port it got), plus `extra` target files.
@@ -68,23 +68,16 @@ fn target<'a>(readyz: &'a serde_json::Value, name: &str) -> &'a serde_json::Valu
 #[tokio::test(flavor = "multi_thread")]
 async fn http_is_served_while_a_slow_target_is_still_connecting() {
     let dir = quickstart_copy(&[("sleepy", SLEEPER)]);
-    let mut cmd = Command::new(binary("portcullis", "portcullis"));
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(dir.path().join("gateway.toml"));
-    if std::env::var_os("PORTCULLIS_LOG").is_none() {
-        cmd.env("PORTCULLIS_LOG", "warn");
-    }
-    let (_gateway, line) = spawn_until_line(
-        cmd,
-        "portcullis",
-        "portcullis listening: ",
-        Duration::from_secs(60),
+    let gw = Gateway::serve(
+        dir,
+        &Serve {
+            until_listening: true,
+            ..Serve::default()
+        },
     )
     .unwrap();
     let listening = Instant::now();
-    let url = line.trim_start_matches("portcullis listening: ").trim();
-    let base = url.trim_end_matches("/mcp").to_string();
+    let base = gw.base();
 
     // /healthz answers at once: the sleeper has not even begun to speak MCP.
     let health = reqwest::Client::new()
@@ -125,13 +118,9 @@ async fn http_is_served_while_a_slow_target_is_still_connecting() {
     );
 
     // A fresh directory got its dev IdP key on first use, and its tokens work.
-    let token = dev_token(
-        dir.path(),
-        url,
-        &["--user", "alice", "--agent", "quickstart"],
-    );
-    assert!(dir.path().join(".data").is_dir());
-    let client = connect(url, Some(&token)).await;
+    let token = gw.dev_token(&["--user", "alice", "--agent", "quickstart"]);
+    assert!(gw.dir.path().join(".data").is_dir());
+    let client = connect(&gw.url, Some(&token)).await;
     let tools = tool_names(&client).await;
     assert!(tools.iter().any(|t| t == "demo__echo"), "{tools:?}");
     let args = serde_json::json!({"text": "hello"});
