@@ -480,6 +480,7 @@ fn dev_token(
     let (mut server, dev) =
         config::load_dev_idp(path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
     match listening_on {
+        Some(addr) if server.listen == addr => {}
         Some(addr) if server.listen.port() == 0 && addr.ip() == server.listen.ip() => {
             server.bound_to(addr);
         }

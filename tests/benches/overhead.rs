@@ -8,28 +8,14 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use portcullis_e2e::{Gateway, binary, free_port, spawn_until_line};
-use rmcp::model::{CallToolRequestParams, ClientConfig};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::{RoleClient, ServiceExt, service::RunningService};
+use portcullis_e2e::{Gateway, McpClient, binary, connect, spawn_until_line};
+use rmcp::model::CallToolRequestParams;
 
 const SEQUENTIAL: usize = 2_000;
 const CONCURRENT: usize = 16;
 const PER_TASK: usize = 250;
 
-async fn connect(url: &str, token: Option<String>) -> RunningService<RoleClient, ClientConfig> {
-    let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_string());
-    if let Some(t) = token {
-        config = config.auth_header(t);
-    }
-    ClientConfig::default()
-        .serve(StreamableHttpClientTransport::from_config(config))
-        .await
-        .unwrap()
-}
-
-async fn call(c: &RunningService<RoleClient, ClientConfig>, tool: &str) -> Duration {
+async fn call(c: &McpClient, tool: &str) -> Duration {
     let args = serde_json::json!({"text": "ping"})
         .as_object()
         .cloned()
@@ -58,7 +44,7 @@ fn report(label: &str, mut samples: Vec<Duration>, wall: Duration) {
 }
 
 async fn run(label: &str, url: &str, token: Option<String>, tool: &str) {
-    let c = connect(url, token.clone()).await;
+    let c = connect(url, token.as_deref()).await;
     for _ in 0..200 {
         call(&c, tool).await; // warm up
     }
@@ -74,7 +60,7 @@ async fn run(label: &str, url: &str, token: Option<String>, tool: &str) {
     for _ in 0..CONCURRENT {
         let (url, token, tool) = (url.to_string(), token.clone(), tool.to_string());
         tasks.spawn(async move {
-            let c = connect(&url, token).await;
+            let c = connect(&url, token.as_deref()).await;
             let mut s = Vec::with_capacity(PER_TASK);
             for _ in 0..PER_TASK {
                 s.push(call(&c, &tool).await);
@@ -92,24 +78,18 @@ async fn run(label: &str, url: &str, token: Option<String>, tool: &str) {
 
 #[tokio::main]
 async fn main() {
-    let demo_port = free_port();
     let mut cmd = Command::new(binary("portcullis-demo", "portcullis-demo"));
-    cmd.args(["--http", &format!("127.0.0.1:{demo_port}")]);
+    cmd.args(["--http", "127.0.0.1:0"]);
     let (_demo, demo_url) =
         spawn_until_line(cmd, "portcullis-demo", "http://", Duration::from_secs(60)).unwrap();
 
-    let gw_port = free_port();
     let target = format!("[mcp]\nurl = \"{demo_url}\"\n");
     let gw = tokio::task::spawn_blocking(move || {
-        Gateway::start(
-            &format!("[dev_idp]\n[server]\nlisten = \"127.0.0.1:{gw_port}\"\n"),
-            &[("demo", target)],
-        )
-        .unwrap()
+        Gateway::start("[dev_idp]\n", &[("demo", target)]).unwrap()
     })
     .await
     .unwrap();
-    let token = portcullis_e2e::dev_token(gw.dir.path(), &["--user", "bench"]);
+    let token = gw.dev_token(&["--user", "bench"]);
 
     run("direct to the demo upstream", &demo_url, None, "echo").await;
     run(

@@ -2,9 +2,9 @@
 //! and real protocol peers from `../shared/peers` (server-everything, the Python MCP SDK
 //! client, the conformance suite).
 //!
-//! Tests that need a peer call [`peers`]: when the peers directory or its toolchain is
-//! missing they print why and skip, unless `PORTCULLIS_REQUIRE_PEERS=1` (set by `.ci/run`),
-//! in which case a missing peer fails the test.
+//! Tests that need a peer call [`peers`] (or [`python_peers`]): when the peers directory or
+//! its toolchain is missing they print why and skip, unless `PORTCULLIS_REQUIRE_PEERS=1` (set
+//! by `.ci/run`), in which case a missing peer fails the test.
 #![allow(clippy::unwrap_used)] // tests and their harness may panic on setup failures
 
 use std::io::{BufRead, BufReader};
@@ -15,6 +15,11 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig, ProtocolVersion};
+use rmcp::service::{ClientLifecycleMode, RunningService, ServiceError};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{ClientHandler, ClientServiceExt, RoleClient, Service, ServiceExt};
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -28,18 +33,40 @@ pub fn peers_required() -> bool {
     std::env::var("PORTCULLIS_REQUIRE_PEERS").is_ok_and(|v| v == "1")
 }
 
-/// The shared peers directory, or `None` (after saying why) when the test should skip.
+/// The shared peers directory, or `None` (after saying why) when the test should skip. For
+/// the Node peers (server-everything, the IdP, the conformance suite, npm MCP clients).
 pub fn peers() -> Option<PathBuf> {
+    peers_with(false)
+}
+
+/// [`peers`] for tests that also run a Python peer (the MCP Python SDK client, moto).
+pub fn python_peers() -> Option<PathBuf> {
+    peers_with(true)
+}
+
+fn peers_with(python: bool) -> Option<PathBuf> {
     let dir = std::env::var_os("PORTCULLIS_PEERS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("../shared/peers"));
+    let runs = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
     let missing = if !dir.join("lib.sh").is_file() {
         Some(format!(
             "peers directory {} not found (clone ../shared beside the repo)",
             dir.display()
         ))
-    } else if Command::new("node").arg("--version").output().is_err() {
+    } else if !runs("node", &["--version"]) {
         Some("node is not installed".to_string())
+    } else if !runs("npm", &["--version"]) {
+        Some("npm is not installed (the peers install their pinned packages with it)".into())
+    } else if python && !runs("python3", &["-c", "import venv, ensurepip"]) {
+        Some("python3 with the venv module is not installed".to_string())
     } else {
         None
     };
@@ -53,12 +80,51 @@ pub fn peers() -> Option<PathBuf> {
     }
 }
 
-/// A port that was free a moment ago (for processes that must be told their port).
-pub fn free_port() -> u16 {
+/// A loopback port for a `../shared/peers` start script, which must be told its port.
+///
+/// The one place a port is picked before the process that uses it binds it, so another
+/// process could take it in between: the peer scripts key their pid file, log and state by
+/// the port, and the IdP must know its issuer URL (which holds the port) before it starts, so
+/// they cannot bind port 0 and print what they got. Everything this crate starts itself (the
+/// gateway, the demo upstream, mock servers) binds port 0 and reports the address instead;
+/// a port where nothing may listen is a [`ClosedPort`].
+pub fn port_for_peer_script() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free loopback port")
+}
+
+/// A loopback port where nothing listens, for as long as this value lives: a bound socket
+/// that never listens, so connecting is refused and no other process can bind the port.
+#[derive(Debug)]
+pub struct ClosedPort {
+    port: u16,
+    _socket: tokio::net::TcpSocket,
+}
+
+impl ClosedPort {
+    pub fn reserve() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        // No SO_REUSEADDR: nothing else can bind the port while we hold it.
+        socket
+            .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind a loopback port");
+        let port = socket.local_addr().expect("the bound address").port();
+        Self {
+            port,
+            _socket: socket,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
 }
 
 /// Build (once per test process) every binary of the workspace and locate `bin`.
@@ -132,14 +198,25 @@ impl Drop for Proc {
 
 /// Spawn `cmd` and wait until it prints a line starting with `prefix` on stdout (or exits).
 pub fn spawn_until_line(
+    cmd: Command,
+    name: &str,
+    prefix: &str,
+    within: Duration,
+) -> Result<(Proc, String)> {
+    spawn_until_line_logging(cmd, Stdio::inherit(), name, prefix, within)
+}
+
+/// [`spawn_until_line`] with the child's stderr sent to `stderr`.
+fn spawn_until_line_logging(
     mut cmd: Command,
+    stderr: Stdio,
     name: &str,
     prefix: &str,
     within: Duration,
 ) -> Result<(Proc, String)> {
     let mut child = cmd
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .with_context(|| format!("spawn {name}"))?;
     let stdout = child.stdout.take().context("stdout")?;
@@ -189,25 +266,48 @@ impl Gateway {
         env: &[(&str, &str)],
     ) -> Result<Self> {
         let dir = write_config(gateway_toml, targets)?;
+        Self::serve(
+            dir,
+            &Serve {
+                env,
+                ..Serve::default()
+            },
+        )
+    }
+
+    /// `portcullis serve` on the configuration already in `dir` (see [`write_config`]).
+    pub fn serve(dir: tempfile::TempDir, how: &Serve<'_>) -> Result<Self> {
         let mut cmd = Command::new(binary("portcullis", "portcullis"));
-        cmd.envs(env.iter().copied());
+        cmd.envs(how.env.iter().copied());
         cmd.arg("serve")
             .arg("--config")
             .arg(dir.path().join("gateway.toml"));
         // Quiet by default so test output stays readable; PORTCULLIS_LOG=debug to investigate.
-        if std::env::var_os("PORTCULLIS_LOG").is_none() {
+        if std::env::var_os("PORTCULLIS_LOG").is_none()
+            && !how.env.iter().any(|(k, _)| *k == "PORTCULLIS_LOG")
+        {
             cmd.env("PORTCULLIS_LOG", "warn");
         }
-        let (proc, line) = spawn_until_line(
-            cmd,
-            "portcullis",
-            "portcullis ready: ",
-            Duration::from_secs(120),
-        )?;
-        let url = line
-            .trim_start_matches("portcullis ready: ")
-            .trim()
-            .to_string();
+        let stderr = match &how.log_file {
+            Some(path) => Stdio::from(std::fs::File::create(path)?),
+            None => Stdio::inherit(),
+        };
+        let prefix = if how.until_listening {
+            "portcullis listening: "
+        } else {
+            "portcullis ready: "
+        };
+        let started =
+            spawn_until_line_logging(cmd, stderr, "portcullis", prefix, Duration::from_secs(120));
+        let (proc, line) = match (started, &how.log_file) {
+            (Ok(started), _) => started,
+            (Err(e), Some(log)) => bail!(
+                "{e}; gateway log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            ),
+            (Err(e), None) => return Err(e),
+        };
+        let url = line.trim_start_matches(prefix).trim().to_string();
         Ok(Self { proc, url, dir })
     }
 
@@ -215,6 +315,31 @@ impl Gateway {
     pub fn base(&self) -> String {
         self.url.trim_end_matches("/mcp").to_string()
     }
+
+    /// The port it listens on (the one it picked, when started on port 0).
+    pub fn port(&self) -> u16 {
+        url::Url::parse(&self.url)
+            .ok()
+            .and_then(|u| u.port())
+            .unwrap_or_else(|| panic!("the gateway printed a URL without a port: {}", self.url))
+    }
+
+    /// A token from `portcullis dev-token ARGS` for this running gateway (see [`dev_token`]).
+    pub fn dev_token(&self, args: &[&str]) -> String {
+        dev_token(self.dir.path(), &self.url, args)
+    }
+}
+
+/// How [`Gateway::serve`] starts the gateway; the default waits for `portcullis ready:`
+/// (every target tried) with the log on the test's stderr.
+#[derive(Debug, Default)]
+pub struct Serve<'a> {
+    /// Extra environment variables for the gateway process.
+    pub env: &'a [(&'a str, &'a str)],
+    /// Return at `portcullis listening:` (HTTP served, targets may still be connecting).
+    pub until_listening: bool,
+    /// Write the gateway's log (stderr) to this file, for tests that read it.
+    pub log_file: Option<PathBuf>,
 }
 
 pub fn write_config(gateway_toml: &str, targets: &[(&str, String)]) -> Result<tempfile::TempDir> {
@@ -248,7 +373,7 @@ pub struct Everything {
 
 impl Everything {
     pub fn start(peers: &Path) -> Result<Self> {
-        let port = free_port();
+        let port = port_for_peer_script();
         let out = Command::new("bash")
             .arg(peers.join("mcp/start-everything.sh"))
             .arg(port.to_string())
@@ -332,7 +457,7 @@ pub struct Idp {
 
 impl Idp {
     pub fn start(peers: &Path) -> Result<Self> {
-        let port = free_port();
+        let port = port_for_peer_script();
         // The guard exists before the script runs: a start that fails half-way is stopped too.
         let idp = Self {
             issuer: format!("http://127.0.0.1:{port}"),
@@ -446,9 +571,26 @@ pub fn run_portcullis(subcommand: &str, config_dir: &Path, args: &[&str]) -> std
         .expect("run portcullis")
 }
 
-/// A token minted by `portcullis dev-token` for the gateway configured in `config_dir`.
-pub fn dev_token(config_dir: &Path, args: &[&str]) -> String {
-    let out = run_portcullis("dev-token", config_dir, args);
+/// A token minted by `portcullis dev-token ARGS` for the gateway configured in `config_dir`
+/// and serving `gateway_url` (as it printed it).
+///
+/// A token from `portcullis dev-token ARGS` for the gateway configured in `config_dir` and
+/// running at `gateway_url`. The token's audience is the gateway's URL, which for a gateway on
+/// port 0 only the running process knows: `--listening-on` passes the address it printed.
+pub fn dev_token(config_dir: &Path, gateway_url: &str, args: &[&str]) -> String {
+    let addr = url::Url::parse(gateway_url)
+        .ok()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port()?)))
+        .unwrap_or_else(|| panic!("not a gateway URL with a port: {gateway_url}"));
+    let out = Command::new(binary("portcullis", "portcullis"))
+        .arg("dev-token")
+        .arg("--config")
+        .arg(config_dir.join("gateway.toml"))
+        .arg("--listening-on")
+        .arg(addr)
+        .args(args)
+        .output()
+        .expect("run portcullis dev-token");
     assert!(
         out.status.success(),
         "dev-token failed: {}",
@@ -502,5 +644,139 @@ peers_node22"#;
         let mut cmd = Command::new(&self.node);
         cmd.arg(self.dir.join("node_modules").join(entry));
         cmd
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// MCP clients and tool calls, made the same way by every test.
+
+/// An rmcp client session with the default handler.
+pub type McpClient = RunningService<RoleClient, ClientConfig>;
+
+/// The protocol era a test client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Era {
+    /// 2025-11-25: `initialize`, then requests on an `Mcp-Session-Id` session.
+    Legacy,
+    /// 2026-07-28: discovery, then requests without a session.
+    Modern,
+}
+
+/// `handler` connected as an rmcp client (streamable HTTP) to `url`, in `era`, sending
+/// `Authorization: Bearer TOKEN` when a token is given. Fails the test if it cannot connect.
+pub async fn connect_as<H: ClientHandler>(
+    handler: H,
+    url: &str,
+    token: Option<&str>,
+    era: Era,
+) -> RunningService<RoleClient, H> {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_string());
+    if let Some(token) = token {
+        config = config.auth_header(token.to_string());
+    }
+    let transport = StreamableHttpClientTransport::from_config(config);
+    let connected = match era {
+        Era::Legacy => handler.serve(transport).await,
+        Era::Modern => {
+            let discover = ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            };
+            handler.serve_with_lifecycle(transport, discover).await
+        }
+    };
+    connected.unwrap_or_else(|e| panic!("an MCP client ({era:?}) cannot connect to {url}: {e}"))
+}
+
+/// A 2025-11-25 client with the default handler (see [`connect_as`]).
+pub async fn connect(url: &str, token: Option<&str>) -> McpClient {
+    connect_as(ClientConfig::default(), url, token, Era::Legacy).await
+}
+
+/// Tool arguments from a JSON object.
+pub fn tool_args(args: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    match args {
+        serde_json::Value::Object(map) => map,
+        other => panic!("tool arguments must be a JSON object, not {other}"),
+    }
+}
+
+/// `tools/call NAME` with `args` (a JSON object).
+pub async fn call_tool<S: Service<RoleClient>>(
+    client: &RunningService<RoleClient, S>,
+    name: &str,
+    args: serde_json::Value,
+) -> Result<CallToolResult, ServiceError> {
+    let params = CallToolRequestParams::new(name.to_string()).with_arguments(tool_args(args));
+    client.peer().call_tool(params).await
+}
+
+/// The text blocks of a successful tool result, joined; fails the test on a tool error.
+pub fn tool_text(result: &CallToolResult) -> String {
+    assert_ne!(result.is_error, Some(true), "tool failed: {result:?}");
+    result
+        .content
+        .iter()
+        .filter_map(|block| block.as_text())
+        .map(|text| text.text.as_str())
+        .collect()
+}
+
+/// The names of every tool the client is shown (all pages).
+pub async fn tool_names<S: Service<RoleClient>>(
+    client: &RunningService<RoleClient, S>,
+) -> Vec<String> {
+    client
+        .peer()
+        .list_all_tools()
+        .await
+        .expect("tools/list answers")
+        .into_iter()
+        .map(|tool| tool.name.into_owned())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP servers the tests play themselves (issuers, token endpoints, recording proxies).
+
+/// An axum app served by this test process on a loopback port the OS picked (port 0: nothing
+/// to race for); stopped when dropped.
+#[derive(Debug)]
+pub struct MockServer {
+    /// `http://127.0.0.1:PORT` (no trailing slash).
+    pub base: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MockServer {
+    /// Serve `app`.
+    pub async fn start(app: axum::Router) -> Self {
+        Self::start_with(|_| app).await
+    }
+
+    /// Serve the app `make` builds from the server's base URL (for apps that name
+    /// themselves, such as an issuer).
+    pub async fn start_with(make: impl FnOnce(&str) -> axum::Router) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let base = format!("http://{}", listener.local_addr().expect("its address"));
+        let app = make(&base);
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .await
+                .expect("the mock server runs");
+        });
+        Self { base, task }
+    }
+
+    /// `{base}{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

@@ -5,12 +5,8 @@
 //! through it: `mcp_clients.rs`.)
 #![allow(clippy::unwrap_used)] // tests may panic on setup failures
 
-use portcullis_e2e::{Gateway, binary, free_port, write_config};
-use portcullis_e2e::{dev_token, run_portcullis};
-use rmcp::ServiceExt;
-use rmcp::model::{CallToolRequestParams, ClientConfig};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use portcullis_e2e::{Gateway, binary, call_tool, connect, run_portcullis};
+use portcullis_e2e::{tool_names, tool_text, write_config};
 
 fn demo_target() -> String {
     format!(
@@ -35,27 +31,19 @@ fn claims_of(token: &str) -> (serde_json::Value, serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dev_token_is_accepted_and_the_dev_issuer_is_served() {
-    let port = free_port();
-    let gw = Gateway::start(
-        &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[dev_idp]\n"),
-        &[("demo", demo_target())],
-    )
-    .unwrap();
-    let token = dev_token(
-        gw.dir.path(),
-        &[
-            "--user",
-            "alice",
-            "--agent",
-            "e2e-agent",
-            "--scope",
-            "mcp:read",
-            "--ttl",
-            "5m",
-        ],
-    );
+    let gw = Gateway::start("[dev_idp]\n", &[("demo", demo_target())]).unwrap();
+    let token = gw.dev_token(&[
+        "--user",
+        "alice",
+        "--agent",
+        "e2e-agent",
+        "--scope",
+        "mcp:read",
+        "--ttl",
+        "5m",
+    ]);
     let (header, claims) = claims_of(&token);
-    let (_, unscoped) = claims_of(&dev_token(gw.dir.path(), &["--user", "bob"]));
+    let (_, unscoped) = claims_of(&gw.dev_token(&["--user", "bob"]));
     assert!(
         unscoped.get("scope").is_none(),
         "no scopes: no `scope` claim, not an empty one: {unscoped}"
@@ -149,23 +137,13 @@ async fn dev_token_is_accepted_and_the_dev_issuer_is_served() {
     );
 
     // With it: an MCP client lists and calls tools.
-    let config = StreamableHttpClientTransportConfig::with_uri(gw.url.clone()).auth_header(token);
-    let client = ClientConfig::default()
-        .serve(StreamableHttpClientTransport::from_config(config))
+    let client = connect(&gw.url, Some(&token)).await;
+    let tools = tool_names(&client).await;
+    assert!(tools.iter().any(|t| t == "demo__echo"));
+    let r = call_tool(&client, "demo__echo", serde_json::json!({"text": "hello"}))
         .await
         .unwrap();
-    let tools = client.peer().list_all_tools().await.unwrap();
-    assert!(tools.iter().any(|t| t.name == "demo__echo"));
-    let args = serde_json::json!({"text": "hello"})
-        .as_object()
-        .cloned()
-        .unwrap();
-    let r = client
-        .peer()
-        .call_tool(CallToolRequestParams::new("demo__echo").with_arguments(args))
-        .await
-        .unwrap();
-    assert!(serde_json::to_string(&r.content).unwrap().contains("hello"));
+    assert!(tool_text(&r).contains("hello"));
     client.cancel().await.ok();
 }
 
@@ -174,12 +152,7 @@ async fn dev_token_is_accepted_and_the_dev_issuer_is_served() {
 /// granted; a real client's JSON registration works. Proxied requests are refused too.
 #[tokio::test(flavor = "multi_thread")]
 async fn web_pages_and_proxies_cannot_register_clients() {
-    let port = free_port();
-    let gw = Gateway::start(
-        &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[dev_idp]\n"),
-        &[("demo", demo_target())],
-    )
-    .unwrap();
+    let gw = Gateway::start("[dev_idp]\n", &[("demo", demo_target())]).unwrap();
     let http = reqwest::Client::new();
     let register = format!("{}/dev-idp/register", gw.base());
     let metadata = r#"{"redirect_uris": ["http://localhost:33418/callback"]}"#;

@@ -3,22 +3,9 @@
 //! list and call tools through it in both protocol eras.
 #![allow(clippy::unwrap_used)] // tests and their harness may panic on setup failures
 
-use portcullis_e2e::{Everything, Gateway, everything_stdio_command, peers, python_client};
-use rmcp::model::{CallToolRequestParams, ClientConfig, ProtocolVersion};
-use rmcp::service::{ClientLifecycleMode, ClientServiceExt};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::{RoleClient, ServiceExt, service::RunningService};
-
-fn sum_args() -> serde_json::Map<String, serde_json::Value> {
-    serde_json::json!({"a": 2, "b": 40})
-        .as_object()
-        .cloned()
-        .unwrap()
-}
-
-fn text_of(result: &rmcp::model::CallToolResult) -> String {
-    serde_json::to_value(&result.content).unwrap().to_string()
-}
+use portcullis_e2e::{Era, Everything, Gateway, call_tool, connect_as, everything_stdio_command};
+use portcullis_e2e::{peers, python_client, python_peers, tool_names, tool_text};
+use rmcp::model::{CallToolRequestParams, ClientConfig};
 
 struct Setup {
     gw: Gateway,
@@ -26,8 +13,9 @@ struct Setup {
     peers: std::path::PathBuf,
 }
 
-fn setup() -> Option<Setup> {
-    let peers = peers()?;
+/// `python`: the test also runs the Python SDK client.
+fn setup(python: bool) -> Option<Setup> {
+    let peers = if python { python_peers() } else { peers() }?;
     let everything = Everything::start(&peers).expect("server-everything starts");
     let (node, args) = everything_stdio_command(&peers).expect("server-everything installed");
     let http_target = format!("prefix = \"ev\"\n[mcp]\nurl = \"{}\"\n", everything.url);
@@ -54,7 +42,7 @@ fn setup() -> Option<Setup> {
 
 #[test]
 fn python_sdk_client_lists_and_calls_both_targets_in_both_eras() {
-    let Some(s) = setup() else { return };
+    let Some(s) = setup(true) else { return };
     for mode in ["legacy", "auto"] {
         let listed = python_client(&s.peers, &s.gw.url, &["--mode", mode, "list"]).unwrap();
         assert_eq!(listed["ok"], true, "{mode}: {listed}");
@@ -99,7 +87,7 @@ fn python_sdk_client_lists_and_calls_both_targets_in_both_eras() {
 
 #[test]
 fn python_sdk_client_answers_an_elicitation_relayed_from_the_upstream() {
-    let Some(s) = setup() else { return };
+    let Some(s) = setup(true) else { return };
     let out = python_client(
         &s.peers,
         &s.gw.url,
@@ -127,45 +115,21 @@ fn python_sdk_client_answers_an_elicitation_relayed_from_the_upstream() {
     );
 }
 
-async fn rmcp_client(url: &str, modern: bool) -> RunningService<RoleClient, ClientConfig> {
-    let transport = StreamableHttpClientTransport::from_uri(url.to_string());
-    let client = ClientConfig::default();
-    if modern {
-        let mode = ClientLifecycleMode::Discover {
-            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-        };
-        client
-            .serve_with_lifecycle(transport, mode)
-            .await
-            .expect("2026-07-28 discover")
-    } else {
-        client
-            .serve(transport)
-            .await
-            .expect("2025-11-25 initialize")
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn rmcp_client_lists_and_calls_in_both_eras() {
-    let Some(s) = setup() else { return };
-    for modern in [false, true] {
-        let client = rmcp_client(&s.gw.url, modern).await;
-        let tools = client.peer().list_all_tools().await.unwrap();
-        assert!(
-            tools.iter().any(|t| t.name == "ev__get-sum"),
-            "modern={modern}"
-        );
-        assert!(
-            tools.iter().any(|t| t.name == "evs__get-sum"),
-            "modern={modern}"
-        );
+    let Some(s) = setup(false) else { return };
+    for era in [Era::Legacy, Era::Modern] {
+        let client = connect_as(ClientConfig::default(), &s.gw.url, None, era).await;
+        let tools = tool_names(&client).await;
+        assert!(tools.iter().any(|t| t == "ev__get-sum"), "{era:?}");
+        assert!(tools.iter().any(|t| t == "evs__get-sum"), "{era:?}");
         for name in ["ev__get-sum", "evs__get-sum"] {
-            let params = CallToolRequestParams::new(name).with_arguments(sum_args());
-            let result = client.peer().call_tool(params).await.unwrap();
+            let result = call_tool(&client, name, serde_json::json!({"a": 2, "b": 40}))
+                .await
+                .unwrap();
             assert!(
-                text_of(&result).contains("42"),
-                "modern={modern} {name}: {result:?}"
+                tool_text(&result).contains("42"),
+                "{era:?} {name}: {result:?}"
             );
         }
         let missing = client
@@ -175,7 +139,7 @@ async fn rmcp_client_lists_and_calls_in_both_eras() {
         let err = format!("{:?}", missing.unwrap_err());
         assert!(
             err.contains("unknown tool `ev__no_such_tool`"),
-            "modern={modern}: {err}"
+            "{era:?}: {err}"
         );
         client.cancel().await.ok();
     }
@@ -183,7 +147,7 @@ async fn rmcp_client_lists_and_calls_in_both_eras() {
 
 #[test]
 fn stdio_children_get_a_clean_environment() {
-    let Some(s) = setup() else { return };
+    let Some(s) = setup(true) else { return };
     // server-everything's get-env returns its whole environment.
     let out = python_client(&s.peers, &s.gw.url, &["call", "evs__get-env", "{}"]).unwrap();
     assert_eq!(out["ok"], true, "{out}");

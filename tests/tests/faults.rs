@@ -6,48 +6,28 @@ use std::process::Command;
 use std::time::Duration;
 
 use portcullis_e2e::run_portcullis;
-use portcullis_e2e::{
-    Gateway, Proc, binary, eventually, free_port, spawn_until_line, write_config,
-};
+use portcullis_e2e::{Era, Gateway, McpClient, Proc, binary, eventually, spawn_until_line};
+use portcullis_e2e::{call_tool, connect, connect_as, tool_args, tool_text, write_config};
+use rmcp::RoleClient;
 use rmcp::model::{CallToolRequestParams, ClientConfig};
-use rmcp::service::{RunningService, ServiceError};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::{RoleClient, ServiceExt};
+use rmcp::service::ServiceError;
 
 const UNAVAILABLE: i32 = -32003;
 const TIMEOUT: i32 = -32001;
 
-fn demo_http(port: u16) -> Proc {
+/// The demo upstream over streamable HTTP on `127.0.0.1:PORT` (0: any free port) and the
+/// URL it printed.
+fn demo_http(port: u16) -> (Proc, String) {
     let mut cmd = Command::new(binary("portcullis-demo", "portcullis-demo"));
     cmd.args(["--http", &format!("127.0.0.1:{port}")]);
-    spawn_until_line(cmd, "portcullis-demo", "http://", Duration::from_secs(30))
-        .expect("demo upstream starts")
-        .0
+    let (proc, line) = spawn_until_line(cmd, "portcullis-demo", "http://", Duration::from_secs(30))
+        .expect("demo upstream starts");
+    (proc, line.trim().to_string())
 }
 
-async fn client(url: &str) -> RunningService<RoleClient, ClientConfig> {
-    ClientConfig::default()
-        .serve(StreamableHttpClientTransport::from_uri(url.to_string()))
-        .await
-        .expect("client connects")
-}
-
-fn args(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
-    v.as_object().cloned().unwrap()
-}
-
-async fn echo(
-    c: &RunningService<RoleClient, ClientConfig>,
-    text: &str,
-) -> Result<String, ServiceError> {
-    let r = c
-        .peer()
-        .call_tool(
-            CallToolRequestParams::new("demo__echo")
-                .with_arguments(args(serde_json::json!({"text": text}))),
-        )
-        .await?;
-    Ok(serde_json::to_string(&r.content).unwrap())
+async fn echo(c: &McpClient, text: &str) -> Result<String, ServiceError> {
+    let r = call_tool(c, "demo__echo", serde_json::json!({"text": text})).await?;
+    Ok(tool_text(&r))
 }
 
 /// The JSON-RPC error message, checked for what a person must never read.
@@ -72,16 +52,15 @@ fn code(e: &ServiceError) -> i32 {
 
 fn slow(millis: u64) -> CallToolRequestParams {
     CallToolRequestParams::new("demo__slow")
-        .with_arguments(args(serde_json::json!({"millis": millis})))
+        .with_arguments(tool_args(serde_json::json!({"millis": millis})))
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn http_upstream_killed_mid_call_then_restarted() {
-    let port = free_port();
-    let mut upstream = demo_http(port);
-    let target = format!("timeout = \"60s\"\n[mcp]\nurl = \"http://127.0.0.1:{port}/mcp\"\n");
+    let (mut upstream, url) = demo_http(0);
+    let target = format!("timeout = \"60s\"\n[mcp]\nurl = \"{url}\"\n");
     let gw = Gateway::start("", &[("demo", target)]).unwrap();
-    let c = client(&gw.url).await;
+    let c = connect(&gw.url, None).await;
     assert!(echo(&c, "before").await.unwrap().contains("before"));
 
     // A call in flight when the upstream dies fails with a clear error, long before its
@@ -110,6 +89,7 @@ async fn http_upstream_killed_mid_call_then_restarted() {
     );
 
     // Back up on the same port: the next call reconnects, no gateway restart.
+    let port = url::Url::parse(&url).unwrap().port().unwrap();
     let _upstream = demo_http(port);
     assert!(echo(&c, "after").await.unwrap().contains("after"));
 }
@@ -134,7 +114,7 @@ async fn stdio_child_killed_mid_call_is_restarted() {
         demo.display()
     );
     let gw = Gateway::start("", &[("demo", target)]).unwrap();
-    let c = client(&gw.url).await;
+    let c = connect(&gw.url, None).await;
     assert!(echo(&c, "one").await.unwrap().contains("one"));
     let child = *children_of(gw.proc.pid())
         .first()
@@ -175,7 +155,7 @@ async fn slow_target_times_out_with_a_clear_error() {
         demo.display()
     );
     let gw = Gateway::start("", &[("demo", target)]).unwrap();
-    let c = client(&gw.url).await;
+    let c = connect(&gw.url, None).await;
     let err = c.peer().call_tool(slow(10_000)).await.unwrap_err();
     assert_eq!(code(&err), TIMEOUT, "{err:?}");
     assert_eq!(
@@ -238,13 +218,11 @@ async fn a_relayed_request_nobody_answers_ends_at_the_target_timeout() {
     .unwrap();
     let target = format!("prefix = \"\"\ntimeout = \"2s\"\n[mcp]\nurl = \"{fixture_url}\"\n");
     let gw = Gateway::start("", &[("fixture", target)]).unwrap();
-    let client = Silent
-        .serve(StreamableHttpClientTransport::from_uri(gw.url.clone()))
-        .await
-        .unwrap();
-    let call = client.peer().call_tool(
-        CallToolRequestParams::new("test_sampling")
-            .with_arguments(args(serde_json::json!({"prompt": "hi"}))),
+    let client = connect_as(Silent, &gw.url, None, Era::Legacy).await;
+    let call = call_tool(
+        &client,
+        "test_sampling",
+        serde_json::json!({"prompt": "hi"}),
     );
     let err = tokio::time::timeout(Duration::from_secs(20), call)
         .await

@@ -27,12 +27,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use portcullis_e2e::{Gateway, Proc, spawn_until_line};
-use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig};
-use rmcp::service::RunningService;
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::{RoleClient, ServiceExt};
+use portcullis_e2e::{Gateway, MockServer, Proc, call_tool, connect, spawn_until_line};
+use portcullis_e2e::{tool_names, tool_text};
+use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 
 const RSA_PEM: &[u8] = include_bytes!("../fixtures/rsa.pem");
@@ -70,26 +67,32 @@ struct IssuerState {
 struct Issuer {
     url: String,
     state: Arc<IssuerState>,
-    task: tokio::task::JoinHandle<()>,
+    _server: MockServer,
 }
 
 impl Issuer {
     async fn start(published: Vec<Jwk>) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let state = Arc::new(IssuerState {
-            issuer: url.clone(),
-            keys: RwLock::new(JwkSet { keys: published }),
-            discovery_fetches: AtomicUsize::new(0),
-            jwks_fetches: AtomicUsize::new(0),
-            jwks_down: AtomicBool::new(false),
-        });
-        let app = axum::Router::new()
-            .route("/.well-known/openid-configuration", get(discovery))
-            .route("/jwks", get(jwks))
-            .with_state(state.clone());
-        let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { url, state, task }
+        let mut state = None;
+        let server = MockServer::start_with(|url| {
+            let shared = Arc::new(IssuerState {
+                issuer: url.to_string(),
+                keys: RwLock::new(JwkSet { keys: published }),
+                discovery_fetches: AtomicUsize::new(0),
+                jwks_fetches: AtomicUsize::new(0),
+                jwks_down: AtomicBool::new(false),
+            });
+            state = Some(shared.clone());
+            axum::Router::new()
+                .route("/.well-known/openid-configuration", get(discovery))
+                .route("/jwks", get(jwks))
+                .with_state(shared)
+        })
+        .await;
+        Self {
+            url: server.base.clone(),
+            state: state.unwrap(),
+            _server: server,
+        }
     }
 
     fn jwks_fetches(&self) -> usize {
@@ -103,12 +106,6 @@ impl Issuer {
     /// Key rotation: the issuer starts publishing another key.
     fn publish(&self, jwk: Jwk) {
         self.state.keys.write().unwrap().keys.push(jwk);
-    }
-}
-
-impl Drop for Issuer {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -443,31 +440,14 @@ impl Stack {
     /// How many `tools/call` requests reached the upstream so far, asked through the gateway
     /// with a valid `token` (the `calls` tool does not count itself).
     async fn upstream_calls(&self, token: &str) -> u64 {
-        let client = connect(&self.gateway.url, token).await;
+        let client = connect(&self.gateway.url, Some(token)).await;
         let result = client
             .call_tool(CallToolRequestParams::new("dyn__calls"))
             .await
             .unwrap();
         client.cancel().await.unwrap();
-        text(&result).trim().parse().unwrap()
+        tool_text(&result).trim().parse().unwrap()
     }
-}
-
-/// An rmcp client (2025-11-25, with a session) that sends `Authorization: Bearer {token}`.
-async fn connect(url: &str, token: &str) -> RunningService<RoleClient, ClientConfig> {
-    let config = StreamableHttpClientTransportConfig::with_uri(url).auth_header(token);
-    let transport = StreamableHttpClientTransport::from_config(config);
-    ClientConfig::default().serve(transport).await.unwrap()
-}
-
-fn text(result: &CallToolResult) -> String {
-    assert_ne!(result.is_error, Some(true), "tool failed: {result:?}");
-    result
-        .content
-        .iter()
-        .filter_map(|block| block.as_text())
-        .map(|text| text.text.as_str())
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1014,14 +994,8 @@ async fn a_tool_scope_steps_up_to_403_and_a_token_with_it_calls_the_tool() {
     let read_write = m.rs256(&m.claims_with(json!({ "scope": READ_AND_WRITE })));
 
     // The happy path: initialize (inside `connect`) and tools/list with a valid token.
-    let reader = connect(&stack.gateway.url, &read_only).await;
-    let tools: Vec<String> = reader
-        .list_all_tools()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.name.into_owned())
-        .collect();
+    let reader = connect(&stack.gateway.url, Some(&read_only)).await;
+    let tools = tool_names(&reader).await;
     for expected in ["dyn__add_tool", "dyn__calls"] {
         assert!(tools.iter().any(|t| t == expected), "tools: {tools:?}");
     }
@@ -1046,13 +1020,11 @@ async fn a_tool_scope_steps_up_to_403_and_a_token_with_it_calls_the_tool() {
     assert_eq!(stack.upstream_calls(&read_only).await, 0);
 
     // With both scopes the call goes through, and the upstream counts it.
-    let writer = connect(&stack.gateway.url, &read_write).await;
-    let args = json!({ "name": "stepped_up" }).as_object().unwrap().clone();
-    let result = writer
-        .call_tool(CallToolRequestParams::new("dyn__add_tool").with_arguments(args))
+    let writer = connect(&stack.gateway.url, Some(&read_write)).await;
+    let result = call_tool(&writer, "dyn__add_tool", json!({ "name": "stepped_up" }))
         .await
         .unwrap();
-    assert!(text(&result).contains("stepped_up"), "{result:?}");
+    assert!(tool_text(&result).contains("stepped_up"), "{result:?}");
     writer.cancel().await.unwrap();
     assert_eq!(stack.upstream_calls(&read_only).await, 1);
 }

@@ -5,13 +5,11 @@
 #![allow(clippy::unwrap_used)] // tests and their harness may panic on setup failures
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use portcullis_e2e::dev_token;
 use portcullis_e2e::{
-    Gateway, Idp, base64url_encode, binary, eventually, jwt_claims, jwt_header, peers,
-    python_client, spawn_until_line, write_config,
+    Gateway, Idp, Serve, base64url_encode, binary, eventually, jwt_claims, jwt_header, peers,
+    python_client, python_peers, write_config,
 };
 use serde_json::{Value, json};
 
@@ -126,36 +124,17 @@ impl Rig {
     }
 }
 
-/// Like [`Gateway::start`], but the gateway's stderr goes to `gateway.stderr` in its config
+/// Like [`Gateway::start`], but the gateway's log goes to `gateway.stderr` in its config
 /// directory (the harness's own gateway inherits stderr, so a test cannot read the audit).
 fn start_gateway_logging(gateway_toml: &str, targets: &[(&str, String)]) -> (Gateway, PathBuf) {
     let dir = write_config(gateway_toml, targets).unwrap();
     let log = dir.path().join("gateway.stderr");
-    let mut cmd = Command::new("bash");
-    // `exec`: the shell becomes the gateway, so killing the child kills the gateway.
-    cmd.arg("-c")
-        .arg(r#"exec "$0" serve --config "$1" 2>"$2""#)
-        .arg(binary("portcullis", "portcullis"))
-        .arg(dir.path().join("gateway.toml"))
-        .arg(&log)
-        .env("PORTCULLIS_LOG", "warn,portcullis::audit=info");
-    let (proc, line) = spawn_until_line(
-        cmd,
-        "portcullis",
-        "portcullis ready: ",
-        Duration::from_secs(120),
-    )
-    .unwrap_or_else(|e| {
-        panic!(
-            "{e}; gateway log:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        )
-    });
-    let url = line
-        .trim_start_matches("portcullis ready: ")
-        .trim()
-        .to_string();
-    (Gateway { proc, url, dir }, log)
+    let how = Serve {
+        env: &[("PORTCULLIS_LOG", "warn,portcullis::audit=info")],
+        log_file: Some(log.clone()),
+        ..Serve::default()
+    };
+    (Gateway::serve(dir, &how).unwrap(), log)
 }
 
 fn start(peers: &Path) -> (Idp, Rig) {
@@ -203,7 +182,7 @@ fn assert_invalid_token(a: &Answer, rig: &Rig, what: &str) {
 /// SDK client: it lists and calls tools, and the audit names the user and the client.
 #[test]
 fn user_token_from_authorization_code_flow_is_accepted() {
-    let Some(peers) = peers() else { return };
+    let Some(peers) = python_peers() else { return };
     let (idp, rig) = start(&peers);
     let token = idp.user_token("alice", &rig.gw.url).unwrap();
     let claims = jwt_claims(&token).unwrap();
@@ -246,7 +225,7 @@ fn user_token_from_authorization_code_flow_is_accepted() {
 /// which in turn names the IdP, and the Python SDK client sees exactly that.
 #[test]
 fn client_credentials_token_is_accepted_and_no_token_gets_the_challenge() {
-    let Some(peers) = peers() else { return };
+    let Some(peers) = python_peers() else { return };
     let (idp, rig) = start(&peers);
     let token = idp.client_token(&rig.gw.url).unwrap();
     let claims = jwt_claims(&token).unwrap();
@@ -321,7 +300,7 @@ fn client_credentials_token_is_accepted_and_no_token_gets_the_challenge() {
 /// with the old one.
 #[test]
 fn key_rotation_at_the_idp_is_picked_up_without_a_restart() {
-    let Some(peers) = peers() else { return };
+    let Some(peers) = python_peers() else { return };
     let (idp, mut rig) = start(&peers);
     let before = idp.user_token("alice", &rig.gw.url).unwrap();
     let old_but_unused = idp.user_token("bob", &rig.gw.url).unwrap();
@@ -389,7 +368,7 @@ fn key_rotation_at_the_idp_is_picked_up_without_a_restart() {
 /// before is verified offline; a token for another audience is still refused.
 #[test]
 fn known_keys_keep_working_while_the_idp_is_down() {
-    let Some(peers) = peers() else { return };
+    let Some(peers) = python_peers() else { return };
     let (idp, mut rig) = start(&peers);
     let first = idp.user_token("alice", &rig.gw.url).unwrap();
     let second = idp.user_token("alice", &rig.gw.url).unwrap();
@@ -428,7 +407,7 @@ fn known_keys_keep_working_while_the_idp_is_down() {
 /// Case 5: A token the same IdP minted for another resource (RFC 8707 audience) is refused.
 #[test]
 fn token_for_another_resource_is_refused() {
-    let Some(peers) = peers() else { return };
+    let Some(peers) = python_peers() else { return };
     let (idp, rig) = start(&peers);
     let token = idp.user_token("alice", "http://127.0.0.1:1/mcp").unwrap();
     assert_eq!(jwt_claims(&token).unwrap()["aud"], "http://127.0.0.1:1/mcp");
@@ -461,13 +440,12 @@ fn token_for_another_resource_is_refused() {
 fn several_issuers_at_once() {
     let Some(peers) = peers() else { return };
     let idp = Idp::start(&peers).unwrap();
-    let port = portcullis_e2e::free_port();
     let rig = Rig::with_config(&format!(
-        "[[inbound.issuers]]\nissuer = \"{}\"\n[dev_idp]\n[server]\nlisten = \"127.0.0.1:{port}\"\n",
+        "[[inbound.issuers]]\nissuer = \"{}\"\n[dev_idp]\n",
         idp.issuer
     ));
     let from_idp = idp.user_token("erin", &rig.gw.url).unwrap();
-    let from_dev = dev_token(rig.gw.dir.path(), &["--user", "frank", "--agent", "cli"]);
+    let from_dev = rig.gw.dev_token(&["--user", "frank", "--agent", "cli"]);
     assert_accepted(&rig.initialize(Some(&from_idp)), "the IdP's token");
     assert_accepted(&rig.initialize(Some(&from_dev)), "the dev issuer's token");
     let metadata = rig.get_json(&format!(

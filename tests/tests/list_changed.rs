@@ -9,14 +9,11 @@
 use std::process::Command;
 use std::time::Duration;
 
-use portcullis_e2e::{Gateway, Proc, binary, spawn_until_line};
-use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientConfig, ProtocolVersion, ServerNotification,
-    SubscriptionFilter,
-};
+use portcullis_e2e::{Era, Gateway, Proc, binary, call_tool, connect_as, spawn_until_line};
+use portcullis_e2e::{tool_names, tool_text};
+use rmcp::model::{ClientConfig, ProtocolVersion, ServerNotification, SubscriptionFilter};
 use rmcp::service::{NotificationContext, RunningService};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::{ClientHandler, ClientLifecycleMode, ClientServiceExt, RoleClient, ServiceExt};
+use rmcp::{ClientHandler, RoleClient};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -62,43 +59,11 @@ impl ClientHandler for ListChangedSignal {
     }
 }
 
-async fn tool_names<S: rmcp::Service<RoleClient>>(
-    client: &RunningService<RoleClient, S>,
-) -> Vec<String> {
-    let tools = client.list_all_tools().await.unwrap();
-    tools
-        .into_iter()
-        .map(|tool| tool.name.into_owned())
-        .collect()
-}
-
 async fn lists_tool<S: rmcp::Service<RoleClient>>(
     client: &RunningService<RoleClient, S>,
     name: &str,
 ) -> bool {
     tool_names(client).await.iter().any(|n| n == name)
-}
-
-async fn call<S: rmcp::Service<RoleClient>>(
-    client: &RunningService<RoleClient, S>,
-    name: &str,
-    args: serde_json::Value,
-) -> CallToolResult {
-    let serde_json::Value::Object(args) = args else {
-        panic!("tool arguments must be a JSON object")
-    };
-    let params = CallToolRequestParams::new(name.to_owned()).with_arguments(args);
-    client.call_tool(params).await.unwrap()
-}
-
-fn text(result: &CallToolResult) -> String {
-    assert_ne!(result.is_error, Some(true), "tool failed: {result:?}");
-    result
-        .content
-        .iter()
-        .filter_map(|block| block.as_text())
-        .map(|text| text.text.as_str())
-        .collect()
 }
 
 /// Before the change: only the upstream's initial tool is published.
@@ -118,16 +83,23 @@ async fn assert_initial_catalog<S: rmcp::Service<RoleClient>>(
 
 /// Ask the upstream, through the gateway, to add the tool (which makes it announce the change).
 async fn add_fresh_tool<S: rmcp::Service<RoleClient>>(client: &RunningService<RoleClient, S>) {
-    let added = call(client, "dyn__add_tool", json!({ "name": ADDED })).await;
-    assert!(text(&added).contains(ADDED), "add_tool answered {added:?}");
+    let added = call_tool(client, "dyn__add_tool", json!({ "name": ADDED }))
+        .await
+        .unwrap();
+    assert!(
+        tool_text(&added).contains(ADDED),
+        "add_tool answered {added:?}"
+    );
 }
 
 /// After the change: the new tool is listed and calls reach the upstream's new tool.
 async fn assert_fresh_tool_works<S: rmcp::Service<RoleClient>>(
     client: &RunningService<RoleClient, S>,
 ) {
-    let echoed = call(client, ADDED_GATEWAY_NAME, json!({ "probe": 42 })).await;
-    let echoed: serde_json::Value = serde_json::from_str(&text(&echoed)).unwrap();
+    let echoed = call_tool(client, ADDED_GATEWAY_NAME, json!({ "probe": 42 }))
+        .await
+        .unwrap();
+    let echoed: serde_json::Value = serde_json::from_str(&tool_text(&echoed)).unwrap();
     assert_eq!(echoed, json!({ "probe": 42 }));
 }
 
@@ -135,8 +107,7 @@ async fn assert_fresh_tool_works<S: rmcp::Service<RoleClient>>(
 async fn legacy_session_client_is_told_when_an_upstream_adds_a_tool() {
     let stack = start_stack();
     let (tx, mut changed) = mpsc::unbounded_channel();
-    let transport = StreamableHttpClientTransport::from_uri(stack.gateway.url.as_str());
-    let client = ListChangedSignal(tx).serve(transport).await.unwrap();
+    let client = connect_as(ListChangedSignal(tx), &stack.gateway.url, None, Era::Legacy).await;
     let negotiated = client.peer_info().map(|info| info.protocol_version.clone());
     assert_eq!(negotiated, Some(ProtocolVersion::V_2025_11_25));
 
@@ -163,14 +134,13 @@ async fn legacy_session_client_is_told_when_an_upstream_adds_a_tool() {
 #[tokio::test(flavor = "multi_thread")]
 async fn subscribed_2026_client_is_told_when_an_upstream_adds_a_tool() {
     let stack = start_stack();
-    let transport = StreamableHttpClientTransport::from_uri(stack.gateway.url.as_str());
-    let lifecycle = ClientLifecycleMode::Discover {
-        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-    };
-    let client = ClientConfig::default()
-        .serve_with_lifecycle(transport, lifecycle)
-        .await
-        .unwrap();
+    let client = connect_as(
+        ClientConfig::default(),
+        &stack.gateway.url,
+        None,
+        Era::Modern,
+    )
+    .await;
     let negotiated = client.peer_info().map(|info| info.protocol_version.clone());
     assert_eq!(negotiated, Some(ProtocolVersion::V_2026_07_28));
     let filter = SubscriptionFilter::builder().tools_list_changed().build();

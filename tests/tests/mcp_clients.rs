@@ -11,15 +11,13 @@ use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::Duration;
 
-use portcullis_e2e::{
-    Gateway, NpmClients, binary, dev_token, eventually, free_port, jwt_claims, peers,
-};
+use portcullis_e2e::{Gateway, NpmClients, binary, eventually, jwt_claims, peers};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The quickstart's shape on `port` (fixed: `dev-token` needs it for the tokens' audience,
-/// and mcp-remote keys its cache by the server URL).
+/// The quickstart's shape on `127.0.0.1:PORT`: port 0 picks a free one (the gateway prints
+/// it); a restart passes the port it got, since mcp-remote keys its cache by the server URL.
 fn quickstart_gateway(port: u16) -> Gateway {
     let demo = format!(
         "[mcp]\ncommand = \"{}\"\n",
@@ -239,7 +237,7 @@ fn client_id(authorize: &str) -> String {
 async fn mcp_remote_without_a_token_logs_in_through_the_dev_idp_and_lists_tools() {
     let Some(peers) = peers() else { return };
     let clients = NpmClients::install(&peers).unwrap();
-    let gw = quickstart_gateway(free_port());
+    let gw = quickstart_gateway(0);
     let config_dir = tempfile::tempdir().unwrap();
 
     let (mut remote, authorize) = McpRemote::start(&clients, &gw, config_dir.path());
@@ -276,10 +274,10 @@ async fn mcp_remote_without_a_token_logs_in_through_the_dev_idp_and_lists_tools(
 async fn mcp_remote_registers_again_after_the_gateway_restarts() {
     let Some(peers) = peers() else { return };
     let clients = NpmClients::install(&peers).unwrap();
-    let port = free_port();
     let config_dir = tempfile::tempdir().unwrap();
 
-    let gw = quickstart_gateway(port);
+    let gw = quickstart_gateway(0);
+    let port = gw.port();
     let (mut remote, first) = McpRemote::start(&clients, &gw, config_dir.path());
     remote.log_in(&gw, &first, "alice").await;
     // Serving tools: it has stored its tokens.
@@ -315,8 +313,8 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 fn the_inspector_cli_lists_and_calls_tools_with_a_dev_token() {
     let Some(peers) = peers() else { return };
     let clients = NpmClients::install(&peers).unwrap();
-    let gw = quickstart_gateway(free_port());
-    let token = dev_token(gw.dir.path(), &["--user", "alice", "--agent", "inspector"]);
+    let gw = quickstart_gateway(0);
+    let token = gw.dev_token(&["--user", "alice", "--agent", "inspector"]);
     // The Inspector keeps settings under $HOME: a fresh one per run.
     let home = tempfile::tempdir().unwrap();
     let inspector = |args: &[&str]| -> Value {

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)] // tests may panic on setup failures
 
 use portcullis_e2e::run_portcullis;
-use portcullis_e2e::{Gateway, binary, free_port, write_config};
+use portcullis_e2e::{ClosedPort, Gateway, binary, write_config};
 
 fn demo_stdio(prefix: &str) -> String {
     format!(
@@ -76,7 +76,8 @@ async fn readyz(base: &str) -> (u16, serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn readyz_reflects_required_targets_optional_targets_and_issuers() {
-    let dead = format!("http://127.0.0.1:{}/mcp", free_port());
+    let closed = ClosedPort::reserve();
+    let dead = closed.url("/mcp");
     // A required target that is down: not ready, with the reason.
     let gw = tokio::task::spawn_blocking({
         let dead = dead.clone();
@@ -141,7 +142,7 @@ async fn readyz_reflects_required_targets_optional_targets_and_issuers() {
     drop(gw);
 
     // An issuer never reached: not ready, named.
-    let issuer = format!("http://127.0.0.1:{}", free_port());
+    let issuer = closed.url("");
     let gw = tokio::task::spawn_blocking({
         let issuer = issuer.clone();
         move || {

@@ -16,10 +16,7 @@ use portcullis::config::outbound::{
     ClientAuth, ClientCredentialsSpec, OAuthClientSpec, TokenEndpoint,
 };
 use portcullis::outbound::ClientCredentials;
-use portcullis_e2e::{Gateway, Idp, binary, peers};
-use rmcp::ServiceExt;
-use rmcp::model::{CallToolRequestParams, ClientConfig};
-use rmcp::transport::StreamableHttpClientTransport;
+use portcullis_e2e::{Gateway, Idp, MockServer, binary, call_tool, connect, peers};
 
 /// A proxy in front of the IdP's token endpoint that counts requests and can misbehave.
 #[derive(Clone)]
@@ -66,7 +63,8 @@ async fn proxy_token(
         .into_response()
 }
 
-async fn start_proxy(upstream: &str) -> (String, TokenProxy) {
+/// The proxy's token endpoint URL, its state and its server (stopped when dropped).
+async fn start_proxy(upstream: &str) -> (String, TokenProxy, MockServer) {
     let state = TokenProxy {
         upstream: upstream.to_string(),
         count: Arc::default(),
@@ -75,10 +73,8 @@ async fn start_proxy(upstream: &str) -> (String, TokenProxy) {
     let app = axum::Router::new()
         .route("/token", axum::routing::post(proxy_token))
         .with_state(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/token", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
-    (url, state)
+    let server = MockServer::start(app).await;
+    (server.url("/token"), state, server)
 }
 
 fn secret_file(dir: &tempfile::TempDir, value: &str) -> String {
@@ -112,17 +108,8 @@ fn two_lo_target(upstream: &Gateway, token_url: &str, secret_path: &str, extra: 
 }
 
 async fn echo(url: &str, tool: &str, text: &str) -> rmcp::model::CallToolResult {
-    let client = ClientConfig::default()
-        .serve(StreamableHttpClientTransport::from_uri(url.to_string()))
-        .await
-        .unwrap();
-    let args = serde_json::json!({"text": text})
-        .as_object()
-        .cloned()
-        .unwrap();
-    let r = client
-        .peer()
-        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args))
+    let client = connect(url, None).await;
+    let r = call_tool(&client, tool, serde_json::json!({"text": text}))
         .await
         .unwrap();
     client.cancel().await.ok();
@@ -134,7 +121,7 @@ async fn upstream_receives_a_valid_idp_token_and_one_token_serves_many_calls() {
     let Some(peers) = peers() else { return };
     let idp = Idp::start(&peers).unwrap();
     let upstream = start_upstream(&idp).await;
-    let (token_url, proxy) = start_proxy(&idp.issuer).await;
+    let (token_url, proxy, _token_server) = start_proxy(&idp.issuer).await;
     let dir = tempfile::tempdir().unwrap();
     let secret = secret_file(&dir, "cc-client-secret");
     let target = two_lo_target(&upstream, &token_url, &secret, "");
@@ -160,7 +147,7 @@ async fn an_upstream_401_replaces_the_cached_token_once() {
     let Some(peers) = peers() else { return };
     let idp = Idp::start(&peers).unwrap();
     let upstream = start_upstream(&idp).await;
-    let (token_url, proxy) = start_proxy(&idp.issuer).await;
+    let (token_url, proxy, _token_server) = start_proxy(&idp.issuer).await;
     // The first token handed out is garbage: the upstream answers 401, the gateway drops it,
     // fetches a real one and retries once.
     proxy.mode.store(2, Ordering::SeqCst);
@@ -184,7 +171,7 @@ async fn token_endpoint_errors_are_tool_errors_naming_target_and_oauth_code() {
     let Some(peers) = peers() else { return };
     let idp = Idp::start(&peers).unwrap();
     let upstream = start_upstream(&idp).await;
-    let (token_url, proxy) = start_proxy(&idp.issuer).await;
+    let (token_url, proxy, _token_server) = start_proxy(&idp.issuer).await;
     let dir = tempfile::tempdir().unwrap();
     let secret = secret_file(&dir, "cc-client-secret");
     // A skew as long as the token's life: every call asks for a fresh token, so the next call
@@ -231,7 +218,7 @@ async fn token_endpoint_errors_are_tool_errors_naming_target_and_oauth_code() {
 async fn a_thousand_concurrent_callers_cause_one_token_request_and_expiry_one_refresh() {
     let Some(peers) = peers() else { return };
     let idp = Idp::start(&peers).unwrap();
-    let (token_url, proxy) = start_proxy(&idp.issuer).await;
+    let (token_url, proxy, _token_server) = start_proxy(&idp.issuer).await;
     let now = Arc::new(std::sync::Mutex::new(SystemTime::now()));
     let clock = {
         let now = now.clone();
@@ -342,9 +329,8 @@ async fn private_key_jwt_sends_a_verifiable_client_assertion() {
                 }
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let token_url = format!("http://{}/token", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    let server = MockServer::start(app).await;
+    let token_url = server.url("/token");
     let spec = ClientCredentialsSpec {
         endpoint: TokenEndpoint::Url(url::Url::parse(&token_url).unwrap()),
         client: OAuthClientSpec {

@@ -14,12 +14,8 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
-use portcullis_e2e::dev_token;
-use portcullis_e2e::{Gateway, Proc, binary, free_port, spawn_until_line, write_config};
-use rmcp::ServiceExt;
-use rmcp::model::{CallToolRequestParams, ClientConfig};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use portcullis_e2e::{ClosedPort, Gateway, McpClient, MockServer, Proc, binary};
+use portcullis_e2e::{call_tool, connect, spawn_until_line, tool_names, tool_text, write_config};
 
 /// One HTTP request the proxy received from the gateway.
 #[derive(Debug, Clone)]
@@ -76,16 +72,8 @@ struct ProxyState {
 /// A reverse proxy on a free loopback port that records each request and forwards it to the
 /// upstream, streaming the answer back (SSE included). Stops when dropped.
 struct RecordingProxy {
-    /// `http://127.0.0.1:PORT`
-    base: String,
+    server: MockServer,
     seen: Arc<Mutex<Vec<Seen>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for RecordingProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 /// Hop-by-hop headers and those the HTTP stack recomputes for the next hop.
@@ -119,12 +107,8 @@ impl RecordingProxy {
             seen: seen.clone(),
         };
         let app = axum::Router::new().fallback(forward).with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        Self { base, seen, task }
+        let server = MockServer::start(app).await;
+        Self { server, seen }
     }
 
     fn seen(&self) -> Vec<Seen> {
@@ -214,7 +198,7 @@ fn toml_str(s: &str) -> String {
 fn api_key_target(proxy: &RecordingProxy, key_path: &Path, placement: &str) -> String {
     format!(
         "[mcp]\nurl = \"{}/mcp\"\n\n[auth]\nmode = \"api_key\"\nkey = {}\n{placement}",
-        proxy.base,
+        proxy.server.base,
         toml_str(&format!("file:{}", key_path.display())),
     )
 }
@@ -226,38 +210,17 @@ async fn start_gateway(gateway_toml: String, targets: Vec<(&'static str, String)
         .expect("the gateway starts")
 }
 
-type Client = rmcp::service::RunningService<rmcp::RoleClient, ClientConfig>;
-
-async fn connect(url: &str, token: Option<String>) -> Client {
-    let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_string());
-    if let Some(token) = token {
-        config = config.auth_header(token);
-    }
-    ClientConfig::default()
-        .serve(StreamableHttpClientTransport::from_config(config))
-        .await
-        .expect("an MCP client connects to the gateway")
-}
-
 /// List the tools (must include `demo__echo`) and call it; returns the result's text.
-async fn list_and_echo(client: &Client, text: &str) -> String {
-    let tools = client.peer().list_all_tools().await.unwrap();
+async fn list_and_echo(client: &McpClient, text: &str) -> String {
+    let tools = tool_names(client).await;
     assert!(
-        tools.iter().any(|t| t.name == "demo__echo"),
-        "the demo's tools are listed through the gateway: {:?}",
-        tools.iter().map(|t| &t.name).collect::<Vec<_>>()
+        tools.iter().any(|t| t == "demo__echo"),
+        "the demo's tools are listed through the gateway: {tools:?}"
     );
-    let args = serde_json::json!({ "text": text })
-        .as_object()
-        .cloned()
-        .unwrap();
-    let r = client
-        .peer()
-        .call_tool(CallToolRequestParams::new("demo__echo").with_arguments(args))
+    let r = call_tool(client, "demo__echo", serde_json::json!({ "text": text }))
         .await
         .expect("the tool call succeeds through the keyed upstream");
-    assert_ne!(r.is_error, Some(true), "{r:?}");
-    serde_json::to_value(&r.content).unwrap().to_string()
+    tool_text(&r)
 }
 
 /// The proxy saw the whole session: initialize, the initialized notification, the listing and
@@ -393,13 +356,12 @@ async fn the_callers_token_never_reaches_the_upstream_only_the_api_key_does() {
     let (_keydir, key_path) = key_file(key);
     // Default placement (Authorization: Bearer): exactly where a passed-through caller token
     // would also land.
-    let port = free_port();
     let gw = start_gateway(
-        format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[dev_idp]\n"),
+        "[dev_idp]\n".into(),
         vec![("demo", api_key_target(&proxy, &key_path, ""))],
     )
     .await;
-    let token = dev_token(gw.dir.path(), &["--user", "alice"]);
+    let token = gw.dev_token(&["--user", "alice"]);
     assert!(token.split('.').count() == 3, "a JWT: {token}");
 
     // Without the token the gateway refuses: the caller is authenticated, so the token is live.
@@ -415,7 +377,7 @@ async fn the_callers_token_never_reaches_the_upstream_only_the_api_key_does() {
         .unwrap();
     assert_eq!(refused.status(), 401);
 
-    let client = connect(&gw.url, Some(token.clone())).await;
+    let client = connect(&gw.url, Some(&token)).await;
     let text = list_and_echo(&client, "for alice").await;
     assert!(text.contains("for alice"), "{text}");
     client.cancel().await.ok();
@@ -482,7 +444,8 @@ fn a_missing_key_stops_check_naming_the_reference_and_the_file_never_a_value() {
     // A second target whose key does resolve: its value must not be printed either.
     let present = "present-key-value-93c1";
     let (_keydir, key_path) = key_file(present);
-    let port = free_port();
+    let closed = ClosedPort::reserve();
+    let port = closed.port();
     let dir = write_config(
         "",
         &[
@@ -523,9 +486,9 @@ fn a_missing_key_stops_check_naming_the_reference_and_the_file_never_a_value() {
     }
 }
 
-/// A query-mode target whose upstream is down (nothing listens on its port).
-fn unreachable_query_target(key_path: &Path) -> String {
-    let port = free_port(); // nothing listens there
+/// A query-mode target whose upstream is down: nothing listens on `closed`.
+fn unreachable_query_target(closed: &ClosedPort, key_path: &Path) -> String {
+    let port = closed.port();
     format!(
         "connect_timeout = \"2s\"\n[mcp]\nurl = \"http://127.0.0.1:{port}/mcp\"\n\n[auth]\nmode = \"api_key\"\nkey = {}\nquery = \"api_key\"\n",
         toml_str(&format!("file:{}", key_path.display()))
@@ -537,7 +500,12 @@ fn check_does_not_print_a_query_key_when_the_upstream_is_unreachable() {
     // Transport errors quote the URL they failed on; in query mode that URL holds the key.
     let key = "query-key-in-url-4e8d";
     let (_keydir, key_path) = key_file(key);
-    let dir = write_config("", &[("down", unreachable_query_target(&key_path))]).unwrap();
+    let closed = ClosedPort::reserve();
+    let dir = write_config(
+        "",
+        &[("down", unreachable_query_target(&closed, &key_path))],
+    )
+    .unwrap();
     let (code, stdout, stderr) = check(dir.path());
     assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(
@@ -556,11 +524,11 @@ fn check_does_not_print_a_query_key_when_the_upstream_is_unreachable() {
 async fn readyz_does_not_reveal_a_query_key_when_the_upstream_is_unreachable() {
     let key = "query-key-in-readyz-a61f";
     let (_keydir, key_path) = key_file(key);
-    let port = free_port();
+    let closed = ClosedPort::reserve();
     // Callers must authenticate for /mcp; /readyz is open to anyone who reaches the port.
     let gw = start_gateway(
-        format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[dev_idp]\n"),
-        vec![("down", unreachable_query_target(&key_path))],
+        "[dev_idp]\n".into(),
+        vec![("down", unreachable_query_target(&closed, &key_path))],
     )
     .await;
     let resp = reqwest::Client::builder()

@@ -9,7 +9,6 @@
 #![allow(clippy::unwrap_used)] // tests may panic on setup failures
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -25,7 +24,7 @@ use portcullis::identity::Caller;
 use portcullis::outbound::{
     Attachment, Clock, CredentialProvider, OutboundRequest, SigV4, system_clock,
 };
-use portcullis_e2e::{free_port, peers};
+use portcullis_e2e::{MockServer, port_for_peer_script, python_peers};
 use url::Url;
 
 const STS_BODY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
@@ -33,7 +32,7 @@ const FORM: &str = "application/x-www-form-urlencoded";
 const JSON: &str = "application/json";
 const POLICY_TEMPLATE: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"OneTool","Effect":"Allow","Action":"lambda:InvokeFunction","Resource":"arn:aws:lambda:us-east-1:123456789012:function:{tool}","Condition":{"StringEquals":{"aws:SourceIdentity":"{user}"}}}]}"#;
 
-/// moto from `peers/aws` on a free loopback port, seeded; stopped on drop (also on panic).
+/// moto from `peers/aws` on a loopback port (see [`port_for_peer_script`]), seeded; stopped on drop (also on panic).
 #[derive(Debug)]
 struct Moto {
     port: u16,
@@ -43,7 +42,7 @@ struct Moto {
 
 impl Moto {
     fn start(peers: &Path) -> Result<Self> {
-        let port = free_port();
+        let port = port_for_peer_script();
         // The guard exists before the script runs: a start that fails half-way is stopped too.
         let mut moto = Self {
             port,
@@ -247,19 +246,18 @@ struct Recorder {
 }
 
 impl Recorder {
-    async fn start(upstream: &Url) -> (Url, Self) {
+    /// The proxy's URL, its record, and its server (stopped when dropped).
+    async fn start(upstream: &Url) -> (Url, Self, MockServer) {
         let rec = Self {
             upstream: upstream.as_str().trim_end_matches('/').to_string(),
             seen: Arc::default(),
             client: http_client(),
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr: SocketAddr = listener.local_addr().unwrap();
         let app = axum::Router::new()
             .fallback(forward)
             .with_state(rec.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (Url::parse(&format!("http://{addr}/")).unwrap(), rec)
+        let server = MockServer::start(app).await;
+        (Url::parse(&server.url("/")).unwrap(), rec, server)
     }
 
     fn seen(&self) -> Vec<Seen> {
@@ -333,7 +331,7 @@ fn iam_name_ok(s: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_credentials_are_accepted_and_tampering_is_refused() {
-    let Some(peers) = peers() else { return };
+    let Some(peers) = python_peers() else { return };
     let moto = Moto::start(&peers).unwrap();
     let url = moto.url("/");
 
@@ -405,7 +403,7 @@ async fn static_credentials_are_accepted_and_tampering_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_lambda_invoke_echoes_the_payload() {
-    let Some(peers) = peers() else { return };
+    let Some(peers) = python_peers() else { return };
     let moto = Moto::start(&peers).unwrap();
     let function = moto.var("AWS_LAMBDA_FUNCTION").to_string();
     let url = moto.url(&format!("/2015-03-31/functions/{function}/invocations"));
@@ -439,9 +437,9 @@ async fn signed_lambda_invoke_echoes_the_payload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_call_assume_role_sends_the_narrowed_policy_and_caches() {
-    let Some(peers) = peers() else { return };
+    let Some(peers) = python_peers() else { return };
     let moto = Moto::start(&peers).unwrap();
-    let (sts, recorder) = Recorder::start(&moto.endpoint()).await;
+    let (sts, recorder, _sts_proxy) = Recorder::start(&moto.endpoint()).await;
     let role_arn = moto.var("AWS_ROLE_ARN").to_string();
     let role = AssumeRoleSpec {
         role_arn: role_arn.clone(),
@@ -627,9 +625,9 @@ async fn per_call_assume_role_sends_the_narrowed_policy_and_caches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attach_assumes_the_role_for_the_caller_and_tool() {
-    let Some(peers) = peers() else { return };
+    let Some(peers) = python_peers() else { return };
     let moto = Moto::start(&peers).unwrap();
-    let (sts, recorder) = Recorder::start(&moto.endpoint()).await;
+    let (sts, recorder, _sts_proxy) = Recorder::start(&moto.endpoint()).await;
     let function = moto.var("AWS_LAMBDA_FUNCTION").to_string();
     let provider = SigV4::new(
         spec(
@@ -683,9 +681,9 @@ async fn attach_assumes_the_role_for_the_caller_and_tool() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_names_iam_does_not_allow_still_give_valid_sessions() {
-    let Some(peers) = peers() else { return };
+    let Some(peers) = python_peers() else { return };
     let moto = Moto::start(&peers).unwrap();
-    let (sts, recorder) = Recorder::start(&moto.endpoint()).await;
+    let (sts, recorder, _sts_proxy) = Recorder::start(&moto.endpoint()).await;
     // The policy names only the tool here: moto re-encodes a form body before checking its
     // signature (a space becomes `+`, where the SDK correctly sends `%20`), so a policy holding
     // "bob smith" would fail moto's check though AWS accepts it. The user's part of this test
@@ -776,7 +774,7 @@ async fn user_names_iam_does_not_allow_still_give_valid_sessions() {
 /// `SignatureDoesNotMatch` for all four (it signs every service with `SigningSettings::default()`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_requests_are_signed_the_way_s3_checks() {
-    let Some(peers) = peers() else { return };
+    let Some(peers) = python_peers() else { return };
     let moto = Moto::start(&peers).unwrap();
     let provider = SigV4::new(
         spec("s3", moto.credentials(None), None, None),

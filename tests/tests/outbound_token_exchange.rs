@@ -25,6 +25,7 @@ use portcullis::outbound::{
     Attachment, Clock, CredentialError, CredentialProvider, OutboundRequest, TokenExchange,
     system_clock,
 };
+use portcullis_e2e::MockServer;
 use serde_json::json;
 use url::Url;
 
@@ -72,18 +73,11 @@ struct AsState {
     issued: Arc<AtomicU64>,
 }
 
-/// An RFC 8693 authorization server on a free loopback port. `POST /token` checks the
+/// An RFC 8693 authorization server on a loopback port. `POST /token` checks the
 /// exchange and issues `exchanged-N`; `POST /refuse` answers `invalid_grant`. Stops on drop.
 struct AuthServer {
-    base: String,
+    server: MockServer,
     requests: Arc<Mutex<Vec<TokenRequest>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for AuthServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 impl AuthServer {
@@ -98,20 +92,12 @@ impl AuthServer {
             .route("/token", post(token))
             .route("/refuse", post(refuse))
             .with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        Self {
-            base,
-            requests,
-            task,
-        }
+        let server = MockServer::start(app).await;
+        Self { server, requests }
     }
 
     fn url(&self, path: &str) -> Url {
-        Url::parse(&format!("{}{path}", self.base)).unwrap()
+        Url::parse(&self.server.url(path)).unwrap()
     }
 
     fn requests(&self) -> Vec<TokenRequest> {

@@ -9,15 +9,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use portcullis_e2e::{binary, dev_token, free_port, repo_root, spawn_until_line};
-use rmcp::ServiceExt;
-use rmcp::model::{CallToolRequestParams, ClientConfig};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use portcullis_e2e::tool_text;
+use portcullis_e2e::{Gateway, Serve, binary, call_tool, connect, repo_root, tool_names};
 
-/// The repository's quickstart configuration in a fresh directory, on `port`, plus `extra`
-/// target files.
-fn quickstart_copy(port: u16, extra: &[(&str, &str)]) -> tempfile::TempDir {
+/// The repository's quickstart configuration in a fresh directory, listening on port 0 (the
+/// gateway prints the port it got), plus `extra` target files.
+fn quickstart_copy(extra: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = repo_root();
     let gateway = std::fs::read_to_string(root.join("gateway.toml")).unwrap();
@@ -25,10 +22,7 @@ fn quickstart_copy(port: u16, extra: &[(&str, &str)]) -> tempfile::TempDir {
         gateway.contains("listen = \"127.0.0.1:8787\""),
         "the quickstart listens on 127.0.0.1:8787"
     );
-    let gateway = gateway.replace(
-        "listen = \"127.0.0.1:8787\"",
-        &format!("listen = \"127.0.0.1:{port}\""),
-    );
+    let gateway = gateway.replace("listen = \"127.0.0.1:8787\"", "listen = \"127.0.0.1:0\"");
     std::fs::write(dir.path().join("gateway.toml"), gateway).unwrap();
     let targets = dir.path().join("targets");
     std::fs::create_dir(&targets).unwrap();
@@ -73,25 +67,17 @@ fn target<'a>(readyz: &'a serde_json::Value, name: &str) -> &'a serde_json::Valu
 
 #[tokio::test(flavor = "multi_thread")]
 async fn http_is_served_while_a_slow_target_is_still_connecting() {
-    let port = free_port();
-    let dir = quickstart_copy(port, &[("sleepy", SLEEPER)]);
-    let mut cmd = Command::new(binary("portcullis", "portcullis"));
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(dir.path().join("gateway.toml"));
-    if std::env::var_os("PORTCULLIS_LOG").is_none() {
-        cmd.env("PORTCULLIS_LOG", "warn");
-    }
-    let (_gateway, line) = spawn_until_line(
-        cmd,
-        "portcullis",
-        "portcullis listening: ",
-        Duration::from_secs(60),
+    let dir = quickstart_copy(&[("sleepy", SLEEPER)]);
+    let gw = Gateway::serve(
+        dir,
+        &Serve {
+            until_listening: true,
+            ..Serve::default()
+        },
     )
     .unwrap();
     let listening = Instant::now();
-    let url = line.trim_start_matches("portcullis listening: ").trim();
-    let base = url.trim_end_matches("/mcp").to_string();
+    let base = gw.base();
 
     // /healthz answers at once: the sleeper has not even begun to speak MCP.
     let health = reqwest::Client::new()
@@ -132,18 +118,14 @@ async fn http_is_served_while_a_slow_target_is_still_connecting() {
     );
 
     // A fresh directory got its dev IdP key on first use, and its tokens work.
-    let token = dev_token(dir.path(), &["--user", "alice", "--agent", "quickstart"]);
-    assert!(dir.path().join(".data").is_dir());
-    let config = StreamableHttpClientTransportConfig::with_uri(url.to_string()).auth_header(token);
-    let client = ClientConfig::default()
-        .serve(StreamableHttpClientTransport::from_config(config))
-        .await
-        .unwrap();
+    let token = gw.dev_token(&["--user", "alice", "--agent", "quickstart"]);
+    assert!(gw.dir.path().join(".data").is_dir());
+    let client = connect(&gw.url, Some(&token)).await;
     // The merged view follows the target's listing a moment after it connects.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let tools = client.peer().list_all_tools().await.unwrap();
-        if tools.iter().any(|t| t.name == "demo__echo") {
+        let tools = tool_names(&client).await;
+        if tools.iter().any(|t| t == "demo__echo") {
             break;
         }
         assert!(
@@ -152,22 +134,14 @@ async fn http_is_served_while_a_slow_target_is_still_connecting() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let args = serde_json::json!({"text": "hello"}).as_object().cloned();
-    let echoed = client
-        .peer()
-        .call_tool(CallToolRequestParams::new("demo__echo").with_arguments(args.clone().unwrap()))
+    let args = serde_json::json!({"text": "hello"});
+    let echoed = call_tool(&client, "demo__echo", args.clone())
         .await
         .unwrap();
-    assert!(
-        serde_json::to_string(&echoed.content)
-            .unwrap()
-            .contains("hello")
-    );
+    assert!(tool_text(&echoed).contains("hello"));
 
     // A call to the target that is still connecting is answered at once, naming it.
-    let err = client
-        .peer()
-        .call_tool(CallToolRequestParams::new("sleepy__anything").with_arguments(args.unwrap()))
+    let err = call_tool(&client, "sleepy__anything", args)
         .await
         .unwrap_err()
         .to_string();
@@ -180,7 +154,7 @@ async fn http_is_served_while_a_slow_target_is_still_connecting() {
 
 #[test]
 fn the_quickstart_config_checks_clean_from_a_fresh_directory() {
-    let dir = quickstart_copy(free_port(), &[]);
+    let dir = quickstart_copy(&[]);
     let out = Command::new(binary("portcullis", "portcullis"))
         .arg("check")
         .arg("--config")

@@ -9,14 +9,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use portcullis_e2e::{Gateway, binary};
+use portcullis_e2e::tool_text;
+use portcullis_e2e::{Era, Gateway, binary, call_tool, connect_as, tool_args, tool_names};
 use rmcp::model::{
     CallToolRequestParams, ClientConfig, NumberOrString, ProgressNotificationParam, ProgressToken,
     ProtocolVersion, RequestMetaObject, ServerNotification, SubscriptionFilter,
 };
-use rmcp::service::{NotificationContext, RunningService};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::{ClientHandler, ClientLifecycleMode, ClientServiceExt, RoleClient, ServiceExt};
+use rmcp::service::NotificationContext;
+use rmcp::{ClientHandler, RoleClient};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -85,25 +85,6 @@ fn reloads(r: &Value) -> u64 {
     r["config"]["reloads"].as_u64().unwrap()
 }
 
-async fn names<S: rmcp::Service<RoleClient>>(c: &RunningService<RoleClient, S>) -> Vec<String> {
-    c.list_all_tools()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.name.into_owned())
-        .collect()
-}
-
-fn echo(text: &str) -> CallToolRequestParams {
-    CallToolRequestParams::new("x")
-        .with_arguments(json!({ "text": text }).as_object().cloned().unwrap())
-}
-
-fn named(mut p: CallToolRequestParams, name: &str) -> CallToolRequestParams {
-    p.name = name.to_string().into();
-    p
-}
-
 fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join("targets").join(format!("{name}.toml"));
     // Write then rename, as editors do: the watcher must see the final content.
@@ -129,22 +110,12 @@ async fn file_changes_reload_the_catalog_without_dropping_client_sessions() {
     // A 2025-11-25 session client and a 2026-07-28 subscribed client.
     let (list_changed, mut legacy_changed) = mpsc::unbounded_channel();
     let (progress, mut progressed) = mpsc::unbounded_channel();
-    let legacy = Signals {
+    let signals = Signals {
         list_changed,
         progress,
-    }
-    .serve(StreamableHttpClientTransport::from_uri(gw.url.as_str()))
-    .await
-    .unwrap();
-    let modern = ClientConfig::default()
-        .serve_with_lifecycle(
-            StreamableHttpClientTransport::from_uri(gw.url.as_str()),
-            ClientLifecycleMode::Discover {
-                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-            },
-        )
-        .await
-        .unwrap();
+    };
+    let legacy = connect_as(signals, &gw.url, None, Era::Legacy).await;
+    let modern = connect_as(ClientConfig::default(), &gw.url, None, Era::Modern).await;
     assert_eq!(
         modern.peer_info().map(|i| i.protocol_version.clone()),
         Some(ProtocolVersion::V_2026_07_28)
@@ -160,7 +131,7 @@ async fn file_changes_reload_the_catalog_without_dropping_client_sessions() {
     write(&dir, "extra", &counted_demo("extra", "30s", &extra_starts));
     tokio::time::timeout(WITHIN, async {
         while legacy_changed.recv().await.is_some() {
-            if names(&legacy).await.iter().any(|n| n == "extra__echo") {
+            if tool_names(&legacy).await.iter().any(|n| n == "extra__echo") {
                 return;
             }
         }
@@ -173,18 +144,17 @@ async fn file_changes_reload_the_catalog_without_dropping_client_sessions() {
                 Some(ServerNotification::ToolListChangedNotification(_)) => {}
                 other => panic!("unexpected on the subscription: {other:?}"),
             }
-            if names(&modern).await.iter().any(|n| n == "extra__echo") {
+            if tool_names(&modern).await.iter().any(|n| n == "extra__echo") {
                 return;
             }
         }
     })
     .await
     .expect("the 2026-07-28 subscription heard no list_changed showing extra__echo");
-    let r = legacy
-        .call_tool(named(echo("after reload"), "extra__echo"))
+    let r = call_tool(&legacy, "extra__echo", json!({ "text": "after reload" }))
         .await
         .unwrap();
-    assert!(format!("{:?}", r.content).contains("after reload"));
+    assert!(tool_text(&r).contains("after reload"));
     let after_add = reloads(&readyz(&gw).await);
     assert!(after_add > before);
 
@@ -193,16 +163,17 @@ async fn file_changes_reload_the_catalog_without_dropping_client_sessions() {
     write(&dir, "demo", &counted_demo("demo", "1s", &demo_starts));
     reloaded(&gw, after_add).await;
     assert_eq!(starts(&demo_starts), 1, "the demo upstream was restarted");
-    let slow = CallToolRequestParams::new("demo__slow")
-        .with_arguments(json!({ "millis": 3000 }).as_object().cloned().unwrap());
-    let err = legacy.call_tool(slow).await.unwrap_err().to_string();
+    let err = call_tool(&legacy, "demo__slow", json!({ "millis": 3000 }))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("1 s") && err.contains("demo"), "{err}");
     let after_edit = reloads(&readyz(&gw).await);
 
     // 3. Removing a target during a slow call: the call completes, then the target is gone.
     let in_flight = {
         let mut slow = CallToolRequestParams::new("extra__slow")
-            .with_arguments(json!({ "millis": 1500 }).as_object().cloned().unwrap());
+            .with_arguments(tool_args(json!({ "millis": 1500 })));
         slow.meta = Some(RequestMetaObject::with_progress_token(ProgressToken(
             NumberOrString::Number(7),
         )));
@@ -219,13 +190,12 @@ async fn file_changes_reload_the_catalog_without_dropping_client_sessions() {
     let finished = in_flight.await.unwrap().unwrap();
     assert_ne!(finished.is_error, Some(true), "{finished:?}");
     assert!(
-        !names(&legacy)
+        !tool_names(&legacy)
             .await
             .iter()
             .any(|n| n.starts_with("extra__"))
     );
-    let gone = legacy
-        .call_tool(named(echo("x"), "extra__echo"))
+    let gone = call_tool(&legacy, "extra__echo", json!({ "text": "x" }))
         .await
         .unwrap_err()
         .to_string();
@@ -252,11 +222,10 @@ async fn file_changes_reload_the_catalog_without_dropping_client_sessions() {
         "{status}"
     );
     assert_eq!(reloads(&status), after_remove);
-    let r = legacy
-        .call_tool(named(echo("still here"), "demo__echo"))
+    let r = call_tool(&legacy, "demo__echo", json!({ "text": "still here" }))
         .await
         .unwrap();
-    assert!(format!("{:?}", r.content).contains("still here"));
+    assert!(tool_text(&r).contains("still here"));
     std::fs::remove_file(&broken).unwrap();
     let r = reloaded(&gw, after_remove).await;
     assert_eq!(r["config"]["status"], "loaded", "{r}");
