@@ -173,6 +173,17 @@ impl Catalog {
             .collect()
     }
 
+    /// Open `caller`'s session on every per-user target whose tools are not known yet, so
+    /// its listing is learned (DESIGN §5). A no-op once they are all listed, or without a
+    /// caller.
+    pub async fn learn_user_listings(&self, caller: Option<&crate::identity::Caller>) {
+        let learned =
+            futures::future::join_all(self.targets().map(|t| t.learn_listing(caller))).await;
+        if learned.into_iter().any(|l| l) {
+            self.rebuild();
+        }
+    }
+
     /// Merge the targets' current listings into a new view and announce what changed.
     pub fn rebuild(&self) {
         let changes = self.refresh_view();

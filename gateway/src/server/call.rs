@@ -41,6 +41,7 @@ pub(super) async fn call_tool(
             let reason = match t.health() {
                 Health::Down { reason } => reason,
                 Health::Connected => "its tools are being listed".into(),
+                Health::PerUser { .. } => "no user has listed its tools yet (they come from each user's own session, opened by that user's tools/list)".into(),
             };
             let e = errors::tools_not_known(t.name(), t.first_attempt_running(), &reason);
             audit.target = Some(t.name().to_string());

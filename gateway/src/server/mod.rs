@@ -94,6 +94,16 @@ fn resource_target(catalog: &Catalog, uri: &str) -> Result<McpTarget, ErrorData>
 }
 
 impl Gateway {
+    /// The catalog for a listing request, after `ctx`'s caller opened their session on any
+    /// per-user target whose tools are not known yet (its tools come from its users' own
+    /// sessions).
+    async fn listed_catalog(&self, ctx: &RequestContext<RoleServer>) -> Arc<Catalog> {
+        let catalog = self.catalog();
+        let caller = crate::identity::caller_of(ctx.extensions.get::<::http::request::Parts>());
+        catalog.learn_user_listings(caller).await;
+        catalog
+    }
+
     fn track_subscription(&self, uri: &str, subscribed: bool) {
         if let Ok(mut sessions) = self.inner.sessions.lock()
             && let Some(s) = sessions.get_mut(&self.session)
@@ -201,10 +211,10 @@ impl ServerHandler for Gateway {
     async fn list_tools(
         &self,
         _req: Option<PaginatedRequestParams>,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         Ok(ListToolsResult::with_all_items(
-            self.catalog().view().tools.clone(),
+            self.listed_catalog(&ctx).await.view().tools.clone(),
         ))
     }
 
@@ -228,17 +238,17 @@ impl ServerHandler for Gateway {
     async fn list_prompts(
         &self,
         _req: Option<PaginatedRequestParams>,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
         Ok(ListPromptsResult::with_all_items(
-            self.catalog().view().prompts.clone(),
+            self.listed_catalog(&ctx).await.view().prompts.clone(),
         ))
     }
 
     async fn get_prompt(
         &self,
         mut req: GetPromptRequestParams,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
         let catalog = self.catalog();
         let view = catalog.view();
@@ -252,6 +262,7 @@ impl ServerHandler for Gateway {
         match forward(
             &target,
             ClientRequest::GetPromptRequest(GetPromptRequest::new(req)),
+            &ctx,
         )
         .await?
         {
@@ -266,20 +277,21 @@ impl ServerHandler for Gateway {
     async fn list_resources(
         &self,
         _req: Option<PaginatedRequestParams>,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         Ok(ListResourcesResult::with_all_items(
-            self.catalog().view().resources.clone(),
+            self.listed_catalog(&ctx).await.view().resources.clone(),
         ))
     }
 
     async fn list_resource_templates(
         &self,
         _req: Option<PaginatedRequestParams>,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
         let templates = self
-            .catalog()
+            .listed_catalog(&ctx)
+            .await
             .view()
             .templates
             .iter()
@@ -291,13 +303,14 @@ impl ServerHandler for Gateway {
     async fn read_resource(
         &self,
         mut req: ReadResourceRequestParams,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let target = resource_target(&self.catalog(), &req.uri)?;
         strip_meta(&mut req.meta);
         match forward(
             &target,
             ClientRequest::ReadResourceRequest(ReadResourceRequest::new(req)),
+            &ctx,
         )
         .await?
         {
@@ -312,7 +325,7 @@ impl ServerHandler for Gateway {
     async fn subscribe(
         &self,
         mut req: SubscribeRequestParams,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         let target = resource_target(&self.catalog(), &req.uri)?;
         strip_meta(&mut req.meta);
@@ -320,6 +333,7 @@ impl ServerHandler for Gateway {
         forward(
             &target,
             ClientRequest::SubscribeRequest(SubscribeRequest::new(req)),
+            &ctx,
         )
         .await?;
         self.track_subscription(&uri, true);
@@ -329,7 +343,7 @@ impl ServerHandler for Gateway {
     async fn unsubscribe(
         &self,
         mut req: UnsubscribeRequestParams,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         let target = resource_target(&self.catalog(), &req.uri)?;
         strip_meta(&mut req.meta);
@@ -347,6 +361,7 @@ impl ServerHandler for Gateway {
         forward(
             &target,
             ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(req)),
+            &ctx,
         )
         .await
         .map(|_| ())
@@ -355,7 +370,7 @@ impl ServerHandler for Gateway {
     async fn complete(
         &self,
         mut req: CompleteRequestParams,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
         let catalog = self.catalog();
         let view = catalog.view();
@@ -380,6 +395,7 @@ impl ServerHandler for Gateway {
         match forward(
             &target,
             ClientRequest::CompleteRequest(CompleteRequest::new(req)),
+            &ctx,
         )
         .await?
         {
@@ -445,9 +461,16 @@ impl ServerHandler for Gateway {
     }
 }
 
-async fn forward(target: &McpTarget, request: ClientRequest) -> Result<ServerResult, ErrorData> {
+/// Send `request` to `target` on behalf of the request's caller (a per-user target answers
+/// from that caller's own session).
+async fn forward(
+    target: &McpTarget,
+    request: ClientRequest,
+    ctx: &RequestContext<RoleServer>,
+) -> Result<ServerResult, ErrorData> {
+    let caller = crate::identity::caller_of(ctx.extensions.get::<::http::request::Parts>());
     target
-        .request(request)
+        .request(request, caller)
         .await
         .map_err(|e| errors::from_target(&e))
 }
