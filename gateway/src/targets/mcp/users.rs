@@ -69,11 +69,17 @@ pub(super) struct UserSessions {
     /// The listing before any session listed the upstream.
     unlisted: Arc<Listing>,
     sessions: Mutex<HashMap<UserKey, Slot>>,
+    /// [`MAX_USER_SESSIONS`]; smaller in tests.
+    max: usize,
 }
 
 impl UserSessions {
     /// An empty table; a task closes idle sessions until the target is dropped or shut down.
     pub(super) fn start(upstream: Upstream) -> Arc<Self> {
+        Self::start_with_limit(upstream, MAX_USER_SESSIONS)
+    }
+
+    fn start_with_limit(upstream: Upstream, max: usize) -> Arc<Self> {
         let shutdown = upstream.shutdown.clone();
         let unlisted = Arc::new(Listing::default());
         let this = Arc::new(Self {
@@ -81,6 +87,7 @@ impl UserSessions {
             listing: Arc::new(ArcSwap::new(unlisted.clone())),
             unlisted,
             sessions: Mutex::new(HashMap::new()),
+            max,
         });
         tokio::spawn(sweep(Arc::downgrade(&this), shutdown));
         this
@@ -112,7 +119,7 @@ impl UserSessions {
             return Ok(slot.session.clone());
         }
         evict_idle(&mut table, now);
-        if table.len() >= MAX_USER_SESSIONS {
+        if table.len() >= self.max {
             let lru = table
                 .iter()
                 .filter(|(_, s)| !s.busy())
@@ -124,7 +131,8 @@ impl UserSessions {
                 }
                 None => {
                     return Err(self.unavailable(format!(
-                        "all {MAX_USER_SESSIONS} user sessions it may hold are busy with calls; try again when one finishes"
+                        "all {} user sessions it may hold are busy with calls; try again when one finishes",
+                        self.max
                     )));
                 }
             }
@@ -181,5 +189,136 @@ async fn sweep(pool: Weak<UserSessions>, shutdown: tokio_util::sync::Cancellatio
         if let Ok(mut table) = pool.sessions.lock() {
             evict_idle(&mut table, Instant::now());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{McpTransport, Secret, TargetKind, TargetSpec};
+    use crate::outbound::NoAuth;
+    use std::collections::BTreeSet;
+    use std::time::SystemTime;
+
+    fn upstream() -> Upstream {
+        let url = url::Url::parse("http://127.0.0.1:9/mcp").unwrap();
+        let transport = McpTransport::Http { url };
+        Upstream {
+            spec: TargetSpec {
+                name: "orders".into(),
+                file: "targets/orders.toml".into(),
+                description: None,
+                prefix: "orders".into(),
+                call_timeout: Duration::from_secs(5),
+                connect_timeout: Duration::from_secs(5),
+                optional: false,
+                tool_scopes: Default::default(),
+                kind: TargetKind::Mcp(transport.clone()),
+                auth: crate::config::outbound::AuthSpec::None,
+            },
+            transport,
+            http: reqwest::Client::new(),
+            credentials: Arc::new(NoAuth),
+            changed: tokio::sync::watch::channel(0).0,
+            events: tokio::sync::broadcast::channel(4).0,
+            shutdown: tokio_util::sync::CancellationToken::new(),
+        }
+    }
+
+    fn caller(user: &str, agent: &str, token: &str) -> Caller {
+        Caller {
+            issuer: "https://idp.example.test".into(),
+            user: user.into(),
+            agent: Some(agent.into()),
+            scopes: BTreeSet::new(),
+            groups: vec![],
+            tenant: None,
+            claims: Default::default(),
+            expires_at: SystemTime::now() + Duration::from_secs(600),
+            subject_token: Some(Secret::new(token)),
+        }
+    }
+
+    fn token_of(s: &Session) -> String {
+        let user = s.user.load_full().unwrap();
+        user.subject_token.as_ref().unwrap().expose().to_string()
+    }
+
+    #[tokio::test]
+    async fn a_session_serves_only_the_identity_it_was_opened_for() {
+        let pool = UserSessions::start(upstream());
+        let alice = pool.session_for(&caller("alice", "cli", "a-1")).unwrap();
+        let bob = pool.session_for(&caller("bob", "cli", "b-1")).unwrap();
+        assert!(!Arc::ptr_eq(&alice, &bob));
+        // Same person through another agent: another session (the key is user *and* agent).
+        let alice_ide = pool.session_for(&caller("alice", "ide", "a-2")).unwrap();
+        assert!(!Arc::ptr_eq(&alice, &alice_ide));
+        // Same identity with a newer token: the same session, now exchanging the new token.
+        let again = pool.session_for(&caller("alice", "cli", "a-3")).unwrap();
+        assert!(Arc::ptr_eq(&alice, &again));
+        assert_eq!(token_of(&alice), "a-3");
+        assert_eq!(
+            token_of(&bob),
+            "b-1",
+            "bob's session never sees alice's token"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_table_closes_the_least_recently_used_idle_session_and_never_a_busy_one() {
+        let pool = UserSessions::start_with_limit(upstream(), 2);
+        let held = pool.session_for(&caller("alice", "cli", "a")).unwrap(); // a call in flight
+        drop(pool.session_for(&caller("bob", "cli", "b")).unwrap());
+        // Full: carol's session replaces bob's (idle), not alice's (busy).
+        drop(pool.session_for(&caller("carol", "cli", "c")).unwrap());
+        let alice = pool.session_for(&caller("alice", "cli", "a")).unwrap();
+        assert!(Arc::ptr_eq(&held, &alice), "alice keeps her session");
+        let keys: BTreeSet<String> = pool
+            .sessions
+            .lock()
+            .unwrap()
+            .keys()
+            .map(|k| k.user.clone())
+            .collect();
+        assert_eq!(keys, BTreeSet::from(["alice".into(), "carol".into()]));
+
+        // Every session busy: a new user is refused, with why and what to do.
+        let _carol = pool.session_for(&caller("carol", "cli", "c")).unwrap();
+        let err = pool
+            .session_for(&caller("dave", "cli", "d"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("all 2 user sessions"), "{err}");
+        assert!(err.contains("try again"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn idle_sessions_are_closed_after_the_timeout_and_busy_ones_are_kept() {
+        let pool = UserSessions::start(upstream());
+        let busy = pool.session_for(&caller("alice", "cli", "a")).unwrap();
+        drop(pool.session_for(&caller("bob", "cli", "b")).unwrap());
+        let later = Instant::now() + IDLE_TIMEOUT + Duration::from_secs(1);
+        let mut table = pool.sessions.lock().unwrap();
+        evict_idle(&mut table, later);
+        let users: Vec<&str> = table.keys().map(|k| k.user.as_str()).collect();
+        assert_eq!(users, ["alice"]);
+        drop(table);
+        drop(busy);
+    }
+
+    #[tokio::test]
+    async fn a_poisoned_table_refuses_instead_of_guessing() {
+        let pool = UserSessions::start(upstream());
+        let poison = std::panic::AssertUnwindSafe(|| {
+            let _held = pool.sessions.lock();
+            panic!("a bug while the table is held");
+        });
+        assert!(std::panic::catch_unwind(poison).is_err());
+        let err = pool
+            .session_for(&caller("alice", "cli", "a"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unusable after an internal error"), "{err}");
+        assert!(!err.contains("::"), "{err}");
     }
 }
