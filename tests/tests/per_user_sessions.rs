@@ -235,14 +235,12 @@ fn exchanges(requests: &[TokenRequest]) -> BTreeMap<String, String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn each_user_gets_an_upstream_session_carrying_only_their_own_exchanged_token() {
-    let auth = AuthServer::start(basic()).await;
-    let upstream = RecordingUpstream::start().await;
+/// The gateway (dev IdP) with one `token_exchange` target `orders` in front of `upstream`.
+async fn start_gateway(upstream: &RecordingUpstream, auth: &AuthServer) -> Gateway {
     let port = free_port();
     let gateway_toml = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[dev_idp]\n");
-    let target = target_toml(&upstream, &auth);
-    let gw = tokio::task::spawn_blocking(move || {
+    let target = target_toml(upstream, auth);
+    tokio::task::spawn_blocking(move || {
         Gateway::start_with_env(
             &gateway_toml,
             &[("orders", target)],
@@ -251,7 +249,14 @@ async fn each_user_gets_an_upstream_session_carrying_only_their_own_exchanged_to
     })
     .await
     .unwrap()
-    .expect("the gateway starts with a token_exchange MCP target");
+    .expect("the gateway starts with a token_exchange MCP target")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_user_gets_an_upstream_session_carrying_only_their_own_exchanged_token() {
+    let auth = AuthServer::start(basic()).await;
+    let upstream = RecordingUpstream::start().await;
+    let gw = start_gateway(&upstream, &auth).await;
 
     // Before any user: nothing opened, nothing exchanged, and the gateway is ready.
     let (status, body) = readyz(&gw).await;
@@ -378,4 +383,29 @@ async fn each_user_gets_an_upstream_session_carrying_only_their_own_exchanged_to
     );
     alice.cancel().await.ok();
     bob.cancel().await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_call_without_listing_opens_the_callers_session_and_succeeds() {
+    let auth = AuthServer::start(basic()).await;
+    let upstream = RecordingUpstream::start().await;
+    let gw = start_gateway(&upstream, &auth).await;
+    let carol_token = dev_token(gw.dir.path(), &["--user", "carol"]);
+    let carol = connect(&gw.url, &carol_token).await;
+    // No tools/list: the tool is not known yet, and carol's session learns it.
+    let saw = whoami(&carol, "first call by carol").await;
+    let issued = exchanges(&auth.requests());
+    assert_eq!(issued.len(), 1, "{:?}", auth.requests());
+    let (token, subject) = issued.iter().next().unwrap();
+    assert_eq!(subject, &carol_token);
+    assert_eq!(saw, format!("Bearer {token}"));
+    assert!(
+        upstream
+            .seen()
+            .iter()
+            .all(|s| s.authorization.as_deref() == Some(saw.as_str())),
+        "{:?}",
+        upstream.seen()
+    );
+    carol.cancel().await.ok();
 }

@@ -175,13 +175,15 @@ impl Catalog {
 
     /// Open `caller`'s session on every per-user target whose tools are not known yet, so
     /// its listing is learned (DESIGN §5). A no-op once they are all listed, or without a
-    /// caller.
-    pub async fn learn_user_listings(&self, caller: Option<&crate::identity::Caller>) {
+    /// caller. Returns whether a listing was learned (and the view rebuilt).
+    pub async fn learn_user_listings(&self, caller: Option<&crate::identity::Caller>) -> bool {
         let learned =
             futures::future::join_all(self.targets().map(|t| t.learn_listing(caller))).await;
-        if learned.into_iter().any(|l| l) {
+        let any = learned.into_iter().any(|l| l);
+        if any {
             self.rebuild();
         }
+        any
     }
 
     /// Merge the targets' current listings into a new view and announce what changed.

@@ -34,14 +34,23 @@ pub(super) async fn call_tool(
 
     // Resolve: gateway name → (target, upstream tool name), from one catalog view.
     let catalog = gw.catalog();
-    let view = catalog.view();
+    let mut view = catalog.view();
+    // A per-user target learns its tools from a user's own session: a name not known yet
+    // may be one of them, so open this caller's session on such targets first.
+    if !view.tool_routes.contains_key(req.name.as_ref())
+        && catalog
+            .learn_user_listings(crate::identity::caller_of(parts))
+            .await
+    {
+        view = catalog.view();
+    }
     let Some(route) = view.tool_routes.get(req.name.as_ref()) else {
         // Not "unknown" when its target has not connected yet: say so, and why.
         if let Some(t) = catalog.pending_owner(&req.name) {
             let reason = match t.health() {
                 Health::Down { reason } => reason,
                 Health::Connected => "its tools are being listed".into(),
-                Health::PerUser { .. } => "no user has listed its tools yet (they come from each user's own session, opened by that user's tools/list)".into(),
+                Health::PerUser { .. } => "its tools come from each user's own session, and yours could not list them (the gateway log says why)".into(),
             };
             let e = errors::tools_not_known(t.name(), t.first_attempt_running(), &reason);
             audit.target = Some(t.name().to_string());
