@@ -60,6 +60,10 @@ enum Command {
         /// Lifetime, e.g. 15m, 1h (default: [dev_idp] token_ttl, 1h).
         #[arg(long)]
         ttl: Option<humantime::Duration>,
+        /// The running gateway's address, when `server.listen` uses port 0: the port
+        /// `portcullis serve` printed (`portcullis listening: http://127.0.0.1:PORT/mcp`).
+        #[arg(long, value_name = "IP:PORT")]
+        listening_on: Option<std::net::SocketAddr>,
     },
     /// Validate the configuration, connect to every target and print the tool catalog.
     /// Exits 1, listing every problem, if anything is wrong.
@@ -105,8 +109,10 @@ pub fn main() -> ExitCode {
                 agent,
                 scopes,
                 ttl,
+                listening_on,
             } => dev_token(
                 &config.config,
+                listening_on,
                 DevTokenRequest {
                     user,
                     agent,
@@ -468,12 +474,26 @@ fn inbound_http_client() -> anyhow::Result<reqwest::Client> {
 
 /// Reads only `gateway.toml`'s [server] and [dev_idp]: minting a token must not depend on
 /// every target's secrets being set in this shell.
-fn dev_token(path: &std::path::Path, mut req: DevTokenRequest) -> anyhow::Result<ExitCode> {
-    let (server, dev) = config::load_dev_idp(path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
-    if server.listen.port() == 0 {
-        anyhow::bail!(
-            "`server.listen` uses port 0, so the token's audience (the gateway's URL) is unknown. Fix: set a fixed port in `server.listen`"
-        );
+fn dev_token(
+    path: &std::path::Path,
+    listening_on: Option<std::net::SocketAddr>,
+    mut req: DevTokenRequest,
+) -> anyhow::Result<ExitCode> {
+    let (mut server, dev) =
+        config::load_dev_idp(path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    match listening_on {
+        Some(addr) if server.listen.port() == 0 && addr.ip() == server.listen.ip() => {
+            server.bound_to(addr);
+        }
+        Some(addr) => anyhow::bail!(
+            "--listening-on {addr} does not match `server.listen` ({}) in {}: it is only for a gateway configured with port 0. Fix: drop --listening-on, or pass the address that gateway printed",
+            server.listen,
+            path.display()
+        ),
+        None if server.listen.port() == 0 => anyhow::bail!(
+            "`server.listen` uses port 0, so the token's audience (the gateway's URL) is unknown. Fix: pass --listening-on with the address `portcullis serve` printed, or set a fixed port in `server.listen`"
+        ),
+        None => {}
     }
     if req.ttl.is_zero() {
         req.ttl = dev.token_ttl;

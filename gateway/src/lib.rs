@@ -16,6 +16,7 @@ pub mod identity;
 pub mod inbound;
 pub mod limits;
 pub mod outbound;
+pub mod policy;
 pub mod runtime;
 pub mod server;
 pub mod targets;

@@ -139,8 +139,19 @@ async fn http_is_served_while_a_slow_target_is_still_connecting() {
         .serve(StreamableHttpClientTransport::from_config(config))
         .await
         .unwrap();
-    let tools = client.peer().list_all_tools().await.unwrap();
-    assert!(tools.iter().any(|t| t.name == "demo__echo"), "{tools:?}");
+    // The merged view follows the target's listing a moment after it connects.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let tools = client.peer().list_all_tools().await.unwrap();
+        if tools.iter().any(|t| t.name == "demo__echo") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "demo__echo never listed: {tools:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let args = serde_json::json!({"text": "hello"}).as_object().cloned();
     let echoed = client
         .peer()

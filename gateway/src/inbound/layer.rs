@@ -19,6 +19,7 @@ use std::sync::Mutex;
 use super::{Authenticator, Rejection};
 use crate::catalog::Catalog;
 use crate::identity::Caller;
+use crate::policy;
 use crate::runtime::Live;
 use crate::telemetry::{AuditEvent, Decision, Outcome};
 
@@ -226,10 +227,11 @@ fn check_tool_scopes(
         let Some(name) = m["params"]["name"].as_str() else {
             continue;
         };
-        let Some(needed) = view.tool_scopes.get(name) else {
-            continue;
-        };
-        if needed.iter().any(|s| !caller.scopes.contains(s)) {
+        // The same question the call pipeline's authorize phase asks (`policy`), answered
+        // here because the MCP step-up is an HTTP 403 a JSON-RPC handler cannot produce.
+        if let policy::Decision::NeedsScopes { needed, .. } =
+            policy::tool_call(&view, Some(caller), name)
+        {
             let mut all = auth.required_scopes();
             all.extend(needed.iter().cloned());
             all.sort();

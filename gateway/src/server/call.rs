@@ -1,134 +1,196 @@
-//! The call path for `tools/call`, one phase per step:
-//! resolve the gateway name → call the owning target (serving its relayed requests) → audit.
-//! Authorization (policy) and outbound credentials slot in between resolve and call.
+//! The call pipeline for `tools/call`, read top to bottom in [`call_tool`]:
+//!
+//! 1. authenticate — done before the MCP layer (`inbound/layer.rs`); the caller is read here;
+//! 2. resolve — the gateway tool name to (target, upstream name), from one catalog view;
+//! 3. authorize — `policy::tool_call` on that view;
+//! 4. credential — the target's credential for this caller, before anything is sent;
+//! 5. call — the upstream call, relaying what the upstream asks of the caller, until the
+//!    target's deadline or the client's cancellation;
+//! 6. audit — one event per call, whatever the outcome.
+//!
+//! Every phase reads the one [`CallContext`]; every failure is a [`CallError`], turned into
+//! the caller's answer in one place (`call_error.rs`).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use rmcp::model::{CallToolRequestParams, CallToolResult, ServerNotification};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ProtocolVersion, ResultType,
+    ServerNotification,
+};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, Peer, RoleServer};
 
-use super::{Gateway, complete, errors, strip_meta};
-use crate::targets::Health;
+use super::call_error::{CallError, Era};
+use super::{Gateway, strip_meta};
+use crate::catalog::Catalog;
+use crate::identity::Caller;
+use crate::policy::{self, Decision};
+use crate::runtime::Runtime;
 use crate::targets::relay::Relay;
-use crate::telemetry::{AuditEvent, Decision, Outcome};
+use crate::targets::{Health, McpTarget, TargetError};
+use crate::telemetry::{AuditEvent, Decision as AuditDecision, Outcome};
+
+/// What every phase of one call knows. Built from the request before the first phase.
+#[derive(Debug)]
+pub struct CallContext {
+    /// `None` when inbound authentication is off.
+    pub caller: Option<Caller>,
+    /// The `x-request-id` the HTTP layer assigned (or the client sent), else the JSON-RPC id.
+    pub request_id: String,
+    /// The HTTP path as the client sent it (`/mcp`).
+    pub path: Option<String>,
+    /// The gateway tool name the caller asked for.
+    pub tool: String,
+    /// Set by resolve.
+    pub target: Option<String>,
+    /// Set by resolve: when the call must have ended (the target's `timeout`).
+    pub deadline: Option<tokio::time::Instant>,
+    pub era: Era,
+    pub started: Instant,
+    /// Whether the caller asked for progress notifications.
+    pub wants_progress: bool,
+}
+
+impl CallContext {
+    fn of(req: &CallToolRequestParams, ctx: &RequestContext<RoleServer>) -> Self {
+        let parts = ctx.extensions.get::<http::request::Parts>();
+        Self {
+            caller: crate::identity::caller_of(parts).cloned(),
+            request_id: parts
+                .and_then(|p| crate::telemetry::request_id(&p.headers))
+                .map_or_else(|| ctx.id.to_string(), str::to_string),
+            // The MCP service is nested, so its own URI lacks the `/mcp` prefix.
+            path: parts.map(|p| {
+                p.extensions
+                    .get::<axum::extract::OriginalUri>()
+                    .map_or_else(|| p.uri.path().to_string(), |u| u.path().to_string())
+            }),
+            tool: req.name.to_string(),
+            target: None,
+            deadline: None,
+            era: if ctx.protocol_version() == Some(ProtocolVersion::V_2026_07_28) {
+                Era::Stateless
+            } else {
+                Era::Sessions
+            },
+            started: Instant::now(),
+            wants_progress: ctx.meta.get_progress_token().is_some(),
+        }
+    }
+}
 
 pub(super) async fn call_tool(
     gw: &Gateway,
-    mut req: CallToolRequestParams,
+    req: CallToolRequestParams,
     ctx: RequestContext<RoleServer>,
-) -> Result<CallToolResult, ErrorData> {
-    let started = Instant::now();
-    let parts = ctx.extensions.get::<http::request::Parts>();
-    let caller =
-        crate::identity::caller_of(parts).map_or_else(|| "anonymous".to_string(), |c| c.label());
-    let mut audit = AuditEvent::new(request_id(&ctx), caller, "tools/call");
-    audit.tool = Some(req.name.to_string());
-    // The path as the client sent it (`/mcp`): the MCP service is nested, so its own URI
-    // lacks the prefix.
-    audit.path = parts.map(|p| {
-        p.extensions
-            .get::<axum::extract::OriginalUri>()
-            .map_or_else(|| p.uri.path().to_string(), |u| u.path().to_string())
-    });
+) -> Result<CallToolResponse, ErrorData> {
+    // 1. Authenticate: the HTTP layer verified the token; the context carries the caller.
+    let mut call = CallContext::of(&req, &ctx);
+    // One runtime for the whole call, even if a reload swaps it meanwhile.
+    let runtime = gw.live().load();
+    let outcome = tokio::select! {
+        r = phases(&runtime, &mut call, req, &ctx) => r,
+        _ = ctx.ct.cancelled() => Err(CallError::Cancelled),
+    };
+    // 6. Audit, then answer.
+    audit(&call, outcome)
+}
 
-    // Resolve: gateway name → (target, upstream tool name), from one catalog view.
-    let catalog = gw.catalog();
+/// Phases 2–5.
+async fn phases(
+    runtime: &Runtime,
+    call: &mut CallContext,
+    mut req: CallToolRequestParams,
+    ctx: &RequestContext<RoleServer>,
+) -> Result<CallToolResult, CallError> {
+    // 2. Resolve. A per-user target learns its tools from a user's own session: a name not
+    //    known yet may be one of them, so this caller's session on such targets opens first.
+    let catalog = &runtime.catalog;
     let mut view = catalog.view();
-    // A per-user target learns its tools from a user's own session: a name not known yet
-    // may be one of them, so open this caller's session on such targets first.
-    if !view.tool_routes.contains_key(req.name.as_ref())
-        && catalog
-            .learn_user_listings(crate::identity::caller_of(parts))
-            .await
+    if !view.tool_routes.contains_key(&call.tool)
+        && catalog.learn_user_listings(call.caller.as_ref()).await
     {
         view = catalog.view();
     }
-    let Some(route) = view.tool_routes.get(req.name.as_ref()) else {
-        // Not "unknown" when its target has not connected yet: say so, and why.
-        if let Some(t) = catalog.pending_owner(&req.name) {
-            let reason = match t.health() {
+    let (target, upstream_name) = resolve(catalog, &view, call)?;
+    call.target = Some(target.name().to_string());
+    call.deadline = Some(tokio::time::Instant::now() + target.spec().call_timeout);
+
+    // 3. Authorize, on the view the call is routed by (the HTTP step-up asked the same
+    //    question a moment earlier; a tool that appeared in between is still checked).
+    if let Decision::NeedsScopes { missing, .. } =
+        policy::tool_call(&view, call.caller.as_ref(), &call.tool)
+    {
+        return Err(CallError::Forbidden {
+            tool: call.tool.clone(),
+            missing,
+        });
+    }
+
+    // 4. Credential.
+    target
+        .credential(call.caller.as_ref(), &upstream_name)
+        .await?;
+
+    // 5. Call upstream.
+    req.name = upstream_name.into();
+    strip_meta(&mut req.meta);
+    call_upstream(&target, req, ctx, call).await
+}
+
+/// The gateway name to its target and upstream name. A name whose target has not connected
+/// yet is not "unknown": the error says which target and why.
+fn resolve(
+    catalog: &Catalog,
+    view: &crate::catalog::View,
+    call: &mut CallContext,
+) -> Result<(McpTarget, String), CallError> {
+    if let Some(route) = view.tool_routes.get(&call.tool) {
+        let target = catalog
+            .target(&route.target)
+            .cloned()
+            .ok_or_else(|| CallError::Internal("the catalog routes to a missing target".into()))?;
+        return Ok((target, route.upstream_name.clone()));
+    }
+    if let Some(t) = catalog.pending_owner(&call.tool) {
+        call.target = Some(t.name().to_string());
+        return Err(CallError::NotConnected {
+            target: t.name().to_string(),
+            connecting_for: t.first_attempt_running(),
+            reason: match t.health() {
                 Health::Down { reason } => reason,
                 Health::Connected => "its tools are being listed".into(),
                 Health::PerUser { .. } => "its tools come from each user's own session, and yours could not list them (the gateway log says why)".into(),
-            };
-            let e = errors::tools_not_known(t.name(), t.first_attempt_running(), &reason);
-            audit.target = Some(t.name().to_string());
-            return Err(failed(audit, e, started));
-        }
-        let pending = catalog.pending_unprefixed();
-        return Err(deny(
-            audit,
-            errors::unknown_tool(&req.name, &pending),
-            started,
-        ));
-    };
-    let target = super::target_of(&catalog, &route.target)?;
-    audit.target = Some(target.name().to_string());
-
-    // Authorize: the HTTP layer answers a missing tool scope with the 403 step-up; this
-    // repeats the check on the view the call is routed by, so a tool that appeared between
-    // the two reads is never called without its scope.
-    if let (Some(needed), Some(caller)) = (
-        view.tool_scopes.get(req.name.as_ref()),
-        crate::identity::caller_of(parts),
-    ) && let Some(missing) = needed.iter().find(|s| !caller.scopes.contains(*s))
-    {
-        let e = ErrorData::invalid_request(
-            format!(
-                "insufficient_scope: tool `{}` needs the scope `{missing}`",
-                req.name
-            ),
-            None,
-        );
-        return Err(deny(audit, e, started));
+            },
+        });
     }
-    req.name = route.upstream_name.clone().into();
-    strip_meta(&mut req.meta);
-
-    // Call upstream: wait for the response while relaying what the upstream asks of us.
-    let outcome = tokio::select! {
-        r = call_upstream(&target, req, &ctx) => r,
-        _ = ctx.ct.cancelled() => Err(ErrorData::internal_error("the client cancelled the call", None)),
-    };
-
-    // Audit.
-    let result = match &outcome {
-        Ok(r) => Outcome::Ok {
-            is_error: r.is_error.unwrap_or(false),
-        },
-        Err(e) => Outcome::Error {
-            code: e.code.0,
-            message: e.message.to_string(),
-        },
-    };
-    audit.finish(result, started.elapsed()).emit();
-    outcome
+    Err(CallError::UnknownTool {
+        name: call.tool.clone(),
+        pending: catalog
+            .pending_unprefixed()
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
+    })
 }
 
 async fn call_upstream(
-    target: &crate::targets::McpTarget,
+    target: &McpTarget,
     req: CallToolRequestParams,
     ctx: &RequestContext<RoleServer>,
-) -> Result<CallToolResult, ErrorData> {
+    call: &CallContext,
+) -> Result<CallToolResult, CallError> {
     let progress = ctx.meta.get_progress_token();
-    let caller = crate::identity::caller_of(ctx.extensions.get::<http::request::Parts>());
-    let mut pending = match target.call_tool(req, progress, caller).await {
-        Ok(p) => p,
-        // A credential problem is the tool's failure as the user sees it: say which target
-        // and what the authorization server answered, as a tool error the client shows.
-        Err(e @ crate::targets::TargetError::Credential { .. }) => {
-            let mut r = CallToolResult::error(vec![rmcp::model::ContentBlock::text(e.to_string())]);
-            complete(&mut r.result_type);
-            return Ok(r);
-        }
-        Err(e) => return Err(errors::from_target(&e)),
-    };
-    // The whole call, relays included, ends by the target's timeout: a client that never
+    let mut pending = target
+        .call_tool(req, progress, call.caller.as_ref())
+        .await?;
+    // The whole call, relays included, ends by the target's deadline: a client that never
     // answers a relayed request must not hold the call (and the relay slot) forever.
     let timeout = target.spec().call_timeout;
-    let deadline = tokio::time::Instant::now() + timeout;
-    let timed_out = || crate::targets::TargetError::Timeout {
+    let deadline = call
+        .deadline
+        .unwrap_or_else(|| tokio::time::Instant::now() + timeout);
+    let timed_out = || TargetError::Timeout {
         target: target.name().to_string(),
         after: timeout,
     };
@@ -143,42 +205,67 @@ async fn call_upstream(
                 }
             }
             r = &mut pending.response => break r,
-            _ = tokio::time::sleep_until(deadline + std::time::Duration::from_secs(1)) => break Err(timed_out()),
+            _ = tokio::time::sleep_until(deadline + Duration::from_secs(1)) => break Err(timed_out()),
         }
     };
     // rmcp hands upstream notifications to their handlers on separate tasks, so one sent
     // right before the result may still be on its way into the relay channel: give those
-    // tasks a turn, then deliver whatever arrived.
+    // tasks a turn, then deliver whatever arrived. A caller that asked for progress also gets
+    // a short grace for stragglers (on a busy machine a turn is not always enough).
     for _ in 0..4 {
         tokio::task::yield_now().await;
     }
-    while let Ok(relay) = pending.relays.try_recv() {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), deliver(&ctx.peer, relay))
-            .await;
+    let grace = if call.wants_progress {
+        STRAGGLER_GRACE
+    } else {
+        Duration::ZERO
+    };
+    while let Ok(Some(relay)) = tokio::time::timeout(grace, pending.relays.recv()).await {
+        let _ = tokio::time::timeout(Duration::from_secs(1), deliver(&ctx.peer, relay)).await;
     }
-    let mut r = result.map_err(|e| errors::from_target(&e))?;
-    complete(&mut r.result_type);
+    let mut r = result?;
+    r.result_type.get_or_insert(ResultType::COMPLETE);
     Ok(r)
 }
 
-/// Record a refused call and return its error.
-fn deny(mut audit: AuditEvent, e: ErrorData, started: Instant) -> ErrorData {
-    audit.decision = Decision::Deny;
-    failed(audit, e, started)
-}
+/// How long a call whose caller asked for progress waits, after the result, for relayed
+/// notifications still on their way.
+const STRAGGLER_GRACE: Duration = Duration::from_millis(10);
 
-/// Record a call that ended in an error before reaching the upstream.
-fn failed(audit: AuditEvent, e: ErrorData, started: Instant) -> ErrorData {
-    audit
-        .finish(
-            Outcome::Error {
-                code: e.code.0,
-                message: e.message.to_string(),
-            },
-            started.elapsed(),
-        )
-        .emit();
-    e
+/// Record the call and turn its outcome into the caller's answer.
+fn audit(
+    call: &CallContext,
+    outcome: Result<CallToolResult, CallError>,
+) -> Result<CallToolResponse, ErrorData> {
+    let caller = call
+        .caller
+        .as_ref()
+        .map_or_else(|| "anonymous".to_string(), Caller::label);
+    let mut event = AuditEvent::new(call.request_id.clone(), caller, "tools/call");
+    event.tool = Some(call.tool.clone());
+    event.target = call.target.clone();
+    event.path = call.path.clone();
+    let answer = match outcome {
+        Ok(r) => Ok(CallToolResponse::Complete(r)),
+        Err(e) => {
+            if e.is_refusal() {
+                event.decision = AuditDecision::Deny;
+            }
+            e.respond(call.era)
+        }
+    };
+    let result = match &answer {
+        Ok(CallToolResponse::Complete(r)) => Outcome::Ok {
+            is_error: r.is_error.unwrap_or(false),
+        },
+        Ok(_) => Outcome::Ok { is_error: false },
+        Err(e) => Outcome::Error {
+            code: e.code.0,
+            message: e.message.to_string(),
+        },
+    };
+    event.finish(result, call.started.elapsed()).emit();
+    answer
 }
 
 /// Hand a relayed message to the downstream caller. This runs inside the caller's request
@@ -213,13 +300,4 @@ fn notification_kind(n: &ServerNotification) -> &'static str {
         ServerNotification::LoggingMessageNotification(_) => "log message",
         _ => "notification",
     }
-}
-
-/// The `x-request-id` the HTTP layer assigned, else the JSON-RPC id.
-fn request_id(ctx: &RequestContext<RoleServer>) -> String {
-    ctx.extensions
-        .get::<http::request::Parts>()
-        .and_then(|p| crate::telemetry::request_id(&p.headers))
-        .map(str::to_string)
-        .unwrap_or_else(|| ctx.id.to_string())
 }

@@ -4,6 +4,7 @@
 //! It never sees a secret: targets hold their own credentials.
 
 mod call;
+pub mod call_error;
 pub mod errors;
 pub mod http;
 
@@ -213,9 +214,17 @@ impl ServerHandler for Gateway {
         _req: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(
-            self.listed_catalog(&ctx).await.view().tools.clone(),
-        ))
+        // The same authorizer as calls: a caller sees the tools it may call (or step up to).
+        let parts = ctx.extensions.get::<::http::request::Parts>();
+        let caller = crate::identity::caller_of(parts);
+        let view = self.listed_catalog(&ctx).await.view();
+        let tools = view
+            .tools
+            .iter()
+            .filter(|t| crate::policy::listed(&view, caller, &t.name))
+            .cloned()
+            .collect();
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
@@ -232,7 +241,7 @@ impl ServerHandler for Gateway {
         req: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        call::call_tool(self, req, ctx).await.map(Into::into)
+        call::call_tool(self, req, ctx).await
     }
 
     async fn list_prompts(

@@ -237,7 +237,6 @@ impl McpTarget {
     ) -> Result<PendingCall<'_, CallToolResult>, TargetError> {
         let session = self.session(caller)?;
         let tool = params.name.to_string();
-        session.check_credentials(caller, &tool).await?;
         let mut request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
         // In-memory only (never serialized): lets the HTTP layer attach per-call credentials.
         request.extensions_mut().insert(OutboundContext {
@@ -260,6 +259,14 @@ impl McpTarget {
             _registration: registration,
             _in_flight: in_flight,
         })
+    }
+
+    /// The credential phase of a call: obtain the target's credential for `caller` and the
+    /// upstream `tool` before anything is sent, so a token-endpoint or STS failure reaches the
+    /// caller as itself. The HTTP layer attaches the (then cached) credential to each request
+    /// (for a per-user target: the caller's own session's requests).
+    pub async fn credential(&self, caller: Option<&Caller>, tool: &str) -> Result<(), TargetError> {
+        self.session(caller)?.check_credentials(caller, tool).await
     }
 
     /// A request that needs no relaying (prompts, resources, completion), for `caller`.

@@ -1,0 +1,320 @@
+//! Why a `tools/call` did not end with the upstream's result, typed by who is at fault, and
+//! the one `match` that turns each case into what the caller receives — a JSON-RPC error, a
+//! tool result with `isError`, or (for consent in the 2026-07-28 era) an `input_required`
+//! result. docs/errors.md and docs/architecture.md list the mapping; a table-driven test below
+//! holds every variant to it in both protocol eras.
+
+use std::time::Duration;
+
+use rmcp::ErrorData;
+use rmcp::model::{
+    CallToolResponse, CallToolResult, ContentBlock, ElicitRequest, ElicitRequestParams, ErrorCode,
+    InputRequest, InputRequests, InputRequiredResult, ResultType,
+};
+use serde_json::json;
+
+use super::errors;
+use crate::targets::TargetError;
+
+/// A caller may not call this tool (a missing scope today; policies next). Not -32600
+/// ("Invalid Request"): the request is well-formed, the caller is not allowed.
+pub const FORBIDDEN: ErrorCode = ErrorCode(-32004);
+/// The user must first grant access in a browser (MCP URL elicitation, 2025-11-25).
+pub const URL_ELICITATION_REQUIRED: ErrorCode = ErrorCode(-32042);
+/// The caller cancelled the call (the LSP/JSON-RPC convention; MCP sends no answer at all to
+/// a cancelled request, so this code is seen in the audit trail, not by the caller).
+pub const CANCELLED: ErrorCode = ErrorCode(-32800);
+
+/// The MCP protocol era of the calling client: what a consent requirement looks like differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Era {
+    /// 2025-11-25 and earlier: sessions, server→client requests, error -32042.
+    Sessions,
+    /// 2026-07-28: stateless, `input_required` results.
+    Stateless,
+}
+
+/// How a call failed, by whose fault.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The caller named a tool this gateway does not serve. `pending`: targets without a
+    /// prefix that are not connected yet (the tool may be theirs).
+    #[error("unknown tool `{name}`")]
+    UnknownTool { name: String, pending: Vec<String> },
+    /// The tool's target is not connected, so its tools are not known yet.
+    #[error("target `{target}` is not connected")]
+    NotConnected {
+        target: String,
+        /// `Some` while the first connection attempt is still running.
+        connecting_for: Option<Duration>,
+        reason: String,
+    },
+    /// Authorization refused the call: the token lacks scopes the tool needs.
+    #[error("tool `{tool}` needs the scope(s) {}", missing.join(" "))]
+    Forbidden { tool: String, missing: Vec<String> },
+    /// The user has not granted the agent access to the target's provider yet: they must
+    /// open `url` (bound to their identity) in a browser, then the agent retries.
+    #[error("access to target `{target}` needs the user's consent")]
+    ConsentRequired {
+        target: String,
+        url: String,
+        elicitation_id: String,
+        message: String,
+    },
+    /// The target's credential could not be obtained (token endpoint, STS, …).
+    #[error("{0}")]
+    Credential(TargetError),
+    /// The target failed: down, timed out, or answered with its own error.
+    #[error("{0}")]
+    Target(TargetError),
+    /// The client cancelled the call.
+    #[error("the client cancelled the call")]
+    Cancelled,
+    /// A bug or broken invariant inside the gateway.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<TargetError> for CallError {
+    fn from(e: TargetError) -> Self {
+        match e {
+            TargetError::Credential { .. } => Self::Credential(e),
+            other => Self::Target(other),
+        }
+    }
+}
+
+impl CallError {
+    /// Whether the gateway decided against the call (audited as `deny`), as opposed to the
+    /// call failing on its way.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::UnknownTool { .. } | Self::Forbidden { .. })
+    }
+
+    /// What the caller receives. The one place call failures are mapped.
+    pub fn respond(self, era: Era) -> Result<CallToolResponse, ErrorData> {
+        match self {
+            Self::UnknownTool { name, pending } => {
+                let pending: Vec<&str> = pending.iter().map(String::as_str).collect();
+                Err(errors::unknown_tool(&name, &pending))
+            }
+            Self::NotConnected {
+                target,
+                connecting_for,
+                reason,
+            } => Err(errors::tools_not_known(&target, connecting_for, &reason)),
+            Self::Forbidden { tool, missing } => Err(ErrorData::new(
+                FORBIDDEN,
+                format!(
+                    "tool `{tool}` needs the scope(s) {}, which your token does not carry; sign in again asking for them",
+                    missing.join(" ")
+                ),
+                Some(json!({ "tool": tool, "missing_scopes": missing })),
+            )),
+            Self::ConsentRequired {
+                target,
+                url,
+                elicitation_id,
+                message,
+            } => match era {
+                Era::Sessions => Err(ErrorData::new(
+                    URL_ELICITATION_REQUIRED,
+                    message.clone(),
+                    Some(json!({ "elicitations": [{
+                        "mode": "url", "elicitationId": elicitation_id, "url": url, "message": message,
+                    }], "target": target })),
+                )),
+                Era::Stateless => {
+                    let mut requests = InputRequests::new();
+                    requests.insert(
+                        "consent".into(),
+                        InputRequest::Elicitation(ElicitRequest::new(
+                            ElicitRequestParams::UrlElicitationParams {
+                                meta: None,
+                                message,
+                                url,
+                                elicitation_id: String::new(),
+                            },
+                        )),
+                    );
+                    Ok(CallToolResponse::InputRequired(InputRequiredResult::new(
+                        Some(requests),
+                        Some(elicitation_id),
+                    )))
+                }
+            },
+            // What the authorization server answered is the tool's failure as the user sees
+            // it: a tool result the client shows, naming the target and the OAuth error.
+            Self::Credential(e) => {
+                let mut r = CallToolResult::error(vec![ContentBlock::text(e.to_string())]);
+                r.result_type = Some(ResultType::COMPLETE);
+                Ok(CallToolResponse::Complete(r))
+            }
+            Self::Target(e) => Err(errors::from_target(&e)),
+            Self::Cancelled => Err(ErrorData::new(
+                CANCELLED,
+                "the client cancelled the call",
+                None,
+            )),
+            Self::Internal(what) => Err(ErrorData::internal_error(
+                format!("the gateway failed to handle the call: {what}"),
+                None,
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_variants() -> Vec<(&'static str, CallError)> {
+        vec![
+            (
+                "unknown tool",
+                CallError::UnknownTool {
+                    name: "nope".into(),
+                    pending: vec![],
+                },
+            ),
+            (
+                "not connected",
+                CallError::NotConnected {
+                    target: "demo".into(),
+                    connecting_for: Some(Duration::from_secs(2)),
+                    reason: "connecting".into(),
+                },
+            ),
+            (
+                "forbidden",
+                CallError::Forbidden {
+                    tool: "demo__echo".into(),
+                    missing: vec!["mcp:write".into()],
+                },
+            ),
+            (
+                "consent",
+                CallError::ConsentRequired {
+                    target: "github".into(),
+                    url: "http://127.0.0.1:8787/consent/abc".into(),
+                    elicitation_id: "abc".into(),
+                    message: "Allow my-agent to use your GitHub account".into(),
+                },
+            ),
+            (
+                "credential",
+                CallError::Credential(TargetError::Credential {
+                    target: "github".into(),
+                    error: crate::outbound::CredentialError::Refused {
+                        code: "invalid_client".into(),
+                        description: None,
+                    },
+                }),
+            ),
+            (
+                "unavailable",
+                CallError::Target(TargetError::Unavailable {
+                    target: "demo".into(),
+                    reason: "connection refused".into(),
+                }),
+            ),
+            (
+                "timeout",
+                CallError::Target(TargetError::Timeout {
+                    target: "demo".into(),
+                    after: Duration::from_secs(30),
+                }),
+            ),
+            (
+                "upstream",
+                CallError::Target(TargetError::Upstream {
+                    target: "demo".into(),
+                    error: ErrorData::invalid_params("missing `text`", None),
+                }),
+            ),
+            ("cancelled", CallError::Cancelled),
+            (
+                "internal",
+                CallError::Internal("route names no target".into()),
+            ),
+        ]
+    }
+
+    /// What each variant must become: a JSON-RPC code, a tool error, or input_required.
+    #[derive(Debug, PartialEq)]
+    enum Expect {
+        Code(i32),
+        ToolError,
+        InputRequired,
+    }
+
+    fn expected(name: &str, era: Era) -> Expect {
+        match (name, era) {
+            ("unknown tool", _) => Expect::Code(-32602),
+            ("not connected", _) | ("unavailable", _) => Expect::Code(-32003),
+            ("forbidden", _) => Expect::Code(-32004),
+            ("consent", Era::Sessions) => Expect::Code(-32042),
+            ("consent", Era::Stateless) => Expect::InputRequired,
+            ("credential", _) => Expect::ToolError,
+            ("timeout", _) => Expect::Code(-32001),
+            ("upstream", _) => Expect::Code(-32602), // the upstream's own code, passed on
+            ("cancelled", _) => Expect::Code(-32800),
+            ("internal", _) => Expect::Code(-32603),
+            _ => unreachable!("{name}"),
+        }
+    }
+
+    #[test]
+    fn every_variant_maps_to_its_documented_answer_in_both_eras() {
+        for era in [Era::Sessions, Era::Stateless] {
+            for (name, e) in all_variants() {
+                let got = match e.respond(era) {
+                    Err(err) => {
+                        assert!(!err.message.contains("::"), "{name}: {}", err.message);
+                        Expect::Code(err.code.0)
+                    }
+                    Ok(CallToolResponse::Complete(r)) => {
+                        assert_eq!(r.is_error, Some(true), "{name}");
+                        Expect::ToolError
+                    }
+                    Ok(CallToolResponse::InputRequired(r)) => {
+                        let v = serde_json::to_value(&r).unwrap();
+                        assert_eq!(v["resultType"], "input_required", "{v}");
+                        let params = &v["inputRequests"]["consent"]["params"];
+                        assert_eq!(params["mode"], "url", "{v}");
+                        assert_eq!(params["url"], "http://127.0.0.1:8787/consent/abc", "{v}");
+                        Expect::InputRequired
+                    }
+                    Ok(other) => panic!("{name}: unexpected {other:?}"),
+                };
+                assert_eq!(got, expected(name, era), "{name} in {era:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn consent_in_the_session_era_carries_the_url_elicitation() {
+        let e = CallError::ConsentRequired {
+            target: "github".into(),
+            url: "http://127.0.0.1:8787/consent/abc".into(),
+            elicitation_id: "abc".into(),
+            message: "Allow it".into(),
+        };
+        let err = e.respond(Era::Sessions).unwrap_err();
+        let data = err.data.unwrap();
+        assert_eq!(data["elicitations"][0]["mode"], "url");
+        assert_eq!(data["elicitations"][0]["elicitationId"], "abc");
+        assert_eq!(
+            data["elicitations"][0]["url"],
+            "http://127.0.0.1:8787/consent/abc"
+        );
+    }
+
+    #[test]
+    fn refusals_are_the_gateways_decisions() {
+        for (name, e) in all_variants() {
+            let refusal = matches!(name, "unknown tool" | "forbidden");
+            assert_eq!(e.is_refusal(), refusal, "{name}");
+        }
+    }
+}
