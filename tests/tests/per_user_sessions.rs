@@ -15,7 +15,7 @@ use axum::response::Response;
 use portcullis_e2e::exchanging_as::{
     AUDIENCE, AuthServer, CLIENT_ID, CLIENT_SECRET, RESOURCE, TokenRequest, basic,
 };
-use portcullis_e2e::{Gateway, dev_token, free_port};
+use portcullis_e2e::{Gateway, dev_token};
 use rmcp::model::*;
 use rmcp::service::RequestContext;
 use rmcp::transport::StreamableHttpClientTransport;
@@ -180,6 +180,12 @@ scopes = ["orders:read", "orders:write"]
     )
 }
 
+/// A dev-IdP token for `user`, for the gateway at the address it printed.
+fn token_for(gw: &Gateway, user: &str) -> String {
+    let addr = gw.base().trim_start_matches("http://").to_string();
+    dev_token(gw.dir.path(), &["--user", user, "--listening-on", &addr])
+}
+
 type Client = rmcp::service::RunningService<rmcp::RoleClient, ClientConfig>;
 
 async fn connect(url: &str, token: &str) -> Client {
@@ -237,8 +243,8 @@ fn exchanges(requests: &[TokenRequest]) -> BTreeMap<String, String> {
 
 /// The gateway (dev IdP) with one `token_exchange` target `orders` in front of `upstream`.
 async fn start_gateway(upstream: &RecordingUpstream, auth: &AuthServer) -> Gateway {
-    let port = free_port();
-    let gateway_toml = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[dev_idp]\n");
+    // Port 0: the gateway prints the address it got, and tokens are minted for it.
+    let gateway_toml = "[dev_idp]\n".to_string();
     let target = target_toml(upstream, auth);
     tokio::task::spawn_blocking(move || {
         Gateway::start_with_env(
@@ -268,8 +274,8 @@ async fn each_user_gets_an_upstream_session_carrying_only_their_own_exchanged_to
     assert!(upstream.seen().is_empty(), "{:?}", upstream.seen());
     assert_eq!(auth.count(), 0);
 
-    let alice_token = dev_token(gw.dir.path(), &["--user", "alice"]);
-    let bob_token = dev_token(gw.dir.path(), &["--user", "bob"]);
+    let alice_token = token_for(&gw, "alice");
+    let bob_token = token_for(&gw, "bob");
     assert_ne!(alice_token, bob_token);
 
     // Alice lists (opening her session, which lists the upstream) and calls twice.
@@ -390,7 +396,7 @@ async fn a_first_call_without_listing_opens_the_callers_session_and_succeeds() {
     let auth = AuthServer::start(basic()).await;
     let upstream = RecordingUpstream::start().await;
     let gw = start_gateway(&upstream, &auth).await;
-    let carol_token = dev_token(gw.dir.path(), &["--user", "carol"]);
+    let carol_token = token_for(&gw, "carol");
     let carol = connect(&gw.url, &carol_token).await;
     // No tools/list: the tool is not known yet, and carol's session learns it.
     let saw = whoami(&carol, "first call by carol").await;
