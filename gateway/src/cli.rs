@@ -273,7 +273,7 @@ async fn start_up(
             _ = progress.tick() => {
                 let waiting: Vec<&str> = catalog
                     .targets()
-                    .filter(|t| t.health() != Health::Connected)
+                    .filter(|t| matches!(t.health(), Health::Down { .. }))
                     .map(|t| t.name())
                     .collect();
                 tracing::info!(
@@ -372,6 +372,8 @@ async fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         let status = match t.health() {
             Health::Connected => "up",
             Health::Down { .. } => "DOWN",
+            // Nothing to connect until a user calls it (a session per user).
+            Health::PerUser { .. } => "per-user",
         };
         let upstream = match &t.spec().kind {
             TargetKind::Mcp(McpTransport::Http { url }) => url.to_string(),

@@ -371,6 +371,8 @@ fn auth_modes_that_mcp_targets_cannot_use_name_the_ones_they_can() {
         ],
     );
     assert!(!e.contains("or `token_exchange` for now"), "{e}");
+    // Token exchange is accepted: such a target keeps an upstream session per user.
+    assert!(!e.contains("exchange.toml"), "{e}");
     insta::assert_snapshot!(e);
 }
 

@@ -780,3 +780,265 @@ impl Drop for MockServer {
         self.task.abort();
     }
 }
+
+/// An in-process RFC 8693 authorization server that checks every field of a token exchange,
+/// shared by the provider tests and the per-user session tests.
+pub mod exchanging_as {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use axum::Json;
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::post;
+    use base64::Engine;
+    use portcullis::config::outbound::ACCESS_TOKEN_TYPE;
+    use serde_json::json;
+    use url::Url;
+
+    pub const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+    pub const AUDIENCE: &str = "https://api.example.test";
+    pub const RESOURCE: &str = "https://api.example.test/v1/";
+    pub const SCOPE: &str = "orders:read orders:write";
+    pub const CLIENT_ID: &str = "portcullis-gw";
+    pub const CLIENT_SECRET: &str = "gw-secret-3c8f";
+    /// Every token the server issues starts with this, then a sequence number.
+    pub const ISSUED_PREFIX: &str = "exchanged-";
+
+    /// How the authorization server expects the gateway to authenticate itself.
+    #[derive(Debug, Clone)]
+    pub enum ExpectClient {
+        /// `client_secret_basic`: HTTP Basic, id and secret form-urlencoded first (RFC 6749
+        /// §2.3.1).
+        Basic { id: String, secret: String },
+        /// `client_secret_post`: `client_id` and `client_secret` in the form.
+        Post { id: String, secret: String },
+    }
+
+    /// `client_secret_basic` with [`CLIENT_ID`] and [`CLIENT_SECRET`].
+    pub fn basic() -> ExpectClient {
+        ExpectClient::Basic {
+            id: CLIENT_ID.into(),
+            secret: CLIENT_SECRET.into(),
+        }
+    }
+
+    /// One request the authorization server received, and the token it issued for it.
+    #[derive(Debug, Clone)]
+    pub struct TokenRequest {
+        pub authorization: Option<String>,
+        pub content_type: Option<String>,
+        pub form: Vec<(String, String)>,
+        /// The access token issued in answer; `None` when refused.
+        pub issued: Option<String>,
+    }
+
+    impl TokenRequest {
+        /// The single value of `name`, or `None` when absent; panics on repeats.
+        pub fn field(&self, name: &str) -> Option<&str> {
+            let values: Vec<&str> = self
+                .form
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+                .collect();
+            assert!(values.len() <= 1, "`{name}` sent {} times", values.len());
+            values.first().copied()
+        }
+    }
+
+    #[derive(Clone)]
+    struct AsState {
+        expect: ExpectClient,
+        requests: Arc<Mutex<Vec<TokenRequest>>>,
+        issued: Arc<AtomicU64>,
+    }
+
+    /// The server on a free loopback port. `POST /token` checks the exchange and issues
+    /// `exchanged-N`; `POST /refuse` answers `invalid_grant`. Stops on drop.
+    #[derive(Debug)]
+    pub struct AuthServer {
+        pub base: String,
+        requests: Arc<Mutex<Vec<TokenRequest>>>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for AuthServer {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    impl AuthServer {
+        pub async fn start(expect: ExpectClient) -> Self {
+            let requests = Arc::new(Mutex::new(Vec::new()));
+            let state = AsState {
+                expect,
+                requests: requests.clone(),
+                issued: Arc::new(AtomicU64::new(0)),
+            };
+            let app = axum::Router::new()
+                .route("/token", post(token))
+                .route("/refuse", post(refuse))
+                .with_state(state);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            let task = tokio::spawn(async move {
+                axum::serve(listener, app).await.unwrap();
+            });
+            Self {
+                base,
+                requests,
+                task,
+            }
+        }
+
+        pub fn url(&self, path: &str) -> Url {
+            Url::parse(&format!("{}{path}", self.base)).unwrap()
+        }
+
+        pub fn requests(&self) -> Vec<TokenRequest> {
+            self.requests.lock().unwrap().clone()
+        }
+
+        pub fn count(&self) -> usize {
+            self.requests.lock().unwrap().len()
+        }
+    }
+
+    fn received(headers: &HeaderMap, body: &[u8]) -> TokenRequest {
+        let text = |h| {
+            headers
+                .get(h)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        };
+        TokenRequest {
+            authorization: text(header::AUTHORIZATION),
+            content_type: text(header::CONTENT_TYPE),
+            form: url::form_urlencoded::parse(body).into_owned().collect(),
+            issued: None,
+        }
+    }
+
+    fn oauth_error(status: StatusCode, code: &str, description: String) -> Response {
+        (
+            status,
+            Json(json!({ "error": code, "error_description": description })),
+        )
+            .into_response()
+    }
+
+    /// HTTP Basic credentials as RFC 6749 §2.3.1 defines them: base64 of
+    /// `urlencode(client_id):urlencode(secret)`.
+    pub fn basic_credentials(authorization: &str) -> Result<(String, String), String> {
+        let b64 = authorization
+            .strip_prefix("Basic ")
+            .ok_or_else(|| format!("not HTTP Basic: {authorization}"))?;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| format!("bad base64 in Basic credentials: {e}"))?;
+        let raw = String::from_utf8(raw).map_err(|e| e.to_string())?;
+        let (id, secret) = raw.split_once(':').ok_or("Basic credentials without `:`")?;
+        let decode = |s: &str| -> String {
+            url::form_urlencoded::parse(format!("v={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        Ok((decode(id), decode(secret)))
+    }
+
+    fn check_client(expect: &ExpectClient, req: &TokenRequest) -> Result<(), String> {
+        match expect {
+            ExpectClient::Basic { id, secret } => {
+                let auth = req
+                    .authorization
+                    .as_deref()
+                    .ok_or("client_secret_basic: no Authorization header")?;
+                let (got_id, got_secret) = basic_credentials(auth)?;
+                if (&got_id, &got_secret) != (id, secret) {
+                    return Err(format!("wrong Basic credentials for client `{got_id}`"));
+                }
+                if req.field("client_secret").is_some() {
+                    return Err(
+                        "client_secret_basic: the secret must not also be in the form".into(),
+                    );
+                }
+            }
+            ExpectClient::Post { id, secret } => {
+                if req.authorization.is_some() {
+                    return Err("client_secret_post: no Authorization header expected".into());
+                }
+                if req.field("client_id") != Some(id) || req.field("client_secret") != Some(secret)
+                {
+                    return Err(
+                        "client_secret_post: wrong client_id/client_secret in the form".into(),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_exchange(req: &TokenRequest) -> Result<(), String> {
+        if req.content_type.as_deref() != Some("application/x-www-form-urlencoded") {
+            return Err(format!("content-type {:?}", req.content_type));
+        }
+        let want = [
+            ("grant_type", GRANT),
+            ("subject_token_type", ACCESS_TOKEN_TYPE),
+            ("audience", AUDIENCE),
+            ("resource", RESOURCE),
+            ("scope", SCOPE),
+        ];
+        for (name, value) in want {
+            if req.field(name) != Some(value) {
+                return Err(format!(
+                    "`{name}` is {:?}, expected {value:?}",
+                    req.field(name)
+                ));
+            }
+        }
+        // A caller's token — never one this server issued (that would be an exchanged token
+        // being exchanged again, i.e. the gateway confusing whose token is whose).
+        match req.field("subject_token") {
+            Some(t) if !t.is_empty() && !t.starts_with(ISSUED_PREFIX) => Ok(()),
+            other => Err(format!("subject_token {other:?} is not a caller's token")),
+        }
+    }
+
+    async fn token(State(st): State<AsState>, headers: HeaderMap, body: Bytes) -> Response {
+        let mut req = received(&headers, &body);
+        let checked = check_client(&st.expect, &req)
+            .map_err(|e| (StatusCode::UNAUTHORIZED, "invalid_client", e))
+            .and_then(|()| {
+                check_exchange(&req).map_err(|e| (StatusCode::BAD_REQUEST, "invalid_request", e))
+            });
+        if let Err((status, code, e)) = checked {
+            st.requests.lock().unwrap().push(req);
+            return oauth_error(status, code, e);
+        }
+        let n = st.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        let issued = format!("{ISSUED_PREFIX}{n}");
+        req.issued = Some(issued.clone());
+        st.requests.lock().unwrap().push(req);
+        Json(json!({
+            "access_token": issued,
+            "issued_token_type": ACCESS_TOKEN_TYPE,
+            "token_type": "Bearer",
+            "expires_in": 300,
+        }))
+        .into_response()
+    }
+
+    async fn refuse(State(st): State<AsState>, headers: HeaderMap, body: Bytes) -> Response {
+        st.requests.lock().unwrap().push(received(&headers, &body));
+        oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "subject token expired".into(),
+        )
+    }
+}

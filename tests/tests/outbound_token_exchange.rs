@@ -1,21 +1,15 @@
 //! Outbound `token_exchange` (RFC 8693) at the provider level, against an in-process
-//! authorization server that checks every field of the exchange. (MCP targets refuse this mode
-//! at config time: their shared upstream session is opened before any caller exists, so the
-//! provider is what per-call target kinds use.)
+//! authorization server that checks every field of the exchange. The same mode on an MCP
+//! target, with its per-user upstream sessions, is tested end to end in
+//! `per_user_sessions.rs`.
 #![allow(clippy::unwrap_used)] // tests may panic on setup failures
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use axum::Json;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use base64::Engine;
+use axum::http::header;
 use portcullis::config::Secret;
 use portcullis::config::outbound::{
     ACCESS_TOKEN_TYPE, ClientAuth, OAuthClientSpec, TokenExchangeSpec,
@@ -25,218 +19,11 @@ use portcullis::outbound::{
     Attachment, Clock, CredentialError, CredentialProvider, OutboundRequest, TokenExchange,
     system_clock,
 };
-use portcullis_e2e::MockServer;
-use serde_json::json;
+use portcullis_e2e::exchanging_as::{
+    AUDIENCE, AuthServer, CLIENT_ID, CLIENT_SECRET, ExpectClient, GRANT, RESOURCE, basic,
+    basic_credentials,
+};
 use url::Url;
-
-const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-const AUDIENCE: &str = "https://api.example.test";
-const RESOURCE: &str = "https://api.example.test/v1/";
-const CLIENT_ID: &str = "portcullis-gw";
-const CLIENT_SECRET: &str = "gw-secret-3c8f";
-
-/// How the authorization server expects the gateway to authenticate itself.
-#[derive(Debug, Clone)]
-enum ExpectClient {
-    /// `client_secret_basic`: HTTP Basic, id and secret form-urlencoded first (RFC 6749 §2.3.1).
-    Basic { id: String, secret: String },
-    /// `client_secret_post`: `client_id` and `client_secret` in the form.
-    Post { id: String, secret: String },
-}
-
-/// One request the authorization server received.
-#[derive(Debug, Clone)]
-struct TokenRequest {
-    authorization: Option<String>,
-    content_type: Option<String>,
-    form: Vec<(String, String)>,
-}
-
-impl TokenRequest {
-    /// The single value of `name`, or `None` when absent; panics on repeats.
-    fn field(&self, name: &str) -> Option<&str> {
-        let values: Vec<&str> = self
-            .form
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .collect();
-        assert!(values.len() <= 1, "`{name}` sent {} times", values.len());
-        values.first().copied()
-    }
-}
-
-#[derive(Clone)]
-struct AsState {
-    expect: ExpectClient,
-    requests: Arc<Mutex<Vec<TokenRequest>>>,
-    issued: Arc<AtomicU64>,
-}
-
-/// An RFC 8693 authorization server on a loopback port. `POST /token` checks the
-/// exchange and issues `exchanged-N`; `POST /refuse` answers `invalid_grant`. Stops on drop.
-struct AuthServer {
-    server: MockServer,
-    requests: Arc<Mutex<Vec<TokenRequest>>>,
-}
-
-impl AuthServer {
-    async fn start(expect: ExpectClient) -> Self {
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let state = AsState {
-            expect,
-            requests: requests.clone(),
-            issued: Arc::new(AtomicU64::new(0)),
-        };
-        let app = axum::Router::new()
-            .route("/token", post(token))
-            .route("/refuse", post(refuse))
-            .with_state(state);
-        let server = MockServer::start(app).await;
-        Self { server, requests }
-    }
-
-    fn url(&self, path: &str) -> Url {
-        Url::parse(&self.server.url(path)).unwrap()
-    }
-
-    fn requests(&self) -> Vec<TokenRequest> {
-        self.requests.lock().unwrap().clone()
-    }
-
-    fn count(&self) -> usize {
-        self.requests.lock().unwrap().len()
-    }
-}
-
-fn record(st: &AsState, headers: &HeaderMap, body: &[u8]) -> TokenRequest {
-    let text = |h| {
-        headers
-            .get(h)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-    };
-    let req = TokenRequest {
-        authorization: text(header::AUTHORIZATION),
-        content_type: text(header::CONTENT_TYPE),
-        form: url::form_urlencoded::parse(body).into_owned().collect(),
-    };
-    st.requests.lock().unwrap().push(req.clone());
-    req
-}
-
-fn oauth_error(status: StatusCode, code: &str, description: String) -> Response {
-    (
-        status,
-        Json(json!({ "error": code, "error_description": description })),
-    )
-        .into_response()
-}
-
-/// HTTP Basic credentials as RFC 6749 §2.3.1 defines them: base64 of
-/// `urlencode(client_id):urlencode(secret)`.
-fn basic_credentials(authorization: &str) -> Result<(String, String), String> {
-    let b64 = authorization
-        .strip_prefix("Basic ")
-        .ok_or_else(|| format!("not HTTP Basic: {authorization}"))?;
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|e| format!("bad base64 in Basic credentials: {e}"))?;
-    let raw = String::from_utf8(raw).map_err(|e| e.to_string())?;
-    let (id, secret) = raw.split_once(':').ok_or("Basic credentials without `:`")?;
-    let decode = |s: &str| -> String {
-        url::form_urlencoded::parse(format!("v={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
-    };
-    Ok((decode(id), decode(secret)))
-}
-
-fn check_client(expect: &ExpectClient, req: &TokenRequest) -> Result<(), String> {
-    match expect {
-        ExpectClient::Basic { id, secret } => {
-            let auth = req
-                .authorization
-                .as_deref()
-                .ok_or("client_secret_basic: no Authorization header")?;
-            let (got_id, got_secret) = basic_credentials(auth)?;
-            if (&got_id, &got_secret) != (id, secret) {
-                return Err(format!("wrong Basic credentials for client `{got_id}`"));
-            }
-            if req.field("client_secret").is_some() {
-                return Err("client_secret_basic: the secret must not also be in the form".into());
-            }
-        }
-        ExpectClient::Post { id, secret } => {
-            if req.authorization.is_some() {
-                return Err("client_secret_post: no Authorization header expected".into());
-            }
-            if req.field("client_id") != Some(id) || req.field("client_secret") != Some(secret) {
-                return Err("client_secret_post: wrong client_id/client_secret in the form".into());
-            }
-        }
-    }
-    Ok(())
-}
-
-fn check_exchange(req: &TokenRequest) -> Result<(), String> {
-    if req.content_type.as_deref() != Some("application/x-www-form-urlencoded") {
-        return Err(format!("content-type {:?}", req.content_type));
-    }
-    let want = [
-        ("grant_type", GRANT),
-        ("subject_token_type", ACCESS_TOKEN_TYPE),
-        ("audience", AUDIENCE),
-        ("resource", RESOURCE),
-        ("scope", "orders:read orders:write"),
-    ];
-    for (name, value) in want {
-        if req.field(name) != Some(value) {
-            return Err(format!(
-                "`{name}` is {:?}, expected {value:?}",
-                req.field(name)
-            ));
-        }
-    }
-    match req.field("subject_token") {
-        Some(t) if t.starts_with("caller-token-") => Ok(()),
-        other => Err(format!("subject_token {other:?} is not a caller's token")),
-    }
-}
-
-async fn token(State(st): State<AsState>, headers: HeaderMap, body: Bytes) -> Response {
-    let req = record(&st, &headers, &body);
-    if let Err(e) = check_client(&st.expect, &req) {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", e);
-    }
-    if let Err(e) = check_exchange(&req) {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", e);
-    }
-    let n = st.issued.fetch_add(1, Ordering::SeqCst) + 1;
-    Json(json!({
-        "access_token": format!("exchanged-{n}"),
-        "issued_token_type": ACCESS_TOKEN_TYPE,
-        "token_type": "Bearer",
-        "expires_in": 300,
-    }))
-    .into_response()
-}
-
-async fn refuse(State(st): State<AsState>, headers: HeaderMap, body: Bytes) -> Response {
-    record(&st, &headers, &body);
-    oauth_error(
-        StatusCode::BAD_REQUEST,
-        "invalid_grant",
-        "subject token expired".into(),
-    )
-}
-
-fn basic() -> ExpectClient {
-    ExpectClient::Basic {
-        id: CLIENT_ID.into(),
-        secret: CLIENT_SECRET.into(),
-    }
-}
 
 fn spec(token_url: Url, auth: ClientAuth) -> TokenExchangeSpec {
     TokenExchangeSpec {

@@ -173,6 +173,19 @@ impl Catalog {
             .collect()
     }
 
+    /// Open `caller`'s session on every per-user target whose tools are not known yet, so
+    /// its listing is learned (DESIGN §5). A no-op once they are all listed, or without a
+    /// caller. Returns whether a listing was learned (and the view rebuilt).
+    pub async fn learn_user_listings(&self, caller: Option<&crate::identity::Caller>) -> bool {
+        let learned =
+            futures::future::join_all(self.targets().map(|t| t.learn_listing(caller))).await;
+        let any = learned.into_iter().any(|l| l);
+        if any {
+            self.rebuild();
+        }
+        any
+    }
+
     /// Merge the targets' current listings into a new view and announce what changed.
     pub fn rebuild(&self) {
         let changes = self.refresh_view();

@@ -32,6 +32,18 @@ impl AuthSpec {
             Self::TokenExchange(_) => "token_exchange",
         }
     }
+
+    /// Whether the credential depends on the caller, so an upstream session opened with it
+    /// can only ever serve that one caller (DESIGN §5): such a target keeps a session per
+    /// user. Gateway credentials are shared by every caller, and so is their session.
+    pub fn per_caller(&self) -> bool {
+        match self {
+            Self::TokenExchange(_) => true,
+            Self::None | Self::ApiKey { .. } | Self::ClientCredentials(_) | Self::AwsSigv4(_) => {
+                false
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

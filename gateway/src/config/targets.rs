@@ -91,15 +91,6 @@ fn load_target(path: &Path, errors: &mut ConfigErrors) -> Option<TargetSpec> {
             "pass its credentials as environment variables with `[mcp.secret_env]`, and remove [auth]",
         ));
     }
-    if let Some(outbound::AuthSpec::TokenExchange(_)) = &auth {
-        // The upstream session is opened (and listed) before any caller exists, so there is
-        // no caller token to exchange for it.
-        errors.push(src.error(
-            "auth.mode",
-            "`token_exchange` needs a caller's token on every request, but an MCP target shares one upstream session opened before any caller",
-            "for an MCP target use `api_key`, `oauth2_client_credentials` or `aws_sigv4` (token exchange is meant for per-call target kinds such as OpenAPI, which are not available yet)",
-        ));
-    }
     for (key, d) in [
         ("timeout", file.timeout),
         ("connect_timeout", file.connect_timeout),

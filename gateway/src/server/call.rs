@@ -103,9 +103,15 @@ async fn phases(
     mut req: CallToolRequestParams,
     ctx: &RequestContext<RoleServer>,
 ) -> Result<CallToolResult, CallError> {
-    // 2. Resolve.
+    // 2. Resolve. A per-user target learns its tools from a user's own session: a name not
+    //    known yet may be one of them, so this caller's session on such targets opens first.
     let catalog = &runtime.catalog;
-    let view = catalog.view();
+    let mut view = catalog.view();
+    if !view.tool_routes.contains_key(&call.tool)
+        && catalog.learn_user_listings(call.caller.as_ref()).await
+    {
+        view = catalog.view();
+    }
     let (target, upstream_name) = resolve(catalog, &view, call)?;
     call.target = Some(target.name().to_string());
     call.deadline = Some(tokio::time::Instant::now() + target.spec().call_timeout);
@@ -154,6 +160,7 @@ fn resolve(
             reason: match t.health() {
                 Health::Down { reason } => reason,
                 Health::Connected => "its tools are being listed".into(),
+                Health::PerUser { .. } => "its tools come from each user's own session, and yours could not list them (the gateway log says why)".into(),
             },
         });
     }

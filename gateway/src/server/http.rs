@@ -204,13 +204,16 @@ async fn readyz(State(s): State<AppState>, req: axum::extract::Request) -> impl 
         .targets()
         .map(|t| {
             let (status, reason) = match t.health() {
-                Health::Connected => ("connected", None),
+                Health::Connected => ("connected".to_string(), None),
                 Health::Down { reason } if t.first_attempt_running().is_some() => {
-                    ("connecting", Some(reason))
+                    ("connecting".to_string(), Some(reason))
                 }
-                Health::Down { reason } => ("down", Some(reason)),
+                Health::Down { reason } => ("down".to_string(), Some(reason)),
+                // Sessions open on each user's first use: ready with none open.
+                Health::PerUser { open } => (format!("per-user sessions: {open} open"), None),
             };
-            if status != "connected" && !t.spec().optional {
+            let serving = matches!(t.health(), Health::Connected | Health::PerUser { .. });
+            if !serving && !t.spec().optional {
                 ready = false;
             }
             json!({ "name": t.name(), "status": status, "optional": t.spec().optional, "reason": reason })

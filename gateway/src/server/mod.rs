@@ -95,6 +95,16 @@ fn resource_target(catalog: &Catalog, uri: &str) -> Result<McpTarget, ErrorData>
 }
 
 impl Gateway {
+    /// The catalog for a listing request, after `ctx`'s caller opened their session on any
+    /// per-user target whose tools are not known yet (its tools come from its users' own
+    /// sessions).
+    async fn listed_catalog(&self, ctx: &RequestContext<RoleServer>) -> Arc<Catalog> {
+        let catalog = self.catalog();
+        let caller = crate::identity::caller_of(ctx.extensions.get::<::http::request::Parts>());
+        catalog.learn_user_listings(caller).await;
+        catalog
+    }
+
     fn track_subscription(&self, uri: &str, subscribed: bool) {
         if let Ok(mut sessions) = self.inner.sessions.lock()
             && let Some(s) = sessions.get_mut(&self.session)
@@ -207,7 +217,7 @@ impl ServerHandler for Gateway {
         // The same authorizer as calls: a caller sees the tools it may call (or step up to).
         let parts = ctx.extensions.get::<::http::request::Parts>();
         let caller = crate::identity::caller_of(parts);
-        let view = self.catalog().view();
+        let view = self.listed_catalog(&ctx).await.view();
         let tools = view
             .tools
             .iter()
@@ -237,17 +247,17 @@ impl ServerHandler for Gateway {
     async fn list_prompts(
         &self,
         _req: Option<PaginatedRequestParams>,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
         Ok(ListPromptsResult::with_all_items(
-            self.catalog().view().prompts.clone(),
+            self.listed_catalog(&ctx).await.view().prompts.clone(),
         ))
     }
 
     async fn get_prompt(
         &self,
         mut req: GetPromptRequestParams,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
         let catalog = self.catalog();
         let view = catalog.view();
@@ -261,6 +271,7 @@ impl ServerHandler for Gateway {
         match forward(
             &target,
             ClientRequest::GetPromptRequest(GetPromptRequest::new(req)),
+            &ctx,
         )
         .await?
         {
@@ -275,20 +286,21 @@ impl ServerHandler for Gateway {
     async fn list_resources(
         &self,
         _req: Option<PaginatedRequestParams>,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         Ok(ListResourcesResult::with_all_items(
-            self.catalog().view().resources.clone(),
+            self.listed_catalog(&ctx).await.view().resources.clone(),
         ))
     }
 
     async fn list_resource_templates(
         &self,
         _req: Option<PaginatedRequestParams>,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
         let templates = self
-            .catalog()
+            .listed_catalog(&ctx)
+            .await
             .view()
             .templates
             .iter()
@@ -300,13 +312,14 @@ impl ServerHandler for Gateway {
     async fn read_resource(
         &self,
         mut req: ReadResourceRequestParams,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let target = resource_target(&self.catalog(), &req.uri)?;
         strip_meta(&mut req.meta);
         match forward(
             &target,
             ClientRequest::ReadResourceRequest(ReadResourceRequest::new(req)),
+            &ctx,
         )
         .await?
         {
@@ -321,7 +334,7 @@ impl ServerHandler for Gateway {
     async fn subscribe(
         &self,
         mut req: SubscribeRequestParams,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         let target = resource_target(&self.catalog(), &req.uri)?;
         strip_meta(&mut req.meta);
@@ -329,6 +342,7 @@ impl ServerHandler for Gateway {
         forward(
             &target,
             ClientRequest::SubscribeRequest(SubscribeRequest::new(req)),
+            &ctx,
         )
         .await?;
         self.track_subscription(&uri, true);
@@ -338,7 +352,7 @@ impl ServerHandler for Gateway {
     async fn unsubscribe(
         &self,
         mut req: UnsubscribeRequestParams,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         let target = resource_target(&self.catalog(), &req.uri)?;
         strip_meta(&mut req.meta);
@@ -356,6 +370,7 @@ impl ServerHandler for Gateway {
         forward(
             &target,
             ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(req)),
+            &ctx,
         )
         .await
         .map(|_| ())
@@ -364,7 +379,7 @@ impl ServerHandler for Gateway {
     async fn complete(
         &self,
         mut req: CompleteRequestParams,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
         let catalog = self.catalog();
         let view = catalog.view();
@@ -389,6 +404,7 @@ impl ServerHandler for Gateway {
         match forward(
             &target,
             ClientRequest::CompleteRequest(CompleteRequest::new(req)),
+            &ctx,
         )
         .await?
         {
@@ -454,9 +470,16 @@ impl ServerHandler for Gateway {
     }
 }
 
-async fn forward(target: &McpTarget, request: ClientRequest) -> Result<ServerResult, ErrorData> {
+/// Send `request` to `target` on behalf of the request's caller (a per-user target answers
+/// from that caller's own session).
+async fn forward(
+    target: &McpTarget,
+    request: ClientRequest,
+    ctx: &RequestContext<RoleServer>,
+) -> Result<ServerResult, ErrorData> {
+    let caller = crate::identity::caller_of(ctx.extensions.get::<::http::request::Parts>());
     target
-        .request(request)
+        .request(request, caller)
         .await
         .map_err(|e| errors::from_target(&e))
 }

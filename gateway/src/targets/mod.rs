@@ -32,6 +32,12 @@ pub enum Health {
     Down {
         reason: String,
     },
+    /// A target whose credential depends on the caller: it keeps one session per user,
+    /// opened on that user's first use, so "not connected" is normal and not a fault.
+    /// `open`: the user sessions connected now.
+    PerUser {
+        open: usize,
+    },
 }
 
 /// Why a call to a target failed. The variants say whose fault it is; `server::errors`

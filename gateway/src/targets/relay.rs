@@ -16,7 +16,7 @@
 //! lets rmcp put the relayed message on that caller's own response stream.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rmcp::ErrorData;
 use rmcp::model::{
@@ -87,10 +87,12 @@ pub struct Relays {
 }
 
 /// Counts one forwarded request as in flight until dropped. Take it *before* sending.
+/// Guards own their table, so a call can outlive the handle it was started from (a user's
+/// session is looked up per call).
 #[derive(Debug)]
-pub struct InFlight<'a>(&'a Relays);
+pub struct InFlight(Arc<Relays>);
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
@@ -111,12 +113,12 @@ struct Entry {
 
 /// Removes the registration when the call ends, however it ends.
 #[derive(Debug)]
-pub struct Registration<'a> {
-    relays: &'a Relays,
+pub struct Registration {
+    relays: Arc<Relays>,
     id: RequestId,
 }
 
-impl Drop for Registration<'_> {
+impl Drop for Registration {
     fn drop(&mut self) {
         if let Ok(mut t) = self.relays.inner.lock() {
             t.by_request.remove(&self.id);
@@ -125,19 +127,19 @@ impl Drop for Registration<'_> {
 }
 
 impl Relays {
-    pub fn begin(&self) -> InFlight<'_> {
+    pub fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight(self)
+        InFlight(self.clone())
     }
 
     /// Register an in-flight upstream request. Returns the guard and the receiver the
     /// downstream handler must poll until the call completes.
     pub fn register(
-        &self,
+        self: &Arc<Self>,
         id: RequestId,
         upstream_progress: ProgressToken,
         downstream_progress: Option<ProgressToken>,
-    ) -> (Registration<'_>, RelayReceiver) {
+    ) -> (Registration, RelayReceiver) {
         let (tx, rx) = mpsc::channel(16);
         if let Ok(mut t) = self.inner.lock() {
             t.by_request.insert(
@@ -149,7 +151,13 @@ impl Relays {
                 },
             );
         }
-        (Registration { relays: self, id }, rx)
+        (
+            Registration {
+                relays: self.clone(),
+                id,
+            },
+            rx,
+        )
     }
 
     fn sender_for(
@@ -243,7 +251,7 @@ mod tests {
 
     #[tokio::test]
     async fn requests_follow_their_stream_and_never_cross_callers() {
-        let relays = Relays::default();
+        let relays = Arc::new(Relays::default());
         let (_a, mut rx_a) = relays.register(RequestId::Number(1), token("u1"), None);
         let (_b, mut rx_b) = relays.register(RequestId::Number(2), token("u2"), None);
         let origin = InboundStreamOrigin::OutboundRequest(RequestId::Number(2));
@@ -274,7 +282,7 @@ mod tests {
 
     #[tokio::test]
     async fn progress_is_translated_to_the_callers_token() {
-        let relays = Relays::default();
+        let relays = Arc::new(Relays::default());
         let (_g, mut rx) =
             relays.register(RequestId::Number(7), token("up-7"), Some(token("mine")));
         assert!(relays.progress(ProgressNotificationParam::new(token("up-7"), 1.0)));
@@ -289,7 +297,7 @@ mod tests {
 
     #[test]
     fn registration_is_removed_when_the_call_ends() {
-        let relays = Relays::default();
+        let relays = Arc::new(Relays::default());
         {
             let _in_flight = relays.begin();
             let _g = relays.register(RequestId::Number(1), token("u"), None);
@@ -300,7 +308,7 @@ mod tests {
 
     #[test]
     fn another_callers_request_in_flight_blocks_unattributed_delivery() {
-        let relays = Relays::default();
+        let relays = Arc::new(Relays::default());
         let _alice = relays.begin();
         let _g = relays.register(RequestId::Number(1), token("u"), None);
         assert!(relays.sender_for(None).is_ok(), "alone: attributable");
@@ -317,7 +325,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_tool_call_in_flight_there_is_no_call_to_ask() {
-        let relays = Relays::default();
+        let relays = Arc::new(Relays::default());
         let ping = || ServerRequest::PingRequest(PingRequest::default());
         let err = relays.request(ping(), None).await;
         assert!(matches!(err, Err(RelayError::NoCall)), "{err:?}");

@@ -5,7 +5,7 @@ use rmcp::service::{InboundStreamOrigin, NotificationContext, RequestContext};
 use rmcp::{ClientHandler, ErrorData, Peer, RoleClient};
 use std::sync::Weak;
 
-use super::Inner;
+use super::session::Session;
 use crate::events::CatalogEvent;
 use crate::targets::relay::RelayError;
 
@@ -13,7 +13,7 @@ use crate::targets::relay::RelayError;
 /// client" to the downstream caller, and refreshes the listing when the upstream says so.
 #[derive(Debug, Clone)]
 pub(super) struct UpstreamClient {
-    pub(super) inner: Weak<Inner>,
+    pub(super) inner: Weak<Session>,
 }
 
 impl UpstreamClient {
@@ -210,14 +210,14 @@ mod tests {
 
     #[tokio::test]
     async fn roots_outside_any_call_are_none() {
-        let relays = Relays::default();
+        let relays = Arc::new(Relays::default());
         let answer = roots(relays.request(list_roots(), None).await);
         assert_eq!(answer.map(|r| r.roots.len()), Ok(0));
     }
 
     #[tokio::test]
     async fn roots_asked_while_two_calls_are_in_flight_are_not_answered_with_none() {
-        let relays = Relays::default();
+        let relays = Arc::new(Relays::default());
         let (_a, _b) = (relays.begin(), relays.begin());
         let _alice = relays.register(RequestId::Number(1), token("u1"), None);
         let _bob = relays.register(RequestId::Number(2), token("u2"), None);

@@ -2,7 +2,7 @@
 //! configuration knows (the URL without secrets, the command, the registration file, the
 //! setting to check) filled in around the [`Cause`] the classifier found.
 
-use super::Inner;
+use super::session::Session;
 use crate::config::McpTransport;
 use crate::config::outbound::AuthSpec;
 use crate::targets::cause::{Cause, Registration};
@@ -17,7 +17,7 @@ pub(super) enum OpenFailure {
     Listing(Cause),
 }
 
-impl Inner {
+impl Session {
     /// The registration file as users know it (`targets/NAME.toml`).
     pub(super) fn file(&self) -> String {
         match self.spec.file.file_name() {

@@ -1,12 +1,14 @@
 //! The HTTP client under an MCP streamable-HTTP upstream session: rmcp's reqwest client, plus
 //! the target's credential on every request (and one retry with a fresh credential after a
 //! 401). The caller and tool of a request travel in the JSON-RPC message's in-memory
-//! extensions ([`OutboundContext`]), so per-call credentials work on a shared session.
+//! extensions ([`OutboundContext`]), so per-call credentials work on a shared session; a
+//! per-user session instead fixes its user for every request, its own included.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use futures::stream::BoxStream;
 use http::{HeaderName, HeaderValue};
 use rmcp::model::{ClientJsonRpcMessage, GetExtensions};
@@ -32,6 +34,9 @@ pub struct CredentialedClient {
     pub http: reqwest::Client,
     pub credentials: Arc<dyn CredentialProvider>,
     pub target: Arc<str>,
+    /// The user of a per-user session: every request of the session acts for them, whatever
+    /// a message's context says (see `session::Session::user`).
+    pub user: Arc<ArcSwapOption<Caller>>,
 }
 
 type Error = StreamableHttpError<reqwest::Error>;
@@ -50,13 +55,14 @@ impl CredentialedClient {
             )))
         })?;
         let headers = [("content-type".to_string(), "application/json".to_string())];
+        let user = self.user.load_full();
         let req = OutboundRequest {
             target: &self.target,
             method,
             url: &url,
             headers: if body.is_empty() { &[] } else { &headers },
             body,
-            caller: ctx.and_then(|c| c.caller.as_ref()),
+            caller: user.as_deref().or(ctx.and_then(|c| c.caller.as_ref())),
             tool: ctx.and_then(|c| c.tool.as_deref()),
         };
         let a = self.credentials.attach(&req).await.map_err(|e| {

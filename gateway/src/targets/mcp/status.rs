@@ -9,36 +9,47 @@ use std::time::{Duration, Instant};
 use crate::targets::cause::Cause;
 use crate::words::{duration, elapsed, plural};
 
-/// How the supervisor retries (`supervise` in mod.rs), said once when a target goes down.
+/// How a session is retried, said once when it goes down.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct RetryPolicy {
-    pub start: Duration,
-    pub max: Duration,
+pub(super) enum RetryPolicy {
+    /// A shared session's supervisor (`supervise` in session.rs) waits `start`, doubling up
+    /// to `max`.
+    Backoff { start: Duration, max: Duration },
+    /// A user's session has no supervisor: that user's next call connects again.
+    NextCall,
 }
 
 impl RetryPolicy {
-    /// After a failed attempt the supervisor waits `start`, doubling up to `max`.
     fn after_failure(&self) -> String {
-        format!(
-            "Retrying in {}, then doubling the wait up to every {}",
-            duration(self.start),
-            duration(self.max)
-        )
+        match self {
+            Self::Backoff { start, max } => format!(
+                "Retrying in {}, then doubling the wait up to every {}",
+                duration(*start),
+                duration(*max)
+            ),
+            Self::NextCall => "The user's next call tries again".into(),
+        }
     }
 
     /// After a live session ends the supervisor reconnects at once, then backs off.
     fn after_loss(&self) -> String {
-        format!(
-            "Reconnecting now; if that fails, retrying in {}, then doubling the wait up to every {}",
-            duration(self.start),
-            duration(self.max)
-        )
+        match self {
+            Self::Backoff { start, max } => format!(
+                "Reconnecting now; if that fails, retrying in {}, then doubling the wait up to every {}",
+                duration(*start),
+                duration(*max)
+            ),
+            Self::NextCall => "The user's next call reconnects".into(),
+        }
     }
 }
 
 #[derive(Debug)]
 pub(super) struct Status {
+    /// How log lines name the session: `target `notes`` or `target `notes` (session of alice)`.
     name: String,
+    /// The target's name, for the log's `target_name` field.
+    target: String,
     policy: RetryPolicy,
     state: Mutex<State>,
 }
@@ -68,9 +79,15 @@ pub(super) struct Connected<'a> {
 }
 
 impl Status {
-    pub fn new(name: &str, policy: RetryPolicy) -> Self {
+    /// `user`: the caller label of a per-user session, for its log lines.
+    pub fn new(target: &str, user: Option<String>, policy: RetryPolicy) -> Self {
+        let name = match user {
+            Some(u) => format!("target `{target}` (session of {u})"),
+            None => format!("target `{target}`"),
+        };
         Self {
-            name: name.to_string(),
+            name,
+            target: target.to_string(),
             policy,
             state: Mutex::new(State {
                 created: Instant::now(),
@@ -139,16 +156,16 @@ impl Status {
         let name = &self.name;
         match &s.announced {
             None => tracing::warn!(
-                target: "portcullis::targets", target_name = %name,
-                "target `{name}` is down: {problem}{detail}. {plan}; a line will say when it is back"
+                target: "portcullis::targets", target_name = %self.target,
+                "{name} is down: {problem}{detail}. {plan}; a line will say when it is back"
             ),
             Some(before) if before != cause => tracing::warn!(
-                target: "portcullis::targets", target_name = %name,
-                "target `{name}` is still down, now: {problem}{detail}"
+                target: "portcullis::targets", target_name = %self.target,
+                "{name} is still down, now: {problem}{detail}"
             ),
             Some(_) => tracing::debug!(
-                target: "portcullis::targets", target_name = %name,
-                "target `{name}`: attempt {} failed the same way", s.failures
+                target: "portcullis::targets", target_name = %self.target,
+                "{name}: attempt {} failed the same way", s.failures
             ),
         }
         s.announced = Some(cause.clone());
@@ -164,18 +181,18 @@ impl Status {
         let took = duration(c.took);
         match (s.ever_connected, s.down_since) {
             (true, Some(since)) => tracing::info!(
-                target: "portcullis::targets", target_name = %name,
-                "target `{name}` is back after {} down: {server}, {offers} (connected in {took})",
+                target: "portcullis::targets", target_name = %self.target,
+                "{name} is back after {} down: {server}, {offers} (connected in {took})",
                 elapsed(since.elapsed())
             ),
             (false, Some(since)) => tracing::info!(
-                target: "portcullis::targets", target_name = %name,
-                "target `{name}` connected after {} of failed attempts: {server}, {offers} (connected in {took})",
+                target: "portcullis::targets", target_name = %self.target,
+                "{name} connected after {} of failed attempts: {server}, {offers} (connected in {took})",
                 elapsed(since.elapsed())
             ),
             _ => tracing::info!(
-                target: "portcullis::targets", target_name = %name,
-                "target `{name}` connected: {server}, {offers} (in {took})"
+                target: "portcullis::targets", target_name = %self.target,
+                "{name} connected: {server}, {offers} (in {took})"
             ),
         }
         s.ever_connected = true;
@@ -202,14 +219,14 @@ fn offers(tools: usize, prompts: usize, resources: usize) -> String {
 mod tests {
     use super::*;
 
-    const POLICY: RetryPolicy = RetryPolicy {
+    const POLICY: RetryPolicy = RetryPolicy::Backoff {
         start: Duration::from_millis(250),
         max: Duration::from_secs(30),
     };
 
     #[test]
     fn connecting_until_the_first_attempt_ends() {
-        let s = Status::new("demo", POLICY);
+        let s = Status::new("demo", None, POLICY);
         assert!(
             s.reason()
                 .starts_with("connecting (first attempt, started 0 s ago)")
@@ -237,7 +254,7 @@ mod tests {
 
     #[test]
     fn the_down_line_says_what_the_supervisor_will_do() {
-        let s = Status::new("demo", POLICY);
+        let s = Status::new("demo", None, POLICY);
         let failed = warnings(|| {
             s.failed(
                 "cannot connect: connection refused",
