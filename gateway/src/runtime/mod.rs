@@ -12,8 +12,10 @@
 
 mod reload;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 
 use arc_swap::ArcSwap;
 use tokio::sync::broadcast;
@@ -120,21 +122,11 @@ impl Live {
 
     /// The problems of the last failed reload, while no later reload succeeded.
     pub fn failed_reload(&self) -> Option<Vec<String>> {
-        match self.failed_reload.lock() {
-            Ok(slot) => slot.clone(),
-            // Never hide a failed reload: a poisoned slot reports itself.
-            Err(_) => Some(vec![
-                "the reload status is unavailable (internal error)".into(),
-            ]),
-        }
+        self.failed_reload.lock().clone()
     }
 
     fn set_failed_reload(&self, problems: Option<Vec<String>>) {
-        let mut slot = self
-            .failed_reload
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *slot = problems;
+        *self.failed_reload.lock() = problems;
     }
 
     /// Read the configuration again and, if it is valid as a whole, swap it in. An invalid
