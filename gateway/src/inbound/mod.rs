@@ -10,6 +10,7 @@ pub mod dev_idp;
 mod jwks;
 pub mod layer;
 pub mod prm;
+pub mod sessions;
 mod verify;
 
 use std::collections::HashMap;
