@@ -57,7 +57,7 @@ fn rig() -> Rig {
     let auth = Authenticator::new(&snapshot, reqwest::Client::new())
         .unwrap()
         .map(Arc::new);
-    let live = Live::start(snapshot, auth, reqwest::Client::new(), shutdown.clone());
+    let live = Live::start(snapshot, auth, reqwest::Client::new(), shutdown.clone()).unwrap();
     let router = gw_http::router(Gateway::new(live), shutdown.clone());
     Rig {
         router,

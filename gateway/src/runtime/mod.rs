@@ -27,6 +27,7 @@ use crate::catalog::{Catalog, follow_listings};
 use crate::config::{self, Snapshot};
 use crate::events::{CatalogEvent, Hub};
 use crate::inbound::Authenticator;
+use crate::outbound::{self, HttpClientError};
 
 /// One complete, immutable configuration in force.
 #[derive(Debug)]
@@ -44,6 +45,8 @@ pub struct Live {
     hub: Hub,
     /// For discovery and JWKS fetches of a reloaded authenticator.
     inbound_http: reqwest::Client,
+    /// For the token endpoints of new credential providers.
+    token_http: reqwest::Client,
     shutdown: CancellationToken,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
@@ -72,15 +75,23 @@ pub struct ReloadSummary {
 
 impl Live {
     /// Start the runtime for `snapshot`: its targets begin connecting, and a task keeps the
-    /// merged view of whichever runtime is current up to date.
+    /// merged view of whichever runtime is current up to date. Fails only when an HTTP
+    /// client cannot be set up.
     pub fn start(
         snapshot: Snapshot,
         auth: Option<Arc<Authenticator>>,
         inbound_http: reqwest::Client,
         shutdown: CancellationToken,
-    ) -> Arc<Self> {
+    ) -> Result<Arc<Self>, HttpClientError> {
         let hub = Hub::new();
-        let catalog = Arc::new(Catalog::build(&snapshot, &hub, None, &shutdown));
+        let token_http = outbound::token_http_client()?;
+        let catalog = Arc::new(Catalog::build(
+            &snapshot,
+            &hub,
+            None,
+            &token_http,
+            &shutdown,
+        ));
         let live = Arc::new(Self {
             current: ArcSwap::from_pointee(Runtime {
                 snapshot: Arc::new(snapshot),
@@ -89,6 +100,7 @@ impl Live {
             }),
             hub: hub.clone(),
             inbound_http,
+            token_http,
             shutdown: shutdown.clone(),
             reloading: tokio::sync::Mutex::new(()),
             failed_reload: Mutex::new(None),
@@ -102,7 +114,7 @@ impl Live {
             }
             None => false,
         });
-        live
+        Ok(live)
     }
 
     /// The runtime in force. Load once per request.
@@ -186,7 +198,13 @@ impl Live {
             }
         };
 
-        let catalog = Catalog::build(&snapshot, &self.hub, Some(&old.catalog), &self.shutdown);
+        let catalog = Catalog::build(
+            &snapshot,
+            &self.hub,
+            Some(&old.catalog),
+            &self.token_http,
+            &self.shutdown,
+        );
         for t in catalog.targets() {
             match old.catalog.target(t.name()) {
                 None => summary.added.push(t.name().to_string()),

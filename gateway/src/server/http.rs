@@ -285,7 +285,7 @@ mod tests {
             .as_ref()
             .unwrap()
             .mint_for_test();
-        let live = Live::start(snapshot, auth, reqwest::Client::new(), shutdown.clone());
+        let live = Live::start(snapshot, auth, reqwest::Client::new(), shutdown.clone()).unwrap();
         let app = router(Gateway::new(live), shutdown);
         (app, token, dir)
     }
