@@ -198,7 +198,7 @@ async fn serve(path: &std::path::Path, insecure_dev_idp: bool) -> anyhow::Result
         auth.clone(),
         inbound_http_client()?,
         shutdown.clone(),
-    );
+    )?;
     let catalog = live.load().catalog.clone();
     let app = http::router(Gateway::new(live.clone()), shutdown.clone());
     let names: Vec<&str> = catalog.targets().map(|t| t.name()).collect();
@@ -337,8 +337,8 @@ async fn wait_for_signal() {
 async fn connect(
     snapshot: &Snapshot,
     shutdown: &CancellationToken,
-) -> (Arc<Catalog>, Vec<String>, Vec<String>) {
-    let catalog = Catalog::start(snapshot, shutdown.clone());
+) -> anyhow::Result<(Arc<Catalog>, Vec<String>, Vec<String>)> {
+    let catalog = Catalog::start(snapshot, shutdown.clone())?;
     let failures = catalog.connect_all().await;
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
@@ -356,13 +356,13 @@ async fn connect(
     }
     problems.extend(catalog.view().conflicts.iter().map(|c| c.0.clone()));
     problems.extend(catalog.view().unknown_tool_settings.iter().cloned());
-    (catalog, problems, warnings)
+    Ok((catalog, problems, warnings))
 }
 
 async fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let snapshot = load(path)?;
     let shutdown = CancellationToken::new();
-    let (catalog, problems, warnings) = connect(&snapshot, &shutdown).await;
+    let (catalog, problems, warnings) = connect(&snapshot, &shutdown).await?;
     println!(
         "Configuration {} parsed and validated; connected to the targets:\n",
         path.display()
@@ -431,7 +431,7 @@ async fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
 async fn tools(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let snapshot = load(path)?;
     let shutdown = CancellationToken::new();
-    let (catalog, problems, warnings) = connect(&snapshot, &shutdown).await;
+    let (catalog, problems, warnings) = connect(&snapshot, &shutdown).await?;
     let view = catalog.view();
     let items: Vec<_> = view
         .tools
@@ -469,7 +469,8 @@ fn inbound_http_client() -> anyhow::Result<reqwest::Client> {
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(10))
-        .build()?)
+        .build()
+        .map_err(|e| crate::outbound::HttpClientError::new("identity providers", &e))?)
 }
 
 /// Reads only `gateway.toml`'s [server] and [dev_idp]: minting a token must not depend on

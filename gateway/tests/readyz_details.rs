@@ -33,7 +33,7 @@ async fn details_only_for_local_clients() {
     std::fs::create_dir(dir.path().join("targets")).unwrap();
     let snapshot = portcullis::config::load(&dir.path().join("gateway.toml")).unwrap();
     let shutdown = CancellationToken::new();
-    let live = Live::start(snapshot, None, reqwest::Client::new(), shutdown.clone());
+    let live = Live::start(snapshot, None, reqwest::Client::new(), shutdown.clone()).unwrap();
     let router = gw_http::router(Gateway::new(live), shutdown.clone());
 
     let local = readyz_from(router.clone(), "127.0.0.1:40000").await;

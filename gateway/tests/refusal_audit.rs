@@ -1,9 +1,8 @@
 //! A refused request is audited with the request id its response echoed and the path it
 //! asked for, so an operator can match a client's report ("my request abc-123 got 401") to
-//! the audit line.
+//! the audit line, whatever the log filter.
 #![allow(clippy::unwrap_used)] // tests may panic on setup failures
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -13,14 +12,16 @@ use http::Request;
 use portcullis::inbound::Authenticator;
 use portcullis::runtime::Live;
 use portcullis::server::{Gateway, http as gw_http};
+use portcullis::telemetry::{self, LogFormat};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+use tracing_subscriber::EnvFilter;
 
-/// Log lines written by the code under test.
+/// What the code under test writes to one of the gateway's streams.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
 
-impl Write for Captured {
+impl std::io::Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(buf);
         Ok(buf.len())
@@ -31,25 +32,34 @@ impl Write for Captured {
 }
 
 impl Captured {
-    fn audit_lines(&self) -> Vec<serde_json::Value> {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .filter(|l| l.contains("portcullis::audit"))
-            .filter_map(|l| l.find('{').map(|i| &l[i..]))
-            .map(|json| serde_json::from_str(json).unwrap())
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// Each line, which must be one JSON object.
+    fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.text()
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {l}"))
+            })
             .collect()
     }
 }
 
 #[tokio::test]
 async fn refusal_carries_the_echoed_request_id_and_the_path() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
+    // The gateway's own subscriber, with the log filter as strict as `PORTCULLIS_LOG=error`:
+    // the audit is not behind it.
+    let (logs, audit) = (Captured::default(), Captured::default());
+    let (l, a) = (logs.clone(), audit.clone());
+    let subscriber = telemetry::subscriber(
+        LogFormat::default(),
+        Some(EnvFilter::new("error")),
+        move || l.clone(),
+        move || a.clone(),
+    );
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let dir = tempfile::tempdir().unwrap();
@@ -66,7 +76,7 @@ async fn refusal_carries_the_echoed_request_id_and_the_path() {
     let auth = Authenticator::new(&snapshot, reqwest::Client::new())
         .unwrap()
         .map(Arc::new);
-    let live = Live::start(snapshot, auth, reqwest::Client::new(), shutdown.clone());
+    let live = Live::start(snapshot, auth, reqwest::Client::new(), shutdown.clone()).unwrap();
     let router = gw_http::router(Gateway::new(live), shutdown.clone());
 
     let mut req = Request::post("/mcp")
@@ -82,13 +92,19 @@ async fn refusal_carries_the_echoed_request_id_and_the_path() {
     assert_eq!(resp.status(), 401);
     assert_eq!(resp.headers()["x-request-id"], "client-chosen-42");
 
-    let lines = logs.audit_lines();
+    let lines = audit.json_lines();
     let refusal = lines
         .iter()
         .find(|l| l["decision"] == "deny")
         .unwrap_or_else(|| panic!("no refusal audited: {lines:?}"));
+    assert_eq!(refusal["stream"], "portcullis::audit", "{refusal}");
     assert_eq!(refusal["request_id"], "client-chosen-42", "{refusal}");
     assert_eq!(refusal["path"], "/mcp", "{refusal}");
     assert_eq!(refusal["outcome"]["code"], 401, "{refusal}");
+    assert!(
+        !logs.text().contains("client-chosen-42"),
+        "the log does not repeat the audit: {}",
+        logs.text()
+    );
     shutdown.cancel();
 }

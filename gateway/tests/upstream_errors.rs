@@ -56,7 +56,7 @@ async fn gateway(targets: &[(&str, String)], ports: &[u16]) -> Running {
     let addr = listener.local_addr().unwrap();
     snapshot.server.bound_to(addr);
     let shutdown = CancellationToken::new();
-    let live = Live::start(snapshot, None, reqwest::Client::new(), shutdown.clone());
+    let live = Live::start(snapshot, None, reqwest::Client::new(), shutdown.clone()).unwrap();
     let app = gw_http::router(Gateway::new(live), shutdown.clone());
     let stop = shutdown.clone();
     tokio::spawn(async move {

@@ -69,9 +69,13 @@ pub struct Catalog {
 impl Catalog {
     /// A catalog of its own, for `check`, `tools` and tests: its targets start connecting and
     /// a task keeps the merged view current until `shutdown`.
-    pub fn start(snapshot: &Snapshot, shutdown: CancellationToken) -> Arc<Self> {
+    pub fn start(
+        snapshot: &Snapshot,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Self>, outbound::HttpClientError> {
         let hub = Hub::new();
-        let catalog = Arc::new(Self::build(snapshot, &hub, None, &shutdown));
+        let token_http = outbound::token_http_client()?;
+        let catalog = Arc::new(Self::build(snapshot, &hub, None, &token_http, &shutdown));
         let weak = Arc::downgrade(&catalog);
         follow_listings(&hub, shutdown, move || match weak.upgrade() {
             Some(c) => {
@@ -80,20 +84,21 @@ impl Catalog {
             }
             None => false,
         });
-        catalog
+        Ok(catalog)
     }
 
     /// The catalog for `snapshot`. Every target whose session can serve its new settings is
     /// taken over from `previous` (its session stays up; see [`McpTarget::serves`]); the
     /// others start connecting. The view starts as `previous`'s, so the first
-    /// [`rebuild`](Self::rebuild) announces exactly what changed.
+    /// [`rebuild`](Self::rebuild) announces exactly what changed. New credential providers
+    /// fetch tokens with `token_http` ([`outbound::token_http_client`]).
     pub fn build(
         snapshot: &Snapshot,
         hub: &Hub,
         previous: Option<&Catalog>,
+        token_http: &reqwest::Client,
         shutdown: &CancellationToken,
     ) -> Self {
-        let token_http = outbound::token_http_client();
         let targets = snapshot
             .targets
             .iter()

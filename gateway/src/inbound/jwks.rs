@@ -4,12 +4,13 @@
 //! once per `jwks_refetch_interval` (single-flight, so a flood of random kids costs the IdP
 //! one request per interval), and kept while the IdP is down: the last good set serves on.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
+use parking_lot::{Mutex, RwLock};
 use url::Url;
 
 use crate::config::IssuerSpec;
@@ -105,8 +106,7 @@ impl KeySource {
                 None => KeyStatus::NeverReached(
                     r.last_error
                         .lock()
-                        .ok()
-                        .and_then(|e| e.clone())
+                        .clone()
                         .unwrap_or_else(|| "not fetched yet".into()),
                 ),
             },
@@ -194,13 +194,11 @@ fn pick(set: &JwkSet, kid: Option<&str>, alg: Algorithm) -> Result<Jwk, KeyError
 
 impl Remote {
     fn current(&self) -> Option<Cached> {
-        self.keys.read().ok().and_then(|k| k.clone())
+        self.keys.read().clone()
     }
 
     fn may_refetch_for_unknown_kid(&self) -> bool {
-        let Ok(mut last) = self.last_unknown_kid_fetch.lock() else {
-            return false;
-        };
+        let mut last = self.last_unknown_kid_fetch.lock();
         let allowed = last.is_none_or(|t| t.elapsed() >= self.refetch_interval);
         if allowed {
             *last = Some(Instant::now());
@@ -219,16 +217,9 @@ impl Remote {
         let recently_failed = self
             .last_failure
             .lock()
-            .ok()
-            .and_then(|f| *f)
             .is_some_and(|t| t.elapsed() < FAILURE_BACKOFF);
         if recently_failed {
-            let why = self
-                .last_error
-                .lock()
-                .ok()
-                .and_then(|e| e.clone())
-                .unwrap_or_default();
+            let why = self.last_error.lock().clone().unwrap_or_default();
             return Err(format!(
                 "{why} (not retried for {}s)",
                 FAILURE_BACKOFF.as_secs()
@@ -237,29 +228,19 @@ impl Remote {
         match self.fetch().await {
             Ok((set, ttl)) => {
                 let set = Arc::new(set);
-                if let Ok(mut slot) = self.keys.write() {
-                    *slot = Some(Cached {
-                        set: set.clone(),
-                        fetched: Instant::now(),
-                        ttl,
-                    });
-                }
-                if let Ok(mut e) = self.last_error.lock() {
-                    *e = None;
-                }
-                if let Ok(mut f) = self.last_failure.lock() {
-                    *f = None;
-                }
+                *self.keys.write() = Some(Cached {
+                    set: set.clone(),
+                    fetched: Instant::now(),
+                    ttl,
+                });
+                *self.last_error.lock() = None;
+                *self.last_failure.lock() = None;
                 Ok(set)
             }
             Err(e) => {
                 tracing::warn!(target: "portcullis::inbound", issuer = %self.issuer, "cannot fetch signing keys: {e}");
-                if let Ok(mut slot) = self.last_error.lock() {
-                    *slot = Some(e.clone());
-                }
-                if let Ok(mut f) = self.last_failure.lock() {
-                    *f = Some(Instant::now());
-                }
+                *self.last_error.lock() = Some(e.clone());
+                *self.last_failure.lock() = Some(Instant::now());
                 Err(e)
             }
         }

@@ -1,7 +1,8 @@
 //! The axum middleware in front of `/mcp`: bearer token → [`Caller`] in the request
 //! extensions, or the RFC 6750 challenge. It also enforces per-tool scopes on `tools/call`
 //! here, at the HTTP layer, because the MCP step-up is an HTTP 403 that a JSON-RPC handler
-//! cannot produce.
+//! cannot produce, and serves each MCP session to the user who opened it only
+//! ([`SessionOwners`]).
 
 use std::sync::Arc;
 
@@ -9,13 +10,14 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method};
+use rmcp::transport::streamable_http_server::SessionManager;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use serde_json::{Value, json};
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
+use super::sessions::{Owner, Refusal, SessionOwners};
 use super::{Authenticator, Rejection};
 use crate::catalog::Catalog;
 use crate::identity::Caller;
@@ -32,12 +34,10 @@ pub struct AuthState {
     /// Which user opened each MCP session: a session id is not a credential, so a request
     /// naming another user's session is refused (MCP security best practices).
     pub sessions: Arc<SessionOwners>,
+    /// The MCP layer's sessions, to close the ones [`SessionOwners`] forgets to make room.
+    pub mcp_sessions: Arc<LocalSessionManager>,
 }
 
-#[derive(Debug, Default)]
-pub struct SessionOwners(Mutex<HashMap<String, (String, String)>>);
-
-const MAX_TRACKED_SESSIONS: usize = 100_000;
 const SESSION_HEADER: &str = "mcp-session-id";
 
 pub async fn require_caller(State(state): State<AuthState>, req: Request, next: Next) -> Response {
@@ -61,54 +61,113 @@ pub async fn require_caller(State(state): State<AuthState>, req: Request, next: 
     let Some(caller) = req.extensions().get::<Caller>().cloned() else {
         return challenge(&auth, Rejection::missing());
     };
-    let owner = (caller.issuer.clone(), caller.user.clone());
-    if let Some(id) = &session
-        && let Ok(owners) = state.sessions.0.lock()
-        && owners.get(id).is_some_and(|o| *o != owner)
-    {
-        let r = Rejection::foreign_session();
-        refused(&r, &seen);
-        let body =
-            axum::Json(json!({ "error": "session_not_found", "error_description": r.description }));
-        return (r.status, body).into_response();
-    }
-    if session.is_none()
-        && state
-            .sessions
-            .0
-            .lock()
-            .is_ok_and(|o| o.len() >= MAX_TRACKED_SESSIONS)
-    {
-        // Bounded memory without forgetting who owns a live session: refuse new ones.
-        let body = axum::Json(
-            json!({ "error": "too_many_sessions", "error_description": "the gateway has too many open MCP sessions; retry later" }),
-        );
-        return (http::StatusCode::SERVICE_UNAVAILABLE, body).into_response();
-    }
+    let owner: Owner = (caller.issuer.clone(), caller.user.clone());
+    // A session is served only to its owner, and only while the table knows it: anything
+    // else (another user's, expired, forgotten) is answered as an unknown session.
+    let in_use = match &session {
+        Some(id) => match state.sessions.enter(id, &owner) {
+            Ok(in_use) => Some(in_use),
+            Err(why) => return refuse_session(why, &seen),
+        },
+        None => None,
+    };
     let deleting = req.method() == Method::DELETE;
     let resp = next.run(req).await;
-    if let Ok(mut owners) = state.sessions.0.lock() {
-        match (
-            &session,
-            resp.headers()
-                .get(SESSION_HEADER)
-                .and_then(|v| v.to_str().ok()),
-        ) {
-            // A new session: remember who opened it.
-            (None, Some(id)) => {
-                owners.insert(id.to_string(), owner);
+    let opened = resp
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok());
+    match (&session, opened) {
+        // A new session: remember who opened it, or close it when this user or the gateway
+        // has no room for it.
+        (None, Some(id)) => match state.sessions.opened(id, owner) {
+            Ok(displaced) => close_sessions(&state.mcp_sessions, displaced),
+            Err(why) => {
+                close_sessions(&state.mcp_sessions, vec![id.to_string()]);
+                return refuse_session(why, &seen);
             }
-            // Ended by the client, or unknown to the MCP layer (expired): forget it.
-            (Some(id), _)
-                if (deleting && resp.status().is_success())
-                    || resp.status() == http::StatusCode::NOT_FOUND =>
-            {
-                owners.remove(id);
-            }
-            _ => {}
+        },
+        // Ended by the client, or unknown to the MCP layer (expired): forget it.
+        (Some(id), _)
+            if (deleting && resp.status().is_success())
+                || resp.status() == http::StatusCode::NOT_FOUND =>
+        {
+            state.sessions.forget(id);
         }
+        _ => {}
+    }
+    match in_use {
+        // A response stream (SSE) keeps its session busy until it ends: the session is not
+        // idle while the client listens.
+        Some(in_use) if is_event_stream(&resp) => resp.map(|body| {
+            Body::from_stream(body.into_data_stream().map(move |chunk| {
+                let _busy = &in_use;
+                chunk
+            }))
+        }),
+        _ => resp,
+    }
+}
+
+fn is_event_stream(resp: &Response) -> bool {
+    resp.headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
+/// A session that cannot be used or opened: audited, and answered in the words of each case.
+fn refuse_session(why: Refusal, seen: &Seen) -> Response {
+    use super::sessions::PER_USER;
+    let (status, error, description) = match why {
+        Refusal::NotYours => {
+            let r = Rejection::foreign_session();
+            (
+                r.status,
+                "session_not_found",
+                r.description.unwrap_or_default(),
+            )
+        }
+        Refusal::UserFull => (
+            http::StatusCode::TOO_MANY_REQUESTS,
+            "too_many_sessions",
+            format!(
+                "you already have {PER_USER} MCP sessions, each with a request or stream in progress; end one (HTTP DELETE with its Mcp-Session-Id) or retry when one finishes"
+            ),
+        ),
+        Refusal::GatewayFull => (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_sessions",
+            "the gateway has too many open MCP sessions; retry later".to_string(),
+        ),
+    };
+    let r = Rejection {
+        status,
+        error: None,
+        description: Some(description.clone()),
+        scope: None,
+    };
+    refused(&r, seen);
+    let body = axum::Json(json!({ "error": error, "error_description": description }));
+    let mut resp = (status, body).into_response();
+    if why != Refusal::NotYours {
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
     }
     resp
+}
+
+/// End sessions the table no longer serves, so the MCP layer frees them now rather than
+/// after its idle time.
+fn close_sessions(manager: &Arc<LocalSessionManager>, ids: Vec<String>) {
+    for id in ids {
+        let manager = manager.clone();
+        tokio::spawn(async move {
+            if manager.close_session(&id.clone().into()).await.is_err() {
+                tracing::debug!(target: "portcullis::inbound", session = %id, "the displaced MCP session had already ended");
+            }
+        });
+    }
 }
 
 /// What the audit of a refusal names about the request: the request id the response echoes

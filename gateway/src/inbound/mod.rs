@@ -10,13 +10,15 @@ pub mod dev_idp;
 mod jwks;
 pub mod layer;
 pub mod prm;
+pub mod sessions;
 mod verify;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::StatusCode;
+use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
 use crate::config::{InboundMode, IssuerSpec, ServerSettings, Snapshot};
@@ -192,24 +194,23 @@ impl Authenticator {
     }
 
     fn cached(&self, digest: &[u8; 32]) -> Option<Caller> {
-        let cache = self.cache.lock().ok()?;
-        cache
+        self.cache
+            .lock()
             .get(digest)
             .filter(|c| c.expires_at > SystemTime::now())
             .cloned()
     }
 
     fn remember(&self, digest: [u8; 32], caller: &Caller) {
-        if let Ok(mut cache) = self.cache.lock() {
+        let mut cache = self.cache.lock();
+        if cache.len() >= CACHE_ENTRIES {
+            let now = SystemTime::now();
+            cache.retain(|_, c| c.expires_at > now);
             if cache.len() >= CACHE_ENTRIES {
-                let now = SystemTime::now();
-                cache.retain(|_, c| c.expires_at > now);
-                if cache.len() >= CACHE_ENTRIES {
-                    cache.clear();
-                }
+                cache.clear();
             }
-            cache.insert(digest, caller.clone());
         }
+        cache.insert(digest, caller.clone());
     }
 }
 

@@ -3,13 +3,13 @@
 //! refreshed single-flight: a thousand concurrent calls cause one token request. An upstream
 //! 401 drops the cached token once, so a revoked token is replaced on the retry.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::future::BoxFuture;
 use http::header::AUTHORIZATION;
 use oauth2::basic::BasicClient;
 use oauth2::{AuthType, ClientId, ClientSecret, Scope, TokenResponse, TokenUrl};
+use parking_lot::Mutex;
 use tokio::sync::OnceCell;
 use url::Url;
 
@@ -60,7 +60,6 @@ impl ClientCredentials {
         let now = (self.clock.0)();
         self.cache
             .lock()
-            .ok()?
             .as_ref()
             .filter(|t| t.fresh(now))
             .map(|t| t.access_token.clone())
@@ -88,9 +87,7 @@ impl ClientCredentials {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let fresh = self.fetch(&url).await?;
         let token = fresh.access_token.clone();
-        if let Ok(mut slot) = self.cache.lock() {
-            *slot = Some(fresh);
-        }
+        *self.cache.lock() = Some(fresh);
         Ok(token)
     }
 
@@ -155,9 +152,7 @@ impl CredentialProvider for ClientCredentials {
     }
 
     fn rejected(&self, used: &Attachment) -> bool {
-        let Ok(mut slot) = self.cache.lock() else {
-            return false;
-        };
+        let mut slot = self.cache.lock();
         let same = slot.as_ref().is_some_and(|t| {
             used.headers.iter().any(|(_, v)| {
                 v.to_str().ok() == Some(format!("Bearer {}", t.access_token.expose()).as_str())

@@ -155,12 +155,60 @@ pub fn provider(spec: &AuthSpec, http: reqwest::Client) -> Arc<dyn CredentialPro
 }
 
 /// An HTTP client for token endpoints: no redirects (a redirect could carry our client
-/// credentials elsewhere), bounded time.
-pub fn token_http_client() -> reqwest::Client {
+/// credentials elsewhere), bounded time. Built once per process and shared by every
+/// provider; reloads keep it (and its pooled connections).
+pub fn token_http_client() -> Result<reqwest::Client, HttpClientError> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(15))
         .build()
-        .unwrap_or_default()
+        .map_err(|e| HttpClientError::new("token endpoints", &e))
+}
+
+/// An HTTP client could not be built. Never replaced by a default client: that would drop
+/// the no-redirect guard (and `reqwest`'s default panics on the same failure).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot set up the HTTP client for {purpose}: {cause}. This comes from the TLS setup of this machine (e.g. its root certificates), not from the configuration; the gateway cannot start without it"
+)]
+pub struct HttpClientError {
+    purpose: &'static str,
+    cause: String,
+}
+
+impl HttpClientError {
+    /// `purpose` names what the client is for, as a person reads it ("token endpoints").
+    pub fn new(purpose: &'static str, e: &reqwest::Error) -> Self {
+        // reqwest says only "builder error" at the top: the cause is in its sources.
+        let mut cause = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            cause = format!("{cause}: {s}");
+            source = s.source();
+        }
+        Self { purpose, cause }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_that_cannot_be_built_is_an_error_in_plain_words() {
+        // A TLS range the backend cannot offer: one way to make `build` fail.
+        let e = reqwest::Client::builder()
+            .tls_version_min(reqwest::tls::Version::TLS_1_0)
+            .tls_version_max(reqwest::tls::Version::TLS_1_1)
+            .build()
+            .expect_err("rustls offers no TLS below 1.2");
+        let message = HttpClientError::new("token endpoints", &e).to_string();
+        assert!(
+            message.starts_with("cannot set up the HTTP client for token endpoints: "),
+            "{message}"
+        );
+        assert!(message.contains("TLS"), "names the cause: {message}");
+        assert!(!message.contains("::"), "{message}");
+    }
 }

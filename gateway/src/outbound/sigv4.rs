@@ -9,7 +9,7 @@
 //! do one thing. Assumed credentials are cached per (policy, user) until expiry minus a skew.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_config::BehaviorVersion;
@@ -22,6 +22,7 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use futures::future::BoxFuture;
 use http::HeaderName;
+use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
@@ -113,23 +114,16 @@ impl SigV4 {
         let fresh = |now: SystemTime| {
             self.assumed
                 .lock()
-                .ok()
-                .and_then(|m| m.get(&key).cloned())
+                .get(&key)
+                .cloned()
                 .filter(|c| c.expiry().is_some_and(|e| now + SKEW < e))
         };
         if let Some(c) = fresh((self.clock.0)()) {
             return Ok(c);
         }
         // Single flight per (policy, user): concurrent calls share one AssumeRole.
-        let flight = self
-            .flights
-            .lock()
-            .ok()
-            .map(|mut f| f.entry(key.clone()).or_default().clone());
-        let _guard = match &flight {
-            Some(f) => Some(f.lock().await),
-            None => None,
-        };
+        let flight = self.flights.lock().entry(key.clone()).or_default().clone();
+        let _guard = flight.lock().await;
         let now = (self.clock.0)();
         if let Some(c) = fresh(now) {
             return Ok(c);
@@ -163,10 +157,9 @@ impl SigV4 {
             expiry,
             "sts-assume-role",
         );
-        if let Ok(mut m) = self.assumed.lock() {
-            m.retain(|_, c| c.expiry().is_some_and(|e| now < e));
-            m.insert(key, creds.clone());
-        }
+        let mut m = self.assumed.lock();
+        m.retain(|_, c| c.expiry().is_some_and(|e| now < e));
+        m.insert(key, creds.clone());
         Ok(creds)
     }
 

@@ -5,11 +5,12 @@
 //! sent with the same client authentication as the other modes.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use http::header::AUTHORIZATION;
+use parking_lot::Mutex;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -157,39 +158,31 @@ impl CredentialProvider for TokenExchange {
             let cached = |now| {
                 self.cache
                     .lock()
-                    .ok()
-                    .and_then(|c| c.get(&key).filter(|t| t.fresh(now)).cloned())
+                    .get(&key)
+                    .filter(|t| t.fresh(now))
+                    .cloned()
             };
             let token = match cached(now) {
                 Some(t) => t,
                 None => {
                     // Single flight per (caller token, target): concurrent calls of one caller
                     // share one exchange.
-                    let flight = self
-                        .flights
-                        .lock()
-                        .ok()
-                        .map(|mut f| f.entry(key).or_default().clone());
-                    let _guard = match &flight {
-                        Some(f) => Some(f.lock().await),
-                        None => None,
-                    };
+                    let flight = self.flights.lock().entry(key).or_default().clone();
+                    let _guard = flight.lock().await;
                     match cached((self.clock.0)()) {
                         Some(t) => t,
                         None => {
                             let t = self.exchange(subject.expose()).await?;
-                            if let Ok(mut c) = self.cache.lock() {
+                            let mut c = self.cache.lock();
+                            if c.len() >= MAX_CACHED {
+                                c.retain(|_, t| t.fresh(now));
                                 if c.len() >= MAX_CACHED {
-                                    c.retain(|_, t| t.fresh(now));
-                                    if c.len() >= MAX_CACHED {
-                                        c.clear(); // bounded memory beats a perfect hit rate
-                                        if let Ok(mut f) = self.flights.lock() {
-                                            f.clear();
-                                        }
-                                    }
+                                    c.clear(); // bounded memory beats a perfect hit rate
+                                    self.flights.lock().clear();
                                 }
-                                c.insert(key, t.clone());
                             }
+                            c.insert(key, t.clone());
+                            drop(c);
                             t
                         }
                     }
@@ -208,11 +201,9 @@ impl CredentialProvider for TokenExchange {
             .iter()
             .filter_map(|(_, v)| v.to_str().ok())
             .collect();
-        if let Ok(mut c) = self.cache.lock() {
-            c.retain(|_, t| {
-                !used.contains(&format!("Bearer {}", t.access_token.expose()).as_str())
-            });
-        }
+        self.cache
+            .lock()
+            .retain(|_, t| !used.contains(&format!("Bearer {}", t.access_token.expose()).as_str()));
         true
     }
 }

@@ -12,8 +12,10 @@
 
 mod reload;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 
 use arc_swap::ArcSwap;
 use tokio::sync::broadcast;
@@ -25,6 +27,7 @@ use crate::catalog::{Catalog, follow_listings};
 use crate::config::{self, Snapshot};
 use crate::events::{CatalogEvent, Hub};
 use crate::inbound::Authenticator;
+use crate::outbound::{self, HttpClientError};
 
 /// One complete, immutable configuration in force.
 #[derive(Debug)]
@@ -42,6 +45,8 @@ pub struct Live {
     hub: Hub,
     /// For discovery and JWKS fetches of a reloaded authenticator.
     inbound_http: reqwest::Client,
+    /// For the token endpoints of new credential providers.
+    token_http: reqwest::Client,
     shutdown: CancellationToken,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
@@ -70,15 +75,23 @@ pub struct ReloadSummary {
 
 impl Live {
     /// Start the runtime for `snapshot`: its targets begin connecting, and a task keeps the
-    /// merged view of whichever runtime is current up to date.
+    /// merged view of whichever runtime is current up to date. Fails only when an HTTP
+    /// client cannot be set up.
     pub fn start(
         snapshot: Snapshot,
         auth: Option<Arc<Authenticator>>,
         inbound_http: reqwest::Client,
         shutdown: CancellationToken,
-    ) -> Arc<Self> {
+    ) -> Result<Arc<Self>, HttpClientError> {
         let hub = Hub::new();
-        let catalog = Arc::new(Catalog::build(&snapshot, &hub, None, &shutdown));
+        let token_http = outbound::token_http_client()?;
+        let catalog = Arc::new(Catalog::build(
+            &snapshot,
+            &hub,
+            None,
+            &token_http,
+            &shutdown,
+        ));
         let live = Arc::new(Self {
             current: ArcSwap::from_pointee(Runtime {
                 snapshot: Arc::new(snapshot),
@@ -87,6 +100,7 @@ impl Live {
             }),
             hub: hub.clone(),
             inbound_http,
+            token_http,
             shutdown: shutdown.clone(),
             reloading: tokio::sync::Mutex::new(()),
             failed_reload: Mutex::new(None),
@@ -100,7 +114,7 @@ impl Live {
             }
             None => false,
         });
-        live
+        Ok(live)
     }
 
     /// The runtime in force. Load once per request.
@@ -120,21 +134,11 @@ impl Live {
 
     /// The problems of the last failed reload, while no later reload succeeded.
     pub fn failed_reload(&self) -> Option<Vec<String>> {
-        match self.failed_reload.lock() {
-            Ok(slot) => slot.clone(),
-            // Never hide a failed reload: a poisoned slot reports itself.
-            Err(_) => Some(vec![
-                "the reload status is unavailable (internal error)".into(),
-            ]),
-        }
+        self.failed_reload.lock().clone()
     }
 
     fn set_failed_reload(&self, problems: Option<Vec<String>>) {
-        let mut slot = self
-            .failed_reload
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *slot = problems;
+        *self.failed_reload.lock() = problems;
     }
 
     /// Read the configuration again and, if it is valid as a whole, swap it in. An invalid
@@ -194,7 +198,13 @@ impl Live {
             }
         };
 
-        let catalog = Catalog::build(&snapshot, &self.hub, Some(&old.catalog), &self.shutdown);
+        let catalog = Catalog::build(
+            &snapshot,
+            &self.hub,
+            Some(&old.catalog),
+            &self.token_http,
+            &self.shutdown,
+        );
         for t in catalog.targets() {
             match old.catalog.target(t.name()) {
                 None => summary.added.push(t.name().to_string()),

@@ -22,6 +22,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 
 use super::Gateway;
 use crate::inbound::layer::{AuthState, require_caller};
+use crate::inbound::sessions::SESSION_IDLE;
 use crate::inbound::{KeyStatus, dev_idp, prm};
 use crate::runtime::{Live, Runtime};
 use crate::targets::Health;
@@ -39,9 +40,14 @@ pub fn router(gateway: Gateway, shutdown: CancellationToken) -> Router {
     let live = gateway.live().clone();
     let runtime = live.load();
     let settings = &runtime.snapshot.server;
+    // rmcp's default idle expiry, set explicitly: the session owners (`inbound::sessions`)
+    // expire on the same time, so the two forget a session together.
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.keep_alive = Some(SESSION_IDLE);
+    let sessions = Arc::new(sessions);
     let mcp = StreamableHttpService::new(
         move || Ok(gateway.for_session()),
-        Arc::new(LocalSessionManager::default()),
+        sessions.clone(),
         StreamableHttpServerConfig::default()
             // 2025-11-25 clients get sessions (needed for server→client relays and
             // list_changed pushes); 2026-07-28 requests are served statelessly regardless.
@@ -57,6 +63,7 @@ pub fn router(gateway: Gateway, shutdown: CancellationToken) -> Router {
         live: live.clone(),
         max_body: settings.max_request_bytes,
         sessions: Default::default(),
+        mcp_sessions: sessions,
     };
     let mcp_routes = Router::new()
         .nest_service("/mcp", mcp)
@@ -281,7 +288,7 @@ mod tests {
             .as_ref()
             .unwrap()
             .mint_for_test();
-        let live = Live::start(snapshot, auth, reqwest::Client::new(), shutdown.clone());
+        let live = Live::start(snapshot, auth, reqwest::Client::new(), shutdown.clone()).unwrap();
         let app = router(Gateway::new(live), shutdown);
         (app, token, dir)
     }

@@ -9,8 +9,10 @@ pub mod errors;
 pub mod http;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 
 use rmcp::model::*;
 use rmcp::service::{RequestContext, SubscriptionContext};
@@ -106,9 +108,7 @@ impl Gateway {
     }
 
     fn track_subscription(&self, uri: &str, subscribed: bool) {
-        if let Ok(mut sessions) = self.inner.sessions.lock()
-            && let Some(s) = sessions.get_mut(&self.session)
-        {
+        if let Some(s) = self.inner.sessions.lock().get_mut(&self.session) {
             if subscribed {
                 s.resources.insert(uri.to_string());
             } else {
@@ -133,18 +133,16 @@ async fn announce_changes(
             Err(_) => return,
         };
         let Some(inner) = inner.upgrade() else { return };
-        let peers: Vec<_> = match inner.sessions.lock() {
-            Ok(mut s) => {
-                s.retain(|_, s| !s.peer.is_transport_closed());
-                s.values()
-                    .filter(|s| match &event {
-                        CatalogEvent::ResourceUpdated(uri) => s.resources.contains(uri),
-                        _ => true,
-                    })
-                    .map(|s| s.peer.clone())
-                    .collect()
-            }
-            Err(_) => return,
+        let peers: Vec<_> = {
+            let mut s = inner.sessions.lock();
+            s.retain(|_, s| !s.peer.is_transport_closed());
+            s.values()
+                .filter(|s| match &event {
+                    CatalogEvent::ResourceUpdated(uri) => s.resources.contains(uri),
+                    _ => true,
+                })
+                .map(|s| s.peer.clone())
+                .collect()
         };
         for peer in peers {
             let sent = match &event {
@@ -197,16 +195,15 @@ impl ServerHandler for Gateway {
     }
 
     async fn on_initialized(&self, ctx: rmcp::service::NotificationContext<RoleServer>) {
-        if let Ok(mut s) = self.inner.sessions.lock() {
-            s.retain(|_, s| !s.peer.is_transport_closed());
-            s.insert(
-                self.session,
-                Session {
-                    peer: ctx.peer,
-                    resources: HashSet::new(),
-                },
-            );
-        }
+        let mut s = self.inner.sessions.lock();
+        s.retain(|_, s| !s.peer.is_transport_closed());
+        s.insert(
+            self.session,
+            Session {
+                peer: ctx.peer,
+                resources: HashSet::new(),
+            },
+        );
     }
 
     async fn list_tools(
@@ -362,8 +359,8 @@ impl ServerHandler for Gateway {
             .inner
             .sessions
             .lock()
-            .map(|s| s.values().any(|s| s.resources.contains(&req.uri)))
-            .unwrap_or(false);
+            .values()
+            .any(|s| s.resources.contains(&req.uri));
         if still_wanted {
             return Ok(());
         }

@@ -1,9 +1,14 @@
 //! The audit event: who called what, what was decided, how it ended. Never a secret: the
 //! fields are identities, names, codes and timings, and arguments are not recorded.
+//!
+//! An event is a `tracing` event of the `portcullis::audit` target with one field per
+//! member, which the audit sink (`sink`) writes as one JSON object per line.
 
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+
+use super::sink::AUDIT_TARGET;
 
 /// The header that carries a request's id: the client's own, or one the HTTP layer assigned
 /// (`server::http`), echoed in the response.
@@ -15,16 +20,24 @@ pub fn request_id(headers: &http::HeaderMap) -> Option<&str> {
 }
 
 /// What the gateway decided about a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Allow,
     Deny,
 }
 
-/// How the request ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "status")]
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+        }
+    }
+}
+
+/// How the request ended: `outcome` in the audit line, `{"status":"ok","is_error":…}` or
+/// `{"status":"error","code":…,"message":…}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The target answered with a result (`is_error` = the tool reported a failure).
     Ok { is_error: bool },
@@ -33,9 +46,9 @@ pub enum Outcome {
 }
 
 /// One audit record, written as a JSON line.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct AuditEvent {
-    #[serde(with = "time::serde::rfc3339")]
+    /// When the request arrived.
     pub time: time::OffsetDateTime,
     /// The `x-request-id` the response carried (the client's own, or one the gateway
     /// assigned), else the JSON-RPC id; `-` when neither exists.
@@ -84,13 +97,28 @@ impl AuditEvent {
         self
     }
 
-    /// Write the event to the audit stream.
+    /// Write the event to the audit stream. The fields, in this order, are the members of
+    /// the JSON line (documented in docs/configuration.md, "Audit events").
     pub fn emit(&self) {
-        match serde_json::to_string(self) {
-            Ok(line) => tracing::info!(target: "portcullis::audit", "{line}"),
-            Err(e) => {
-                tracing::error!(target: "portcullis::audit", "cannot serialize audit event: {e}")
-            }
+        let time = self.time.format(&Rfc3339).unwrap_or_else(|_| "-".into());
+        let time = time.as_str();
+        let request_id = self.request_id.as_str();
+        let path = self.path.as_deref();
+        let caller = self.caller.as_str();
+        let method = self.method.as_str();
+        let target = self.target.as_deref();
+        let tool = self.tool.as_deref();
+        let decision = self.decision.as_str();
+        let latency_ms = self.latency_ms;
+        // One call site per outcome, so each line has exactly its outcome's members.
+        match &self.outcome {
+            Outcome::Ok { is_error } => tracing::info!(target: AUDIT_TARGET,
+                time, request_id, path, caller, method, target, tool, decision,
+                outcome.status = "ok", outcome.is_error = *is_error, latency_ms),
+            Outcome::Error { code, message } => tracing::info!(target: AUDIT_TARGET,
+                time, request_id, path, caller, method, target, tool, decision,
+                outcome.status = "error", outcome.code = *code,
+                outcome.message = message.as_str(), latency_ms),
         }
     }
 }
@@ -98,12 +126,29 @@ impl AuditEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::sink::AuditLayer;
+    use crate::telemetry::tests::Buffer;
+    use serde_json::Value;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    /// The lines `event.emit()` writes to the audit sink.
+    fn emitted(event: &AuditEvent) -> Vec<Value> {
+        let out = Buffer::default();
+        let layer = AuditLayer::new(out.clone());
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            event.emit()
+        });
+        out.text()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
 
     #[test]
-    fn serializes_as_one_json_object_with_the_documented_fields() {
+    fn an_event_is_one_json_object_with_the_documented_members() {
         let mut e = AuditEvent::new("r1", "alice via cli", "tools/call");
         e.target = Some("demo".into());
-        e.tool = Some("echo".into());
+        e.tool = Some("demo__echo".into());
         let e = e.finish(
             Outcome::Error {
                 code: -32001,
@@ -111,8 +156,15 @@ mod tests {
             },
             Duration::from_millis(5),
         );
-        let v: serde_json::Value = serde_json::to_value(&e).unwrap();
-        for key in [
+        let lines = emitted(&e);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let v = &lines[0];
+        let Value::Object(members) = v else {
+            panic!("not an object: {v}")
+        };
+        let keys: Vec<&str> = members.keys().map(String::as_str).collect();
+        let mut documented = vec![
+            "stream",
             "time",
             "request_id",
             "path",
@@ -123,12 +175,35 @@ mod tests {
             "decision",
             "outcome",
             "latency_ms",
-        ] {
-            assert!(v.get(key).is_some(), "missing {key} in {v}");
-        }
-        assert_eq!(v["outcome"]["status"], "error");
+        ];
+        documented.sort_unstable(); // a parsed map is sorted; `sink` tests the line's order
+        assert_eq!(keys, documented);
+        assert_eq!(v["stream"], "portcullis::audit");
+        assert_eq!(v["path"], Value::Null, "an absent member is null");
+        assert_eq!(v["request_id"], "r1");
+        assert_eq!(v["target"], "demo");
         assert_eq!(v["decision"], "allow");
+        assert_eq!(
+            v["outcome"],
+            serde_json::json!({"status": "error", "code": -32001, "message": "timed out"})
+        );
         assert_eq!(v["latency_ms"], 5.0);
+        let time = v["time"].as_str().unwrap();
+        assert!(
+            time::OffsetDateTime::parse(time, &Rfc3339).is_ok(),
+            "RFC 3339: {time}"
+        );
+    }
+
+    #[test]
+    fn a_successful_call_has_only_the_ok_outcome_members() {
+        let e = AuditEvent::new("r", "c", "tools/call")
+            .finish(Outcome::Ok { is_error: true }, Duration::ZERO);
+        let v = &emitted(&e)[0];
+        assert_eq!(
+            v["outcome"],
+            serde_json::json!({"status": "ok", "is_error": true})
+        );
     }
 
     #[test]

@@ -115,9 +115,10 @@ impl Ledger {
         Ok(())
     }
 
-    /// A poisoned lock means a panic in the middle of an operation, which may have left a
-    /// token used but not recorded as such: refuse every token request rather than risk
-    /// a replay (fail closed; a restart clears it, and people log in again).
+    /// A std lock on purpose: a poisoned one means a panic in the middle of an operation,
+    /// which may have left a token used but not recorded as such: refuse every token
+    /// request rather than risk a replay (fail closed; a restart clears it, and people log
+    /// in again).
     fn lock(&self) -> Result<MutexGuard<'_, Books>, OAuthError> {
         self.books.lock().map_err(|_| {
             OAuthError::unavailable(
@@ -284,6 +285,26 @@ mod tests {
             Lookup::Revoked
         ));
         live(l.look_up(Kind::Refresh, &key(11)).unwrap());
+    }
+
+    #[test]
+    fn a_ledger_poisoned_by_a_panic_refuses_every_token_request() {
+        let l = logged_in();
+        // A panic while the books are held, as if in the middle of a redemption.
+        let panicked = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _held = l.books.lock();
+                panic!("a panic while the ledger is held (expected by this test)");
+            })
+            .join()
+        });
+        assert!(panicked.is_err());
+        // Nothing is trusted any more: the live refresh token is not accepted, not even
+        // looked up, and no new code is stored.
+        assert!(l.look_up(Kind::Refresh, &key(1)).is_err());
+        assert!(l.redeem(Kind::Refresh, &key(1), Some(key(2))).is_err());
+        assert!(l.add_code(key(9), grant("after")).is_err());
+        assert!(l.revoke("g").is_err());
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! so a memory dump does not yield a usable one.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine;
@@ -146,12 +147,10 @@ impl<K: std::hash::Hash + Eq + Clone, V: Clone> Expiring<K, V> {
         self.lock().count()
     }
 
-    /// A poisoned lock means a panic while holding it; each operation on the map is one
-    /// `HashMap` call that leaves it whole, so keep serving rather than fail every login.
-    fn lock(&self) -> std::sync::MutexGuard<'_, Entries<K, V>> {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Each operation on the map is one `HashMap` call that leaves it whole, so a panic
+    /// elsewhere while the lock is held cannot corrupt it: the lock does not poison.
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Entries<K, V>> {
+        self.inner.lock()
     }
 }
 
