@@ -47,8 +47,6 @@ pub struct CallContext {
     pub deadline: Option<tokio::time::Instant>,
     pub era: Era,
     pub started: Instant,
-    /// Whether the caller asked for progress notifications.
-    pub wants_progress: bool,
 }
 
 impl CallContext {
@@ -74,7 +72,6 @@ impl CallContext {
                 Era::Sessions
             },
             started: Instant::now(),
-            wants_progress: ctx.meta.get_progress_token().is_some(),
         }
     }
 }
@@ -194,12 +191,14 @@ async fn call_upstream(
         target: target.name().to_string(),
         after: timeout,
     };
+    let mut saw_progress = false;
     let result = loop {
         tokio::select! {
             // Relays first: a log line or progress sent just before the result must reach the
             // caller before the result does.
             biased;
             Some(relay) = pending.relays.recv() => {
+                saw_progress |= relay.is_progress();
                 if tokio::time::timeout_at(deadline, deliver(&ctx.peer, relay)).await.is_err() {
                     break Err(timed_out());
                 }
@@ -210,12 +209,14 @@ async fn call_upstream(
     };
     // rmcp hands upstream notifications to their handlers on separate tasks, so one sent
     // right before the result may still be on its way into the relay channel: give those
-    // tasks a turn, then deliver whatever arrived. A caller that asked for progress also gets
-    // a short grace for stragglers (on a busy machine a turn is not always enough).
+    // tasks a turn, then deliver whatever arrived. When the upstream has been reporting
+    // progress during this call, its last report may still be in flight: wait a little for it
+    // (on a busy machine a turn is not always enough). Every other call pays nothing: rmcp
+    // clients put a progress token on every request, so "the caller asked" would be all calls.
     for _ in 0..4 {
         tokio::task::yield_now().await;
     }
-    let grace = if call.wants_progress {
+    let grace = if saw_progress {
         STRAGGLER_GRACE
     } else {
         Duration::ZERO
@@ -228,8 +229,7 @@ async fn call_upstream(
     Ok(r)
 }
 
-/// How long a call whose caller asked for progress waits, after the result, for relayed
-/// notifications still on their way.
+/// How long a call that relayed progress waits, after the result, for the last report.
 const STRAGGLER_GRACE: Duration = Duration::from_millis(10);
 
 /// Record the call and turn its outcome into the caller's answer.

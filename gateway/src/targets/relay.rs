@@ -36,6 +36,16 @@ pub enum Relay {
     Notification(ServerNotification),
 }
 
+impl Relay {
+    /// A progress report (the only relay that can trail a call's result).
+    pub fn is_progress(&self) -> bool {
+        matches!(
+            self,
+            Self::Notification(ServerNotification::ProgressNotification(_))
+        )
+    }
+}
+
 /// The receiving end, held by the downstream handler while its call is in flight.
 pub type RelayReceiver = mpsc::Receiver<Relay>;
 
