@@ -216,12 +216,18 @@ async fn call_upstream(
     for _ in 0..4 {
         tokio::task::yield_now().await;
     }
-    let grace = if saw_progress {
-        STRAGGLER_GRACE
-    } else {
-        Duration::ZERO
-    };
-    while let Ok(Some(relay)) = tokio::time::timeout(grace, pending.relays.recv()).await {
+    loop {
+        // Not `timeout(ZERO, …)` for the common case: a tokio timer fires on the next
+        // millisecond tick, which cost every call ~1.5 ms (found by the overhead benchmark).
+        let next = if saw_progress {
+            tokio::time::timeout(STRAGGLER_GRACE, pending.relays.recv())
+                .await
+                .ok()
+                .flatten()
+        } else {
+            pending.relays.try_recv().ok()
+        };
+        let Some(relay) = next else { break };
         let _ = tokio::time::timeout(Duration::from_secs(1), deliver(&ctx.peer, relay)).await;
     }
     let mut r = result?;
