@@ -64,6 +64,8 @@ pub struct Catalog {
     separator: String,
     view: ArcSwap<View>,
     hub: Hub,
+    /// The hub's listing-change count the current view was merged at.
+    merged_at: std::sync::atomic::AtomicU64,
 }
 
 impl Catalog {
@@ -126,6 +128,7 @@ impl Catalog {
             separator: snapshot.catalog.separator.clone(),
             view: ArcSwap::new(view),
             hub: hub.clone(),
+            merged_at: std::sync::atomic::AtomicU64::new(u64::MAX),
         }
     }
 
@@ -200,6 +203,8 @@ impl Catalog {
     /// Merge the targets' current listings into a new view; returns what changed, for
     /// [`announce`](Self::announce).
     pub fn refresh_view(&self) -> Vec<CatalogEvent> {
+        // Read before the listings: a change that lands during the merge leaves us "behind".
+        let generation = *self.hub.listings.borrow();
         let listings: Vec<_> = self.targets().map(|t| t.listing()).collect();
         let mut view = View::default();
         let mut tool_sources: BTreeMap<String, String> = BTreeMap::new();
@@ -300,6 +305,8 @@ impl Catalog {
         }
         drop(old);
         let old = self.view.swap(Arc::new(view));
+        self.merged_at
+            .store(generation, std::sync::atomic::Ordering::Relaxed);
         let new = self.view.load();
         let mut changes = Vec::new();
         if old.tools != new.tools {
@@ -312,6 +319,12 @@ impl Catalog {
             changes.push(CatalogEvent::ResourcesChanged);
         }
         changes
+    }
+
+    /// Whether a target's listing changed since the view was merged (the background merge
+    /// has not run yet).
+    pub fn is_behind(&self) -> bool {
+        *self.hub.listings.borrow() != self.merged_at.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Tell clients (through the hub) what [`refresh_view`](Self::refresh_view) changed.

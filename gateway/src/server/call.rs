@@ -100,10 +100,15 @@ async fn phases(
     mut req: CallToolRequestParams,
     ctx: &RequestContext<RoleServer>,
 ) -> Result<CallToolResult, CallError> {
-    // 2. Resolve. A per-user target learns its tools from a user's own session: a name not
-    //    known yet may be one of them, so this caller's session on such targets opens first.
+    // 2. Resolve. A name not in the view may still be served: a target that just connected
+    //    has its listing merged by a background task a moment later (merge it now), and a
+    //    per-user target learns its tools from a user's own session (open this caller's).
     let catalog = &runtime.catalog;
     let mut view = catalog.view();
+    if !view.tool_routes.contains_key(&call.tool) && catalog.is_behind() {
+        catalog.rebuild();
+        view = catalog.view();
+    }
     if !view.tool_routes.contains_key(&call.tool)
         && catalog.learn_user_listings(call.caller.as_ref()).await
     {
