@@ -7,6 +7,7 @@
 //! docs/ describes each part for users.
 #![forbid(unsafe_code)]
 
+pub mod auth_server;
 pub mod catalog;
 pub mod cli;
 pub mod config;
@@ -14,7 +15,6 @@ pub mod demo;
 pub mod events;
 pub mod identity;
 pub mod inbound;
-pub mod limits;
 pub mod outbound;
 pub mod policy;
 pub mod runtime;

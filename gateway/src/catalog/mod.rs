@@ -77,7 +77,7 @@ impl Catalog {
     ) -> Result<Arc<Self>, outbound::HttpClientError> {
         let hub = Hub::new();
         let token_http = outbound::token_http_client()?;
-        let catalog = Arc::new(Self::build(snapshot, &hub, None, &token_http, &shutdown));
+        let catalog = Arc::new(Self::build(snapshot, &hub, None, &token_http, &shutdown)?);
         let weak = Arc::downgrade(&catalog);
         follow_listings(&hub, shutdown, move || match weak.upgrade() {
             Some(c) => {
@@ -100,7 +100,7 @@ impl Catalog {
         previous: Option<&Catalog>,
         token_http: &reqwest::Client,
         shutdown: &CancellationToken,
-    ) -> Self {
+    ) -> Result<Self, outbound::HttpClientError> {
         let targets = snapshot
             .targets
             .iter()
@@ -109,7 +109,7 @@ impl Catalog {
                     .and_then(|p| p.targets.get(&spec.name))
                     .filter(|old| old.serves(spec));
                 let target = match (kept, &spec.kind) {
-                    (Some(old), _) => old.with_spec(spec.clone()),
+                    (Some(old), _) => Ok(old.with_spec(spec.clone())),
                     (None, TargetKind::Mcp(t)) => McpTarget::start(
                         spec.clone(),
                         t.clone(),
@@ -119,17 +119,17 @@ impl Catalog {
                         shutdown.clone(),
                     ),
                 };
-                (spec.name.clone(), target)
+                target.map(|t| (spec.name.clone(), t))
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         let view = previous.map_or_else(|| Arc::new(View::default()), Catalog::view);
-        Self {
+        Ok(Self {
             targets,
             separator: snapshot.catalog.separator.clone(),
             view: ArcSwap::new(view),
             hub: hub.clone(),
             merged_at: std::sync::atomic::AtomicU64::new(u64::MAX),
-        }
+        })
     }
 
     /// Every target, in name order.

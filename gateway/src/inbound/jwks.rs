@@ -18,7 +18,7 @@ use crate::config::IssuerSpec;
 const DEFAULT_TTL: Duration = Duration::from_secs(300);
 const MIN_TTL: Duration = Duration::from_secs(60);
 const MAX_TTL: Duration = Duration::from_secs(3600);
-use crate::limits::MAX_DOCUMENT_BYTES;
+use crate::auth_server::MAX_DOCUMENT_BYTES;
 
 #[derive(Debug)]
 pub struct KeySource {
@@ -260,7 +260,7 @@ impl Remote {
     /// OpenID discovery, then RFC 8414; the document's `issuer` must match exactly.
     /// The `jwks_uri` from the issuer's metadata, whose `issuer` must match exactly.
     async fn discover(&self) -> Result<Url, String> {
-        let (url, doc) = crate::limits::discover(&self.http, &self.issuer).await?;
+        let (url, doc) = crate::auth_server::discover(&self.http, &self.issuer).await?;
         if doc["issuer"].as_str() != Some(self.issuer.as_str()) {
             return Err(format!(
                 "{url} names issuer {} but the configured issuer is {}; set `issuer` exactly as the IdP writes it",
@@ -289,7 +289,7 @@ async fn get(http: &reqwest::Client, url: &str) -> Result<(Vec<u8>, Duration), S
         .and_then(|v| v.to_str().ok())
         .and_then(max_age)
         .map_or(DEFAULT_TTL, |t| t.clamp(MIN_TTL, MAX_TTL));
-    let body = crate::limits::read_limited(resp, MAX_DOCUMENT_BYTES)
+    let body = crate::auth_server::read_limited(resp, MAX_DOCUMENT_BYTES)
         .await
         .map_err(|e| format!("GET {url}: {e}"))?;
     Ok((body, ttl))

@@ -32,7 +32,7 @@ pub async fn send(
         .map_err(|e| HttpError(e.to_string()))?;
     let status = resp.status();
     let headers = resp.headers().clone();
-    let body = crate::limits::read_limited(resp, crate::limits::MAX_DOCUMENT_BYTES)
+    let body = crate::auth_server::read_limited(resp, crate::auth_server::MAX_DOCUMENT_BYTES)
         .await
         .map_err(HttpError)?;
     let mut out = http::Response::new(body.to_vec());
@@ -46,7 +46,7 @@ pub async fn discover_token_endpoint(
     http: &reqwest::Client,
     issuer: &Url,
 ) -> Result<Url, CredentialError> {
-    let (url, doc) = crate::limits::discover(http, issuer.as_str())
+    let (url, doc) = crate::auth_server::discover(http, issuer.as_str())
         .await
         .map_err(|e| {
             CredentialError::Unreachable(format!(

@@ -108,7 +108,7 @@ impl TokenExchange {
             .await
             .map_err(|e| CredentialError::Unreachable(e.to_string()))?;
         let status = resp.status();
-        let body = crate::limits::read_limited(resp, crate::limits::MAX_DOCUMENT_BYTES)
+        let body = crate::auth_server::read_limited(resp, crate::auth_server::MAX_DOCUMENT_BYTES)
             .await
             .map_err(CredentialError::Unreachable)?;
         if !status.is_success() {

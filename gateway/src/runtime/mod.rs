@@ -91,7 +91,7 @@ impl Live {
             None,
             &token_http,
             &shutdown,
-        ));
+        )?);
         let live = Arc::new(Self {
             current: ArcSwap::from_pointee(Runtime {
                 snapshot: Arc::new(snapshot),
@@ -198,13 +198,23 @@ impl Live {
             }
         };
 
-        let catalog = Catalog::build(
+        let catalog = match Catalog::build(
             &snapshot,
             &self.hub,
             Some(&old.catalog),
             &self.token_http,
             &self.shutdown,
-        );
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                let problem = e.to_string();
+                tracing::error!(
+                    "configuration not reloaded; the previous one keeps serving. {problem}"
+                );
+                self.set_failed_reload(Some(vec![problem.clone()]));
+                return Err(ReloadFailed(vec![problem]));
+            }
+        };
         for t in catalog.targets() {
             match old.catalog.target(t.name()) {
                 None => summary.added.push(t.name().to_string()),

@@ -23,7 +23,7 @@ use super::{Health, Listing, TargetError};
 use crate::config::{McpTransport, TargetSpec};
 use crate::events::CatalogEvent;
 use crate::identity::Caller;
-use crate::outbound::{CredentialError, CredentialProvider};
+use crate::outbound::{CredentialError, CredentialProvider, HttpClientError};
 use http::OutboundContext;
 use session::{Session, Upstream};
 use tokio::sync::{broadcast, watch};
@@ -75,13 +75,13 @@ impl McpTarget {
         changed: watch::Sender<u64>,
         events: broadcast::Sender<CatalogEvent>,
         shutdown: CancellationToken,
-    ) -> Self {
+    ) -> Result<Self, HttpClientError> {
         let http = reqwest::Client::builder()
             // Never follow redirects to another host with our credentials (SSRF guidance).
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(spec.connect_timeout)
             .build()
-            .unwrap_or_default();
+            .map_err(|e| HttpClientError::new("upstream MCP servers", &e))?;
         let per_caller = spec.auth.per_caller();
         let handle_spec = Arc::new(spec.clone());
         let upstream = Upstream {
@@ -98,10 +98,10 @@ impl McpTarget {
         } else {
             Sessions::Shared(Session::shared(&upstream))
         };
-        Self {
+        Ok(Self {
             sessions,
             spec: handle_spec,
-        }
+        })
     }
 
     /// The settings the sessions were opened with.
