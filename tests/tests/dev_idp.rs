@@ -207,16 +207,17 @@ async fn web_pages_and_proxies_cannot_register_clients() {
     assert_eq!(client.status(), 201);
 }
 
-#[test]
-fn dev_idp_on_a_non_loopback_address_is_refused() {
-    let dir = write_config(
-        "[server]\nlisten = \"0.0.0.0:0\"\n[dev_idp]\n",
-        &[("demo", demo_target())],
-    )
-    .unwrap();
+/// `portcullis serve` on `gateway_toml` (with the demo target) must exit 1; its stderr.
+fn serve_refused(gateway_toml: &str) -> String {
+    let dir = write_config(gateway_toml, &[("demo", demo_target())]).unwrap();
     let out = run_portcullis("serve", dir.path(), &[]);
     assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn dev_idp_on_a_non_loopback_address_is_refused() {
+    let stderr = serve_refused("[server]\nlisten = \"0.0.0.0:0\"\n[dev_idp]\n");
     assert!(
         stderr.contains("[dev_idp] is on") && stderr.contains("--i-know-this-is-insecure"),
         "{stderr}"
@@ -227,14 +228,9 @@ fn dev_idp_on_a_non_loopback_address_is_refused() {
 fn dev_idp_behind_a_public_url_is_refused() {
     // A reverse proxy on the same machine: every peer the gateway sees is 127.0.0.1, so only
     // the public URL tells that the login page would face the network.
-    let dir = write_config(
+    let stderr = serve_refused(
         "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://mcp.example.com\"\n[dev_idp]\n",
-        &[("demo", demo_target())],
-    )
-    .unwrap();
-    let out = run_portcullis("serve", dir.path(), &[]);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    );
     assert!(
         stderr.contains("`server.public_url` (https://mcp.example.com/) is not a loopback URL")
             && stderr.contains("--i-know-this-is-insecure"),
