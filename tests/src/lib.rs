@@ -548,6 +548,21 @@ fn jwt_part(token: &str, index: usize) -> Result<serde_json::Value> {
     Ok(serde_json::from_slice(&base64url_decode(part)?)?)
 }
 
+/// `GET {base}/readyz`: the status code and the JSON body.
+pub async fn readyz(base: &str) -> (u16, serde_json::Value) {
+    let resp = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("an HTTP client")
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .expect("/readyz answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("/readyz answers JSON"))
+}
+
 /// base64url without padding (RFC 4648 §5), as JWTs use it.
 pub fn base64url_decode(text: &str) -> Result<Vec<u8>> {
     use base64::Engine;

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)] // tests may panic on setup failures
 
 use portcullis_e2e::run_portcullis;
-use portcullis_e2e::{ClosedPort, Gateway, binary, write_config};
+use portcullis_e2e::{ClosedPort, Gateway, binary, readyz, write_config};
 
 fn demo_stdio(prefix: &str) -> String {
     format!(
@@ -67,11 +67,6 @@ fn tools_prints_the_catalog_as_json() {
     assert_eq!(echo["target"], "demo");
     assert_eq!(echo["upstream_name"], "echo");
     assert_eq!(echo["inputSchema"]["type"], "object");
-}
-
-async fn readyz(base: &str) -> (u16, serde_json::Value) {
-    let r = reqwest::get(format!("{base}/readyz")).await.unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use portcullis_e2e::tool_text;
-use portcullis_e2e::{Gateway, Serve, binary, call_tool, connect, repo_root, tool_names};
+use portcullis_e2e::{Gateway, Serve, binary, call_tool, connect, readyz, repo_root, tool_names};
 
 /// The repository's quickstart configuration in a fresh directory, listening on port 0 (the
 /// gateway prints the port it got), plus `extra` target files.
@@ -45,16 +45,6 @@ connect_timeout = "10m"
 command = "sleep"
 args = ["600"]
 "#;
-
-async fn readyz(base: &str) -> (u16, serde_json::Value) {
-    let resp = reqwest::Client::new()
-        .get(format!("{base}/readyz"))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
-}
 
 fn target<'a>(readyz: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     readyz["targets"]

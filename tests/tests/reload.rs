@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use portcullis_e2e::tool_text;
-use portcullis_e2e::{Era, Gateway, binary, call_tool, connect_as, tool_args, tool_names};
+use portcullis_e2e::{Era, Gateway, binary, call_tool, connect_as, readyz, tool_args, tool_names};
 use rmcp::model::{
     CallToolRequestParams, ClientConfig, NumberOrString, ProgressNotificationParam, ProgressToken,
     ProtocolVersion, RequestMetaObject, ServerNotification, SubscriptionFilter,
@@ -59,20 +59,11 @@ impl ClientHandler for Signals {
     }
 }
 
-async fn readyz(gw: &Gateway) -> Value {
-    reqwest::get(format!("{}/readyz", gw.base()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// Wait (bounded) until `/readyz` reports more than `after` successful reloads.
 async fn reloaded(gw: &Gateway, after: u64) -> Value {
     let deadline = Instant::now() + WITHIN;
     loop {
-        let r = readyz(gw).await;
+        let r = readyz(&gw.base()).await.1;
         if r["config"]["reloads"].as_u64().unwrap_or(0) > after {
             return r;
         }
@@ -124,7 +115,7 @@ async fn file_changes_reload_the_catalog_without_dropping_client_sessions() {
         .listen(SubscriptionFilter::builder().tools_list_changed().build())
         .await
         .unwrap();
-    let before = reloads(&readyz(&gw).await);
+    let before = reloads(&readyz(&gw.base()).await.1);
 
     // 1. A new target file: both clients hear list_changed, the tools are callable on the
     //    same sessions.
@@ -155,7 +146,7 @@ async fn file_changes_reload_the_catalog_without_dropping_client_sessions() {
         .await
         .unwrap();
     assert!(tool_text(&r).contains("after reload"));
-    let after_add = reloads(&readyz(&gw).await);
+    let after_add = reloads(&readyz(&gw.base()).await.1);
     assert!(after_add > before);
 
     // 2. A call-level edit (the timeout): the session is kept — no second process start —
@@ -168,7 +159,7 @@ async fn file_changes_reload_the_catalog_without_dropping_client_sessions() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("1 s") && err.contains("demo"), "{err}");
-    let after_edit = reloads(&readyz(&gw).await);
+    let after_edit = reloads(&readyz(&gw.base()).await.1);
 
     // 3. Removing a target during a slow call: the call completes, then the target is gone.
     let in_flight = {
@@ -200,13 +191,13 @@ async fn file_changes_reload_the_catalog_without_dropping_client_sessions() {
         .unwrap_err()
         .to_string();
     assert!(gone.contains("unknown tool"), "{gone}");
-    let after_remove = reloads(&readyz(&gw).await);
+    let after_remove = reloads(&readyz(&gw.base()).await.1);
 
     // 4. A broken file: nothing changes, /readyz names the file and the line.
     let broken = write(&dir, "broken", "prefix = \"b\"\n[mcp]\ncomand = \"x\"\n");
     let deadline = Instant::now() + WITHIN;
     let status = loop {
-        let r = readyz(&gw).await;
+        let r = readyz(&gw.base()).await.1;
         if r["config"]["status"] != "loaded" {
             break r;
         }
@@ -240,7 +231,7 @@ async fn file_changes_reload_the_catalog_without_dropping_client_sessions() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_reloads() {
     let gw = Gateway::start("[inbound]\nmode = \"none\"\n", &[]).unwrap();
-    let before = reloads(&readyz(&gw).await);
+    let before = reloads(&readyz(&gw.base()).await.1);
     let status = std::process::Command::new("kill")
         .arg("-HUP")
         .arg(gw.proc.pid().to_string())
