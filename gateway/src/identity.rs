@@ -19,9 +19,6 @@ pub struct Caller {
     /// All claims of the verified token, for policies. Never contains the token itself.
     pub claims: serde_json::Map<String, serde_json::Value>,
     pub expires_at: SystemTime,
-    /// The bearer token itself, only for `token_exchange` to trade at the caller's
-    /// authorization server. Never forwarded to a target; redacted in `Debug`.
-    pub subject_token: Option<crate::config::Secret>,
 }
 
 impl Caller {
@@ -38,4 +35,15 @@ impl Caller {
 /// authentication is off (`inbound.mode = "none"`).
 pub fn caller_of(parts: Option<&http::request::Parts>) -> Option<&Caller> {
     parts.and_then(|p| p.extensions.get::<Caller>())
+}
+
+/// The caller of a request with the token they presented, for the outbound side.
+pub fn principal_of(parts: Option<&http::request::Parts>) -> Option<crate::outbound::Principal> {
+    let parts = parts?;
+    let caller = parts.extensions.get::<Caller>()?;
+    let token = parts.extensions.get::<crate::outbound::CallerToken>();
+    Some(crate::outbound::Principal::new(
+        caller.clone(),
+        token.cloned(),
+    ))
 }

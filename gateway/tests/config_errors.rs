@@ -352,7 +352,7 @@ fn top_level_key_written_after_a_table_header_says_where_it_belongs() {
 #[test]
 fn auth_modes_that_mcp_targets_cannot_use_name_the_ones_they_can() {
     let e = errors_for(
-        "",
+        "[dev_idp]\n",
         &[
             (
                 "three_lo.toml",
@@ -374,6 +374,76 @@ fn auth_modes_that_mcp_targets_cannot_use_name_the_ones_they_can() {
     // Token exchange is accepted: such a target keeps an upstream session per user.
     assert!(!e.contains("exchange.toml"), "{e}");
     insta::assert_snapshot!(e);
+}
+
+const EXCHANGE: &str =
+    "[auth]\nmode = \"token_exchange\"\ntoken_url = \"https://idp.example.com/token\"\n";
+
+#[test]
+fn per_user_targets_are_refused_without_callers_and_their_listing_settings_are_checked() {
+    // Inbound authentication off: no call has a caller to exchange a token for.
+    let e = errors_for("", &[("exchange.toml", &format!("{OK_TARGET}{EXCHANGE}"))]);
+    assert!(e.contains("exchange.toml"), "{e}");
+    assert!(e.contains("turn on inbound authentication"), "{e}");
+
+    let e = errors_for(
+        "[dev_idp]\n",
+        &[
+            // A listing credential that itself needs a caller.
+            (
+                "lister_per_caller.toml",
+                &format!(
+                    "{OK_TARGET}{EXCHANGE}[listing_auth]\nmode = \"token_exchange\"\ntoken_url = \"https://idp.example.com/token\"\n"
+                ),
+            ),
+            // A listing credential beside a gateway credential: the shared session lists.
+            (
+                "lister_shared.toml",
+                &format!("{OK_TARGET}[listing_auth]\nmode = \"none\"\n"),
+            ),
+            // Declared tools on a shared target; a declared tool without a schema; a schema
+            // that is not an object.
+            (
+                "declared_shared.toml",
+                &format!(
+                    "{OK_TARGET}[tools.search]\ndescription = \"Search\"\ninput_schema = {{ type = \"object\" }}\n"
+                ),
+            ),
+            (
+                "declared_bad.toml",
+                &format!(
+                    "{OK_TARGET}{EXCHANGE}[tools.search]\ndescription = \"Search\"\n[tools.get]\ninput_schema = {{ type = \"string\" }}\n"
+                ),
+            ),
+        ],
+    );
+    insta::assert_snapshot!(e);
+}
+
+#[test]
+fn a_per_user_target_compiles_its_declared_tools_and_listing_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gateway.toml"), "[dev_idp]\n").unwrap();
+    std::fs::create_dir(dir.path().join("targets")).unwrap();
+    std::fs::write(
+        dir.path().join("targets/orders.toml"),
+        format!(
+            "{OK_TARGET}{EXCHANGE}[listing_auth]\nmode = \"none\"\n[tools.search]\ndescription = \"Search orders\"\ninput_schema = {{ type = \"object\", properties = {{ q = {{ type = \"string\" }} }} }}\nscopes = [\"orders:read\"]\n"
+        ),
+    )
+    .unwrap();
+    let snapshot = config::load(&dir.path().join("gateway.toml")).unwrap();
+    let t = &snapshot.targets[0];
+    assert_eq!(t.listing_auth.as_ref().map(|a| a.mode()), Some("none"));
+    assert_eq!(t.declared_tools.len(), 1);
+    let tool = &t.declared_tools[0];
+    assert_eq!(tool.name, "search");
+    assert_eq!(tool.description.as_deref(), Some("Search orders"));
+    assert_eq!(
+        serde_json::Value::Object((*tool.input_schema).clone()),
+        serde_json::json!({ "type": "object", "properties": { "q": { "type": "string" } } })
+    );
+    assert_eq!(t.tool_scopes["search"], ["orders:read"]);
 }
 
 #[test]

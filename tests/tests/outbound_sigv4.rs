@@ -22,7 +22,7 @@ use portcullis::config::Secret;
 use portcullis::config::outbound::{AssumeRoleSpec, SigV4Spec, StaticAwsCredentials, fill_policy};
 use portcullis::identity::Caller;
 use portcullis::outbound::{
-    Attachment, Clock, CredentialProvider, OutboundRequest, SigV4, system_clock,
+    Attachment, Clock, CredentialProvider, OutboundRequest, Principal, SigV4, system_clock,
 };
 use portcullis_e2e::{MockServer, port_for_peer_script, python_peers};
 use url::Url;
@@ -150,7 +150,6 @@ fn caller(user: &str) -> Caller {
         tenant: None,
         claims: serde_json::Map::new(),
         expires_at: SystemTime::now() + Duration::from_secs(3600),
-        subject_token: None,
     }
 }
 
@@ -198,13 +197,14 @@ async fn attach_and_send(
     tool: Option<&str>,
 ) -> (u16, String) {
     let headers = [("content-type".to_string(), content_type.to_string())];
+    let principal = caller.map(|c| Principal::new(c.clone(), None));
     let req = OutboundRequest {
         target: "aws-target",
         method: "POST",
         url,
         headers: &headers,
         body,
-        caller,
+        principal: principal.as_ref(),
         tool,
     };
     let attachment = provider.attach(&req).await.unwrap();
@@ -378,7 +378,7 @@ async fn static_credentials_are_accepted_and_tampering_is_refused() {
         url: &url,
         headers: &headers,
         body: STS_BODY.as_bytes(),
-        caller: None,
+        principal: None,
         tool: None,
     };
     let attachment = good.attach(&req).await.unwrap();
@@ -427,7 +427,7 @@ async fn signed_lambda_invoke_echoes_the_payload() {
         url: &url,
         headers: &headers,
         body: &body,
-        caller: None,
+        principal: None,
         tool: None,
     };
     let attachment = provider.attach(&req).await.unwrap();
@@ -511,7 +511,7 @@ async fn per_call_assume_role_sends_the_narrowed_policy_and_caches() {
         url: &url,
         headers: &headers,
         body: STS_BODY.as_bytes(),
-        caller: None,
+        principal: None,
         tool: None,
     };
     let attachment = provider.sign(&creds, &req, SystemTime::now()).unwrap();
@@ -745,7 +745,7 @@ async fn user_names_iam_does_not_allow_still_give_valid_sessions() {
             url: &url,
             headers: &headers,
             body: STS_BODY.as_bytes(),
-            caller: None,
+            principal: None,
             tool: None,
         };
         let attachment = provider.sign(&creds, &req, SystemTime::now()).unwrap();
@@ -793,7 +793,7 @@ async fn s3_requests_are_signed_the_way_s3_checks() {
             url: &url,
             headers: &[],
             body: b"",
-            caller: None,
+            principal: None,
             tool: None,
         };
         let attachment = provider.attach(&req).await.unwrap();

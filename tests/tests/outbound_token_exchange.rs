@@ -16,8 +16,8 @@ use portcullis::config::outbound::{
 };
 use portcullis::identity::Caller;
 use portcullis::outbound::{
-    Attachment, Clock, CredentialError, CredentialProvider, OutboundRequest, TokenExchange,
-    system_clock,
+    Attachment, CallerToken, Clock, CredentialError, CredentialProvider, OutboundRequest,
+    Principal, TokenExchange, system_clock,
 };
 use portcullis_e2e::exchanging_as::{
     AUDIENCE, AuthServer, CLIENT_ID, CLIENT_SECRET, ExpectClient, GRANT, RESOURCE, basic,
@@ -40,8 +40,8 @@ fn spec(token_url: Url, auth: ClientAuth) -> TokenExchangeSpec {
     }
 }
 
-fn caller(token: Option<&str>) -> Caller {
-    Caller {
+fn caller(token: Option<&str>) -> Principal {
+    let caller = Caller {
         issuer: "https://idp.example.test".into(),
         user: "alice".into(),
         agent: Some("e2e-agent".into()),
@@ -50,8 +50,8 @@ fn caller(token: Option<&str>) -> Caller {
         tenant: None,
         claims: serde_json::Map::new(),
         expires_at: SystemTime::now() + Duration::from_secs(600),
-        subject_token: token.map(Secret::new),
-    }
+    };
+    Principal::new(caller, token.map(CallerToken::new))
 }
 
 fn target_url() -> Url {
@@ -61,7 +61,7 @@ fn target_url() -> Url {
 async fn attach(
     p: &TokenExchange,
     target: &str,
-    caller: Option<&Caller>,
+    principal: Option<&Principal>,
 ) -> Result<Attachment, CredentialError> {
     let url = target_url();
     let headers = [("content-type".to_string(), "application/json".to_string())];
@@ -71,7 +71,7 @@ async fn attach(
         url: &url,
         headers: &headers,
         body: br#"{"q":1}"#,
-        caller,
+        principal,
         tool: Some("search_orders"),
     })
     .await

@@ -12,10 +12,10 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use portcullis_e2e::Gateway;
 use portcullis_e2e::exchanging_as::{
     AUDIENCE, AuthServer, CLIENT_ID, CLIENT_SECRET, RESOURCE, TokenRequest, basic,
 };
+use portcullis_e2e::{Gateway, readyz};
 use rmcp::model::*;
 use rmcp::service::RequestContext;
 use rmcp::transport::StreamableHttpClientTransport;
@@ -26,6 +26,8 @@ use rmcp::transport::streamable_http_server::{
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 
 const SECRET_ENV: &str = "PORTCULLIS_E2E_EXCHANGE_SECRET";
+const LISTING_KEY_ENV: &str = "PORTCULLIS_E2E_LISTING_KEY";
+const LISTING_KEY: &str = "listing-key-of-the-gateway";
 
 /// One HTTP request the upstream received.
 #[derive(Debug, Clone)]
@@ -215,18 +217,6 @@ async fn whoami(client: &Client, marker: &str) -> String {
         .expect("a text answer")
 }
 
-async fn readyz(gw: &Gateway) -> (u16, serde_json::Value) {
-    let resp = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(format!("{}/readyz", gw.base()))
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
-}
-
 /// The issued token → the caller token it was exchanged for.
 fn exchanges(requests: &[TokenRequest]) -> BTreeMap<String, String> {
     requests
@@ -242,14 +232,23 @@ fn exchanges(requests: &[TokenRequest]) -> BTreeMap<String, String> {
 
 /// The gateway (dev IdP) with one `token_exchange` target `orders` in front of `upstream`.
 async fn start_gateway(upstream: &RecordingUpstream, auth: &AuthServer) -> Gateway {
+    start_gateway_with(upstream, auth, "").await
+}
+
+/// The same, with `extra` appended to the target file.
+async fn start_gateway_with(
+    upstream: &RecordingUpstream,
+    auth: &AuthServer,
+    extra: &str,
+) -> Gateway {
     // Port 0: the gateway prints the address it got, and tokens are minted for it.
     let gateway_toml = "[dev_idp]\n".to_string();
-    let target = target_toml(upstream, auth);
+    let target = format!("{}{extra}", target_toml(upstream, auth));
     tokio::task::spawn_blocking(move || {
         Gateway::start_with_env(
             &gateway_toml,
             &[("orders", target)],
-            &[(SECRET_ENV, CLIENT_SECRET)],
+            &[(SECRET_ENV, CLIENT_SECRET), (LISTING_KEY_ENV, LISTING_KEY)],
         )
     })
     .await
@@ -264,7 +263,7 @@ async fn each_user_gets_an_upstream_session_carrying_only_their_own_exchanged_to
     let gw = start_gateway(&upstream, &auth).await;
 
     // Before any user: nothing opened, nothing exchanged, and the gateway is ready.
-    let (status, body) = readyz(&gw).await;
+    let (status, body) = readyz(&gw.base()).await;
     assert_eq!(status, 200, "a per-user target is not 'down': {body}");
     assert_eq!(
         body["targets"][0]["status"], "per-user sessions: 0 open",
@@ -380,7 +379,7 @@ async fn each_user_gets_an_upstream_session_carrying_only_their_own_exchanged_to
         );
     }
 
-    let (status, body) = readyz(&gw).await;
+    let (status, body) = readyz(&gw.base()).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["targets"][0]["status"], "per-user sessions: 2 open",
@@ -413,4 +412,89 @@ async fn a_first_call_without_listing_opens_the_callers_session_and_succeeds() {
         upstream.seen()
     );
     carol.cancel().await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn declared_tools_are_listed_before_any_user_session_and_calls_still_use_the_callers() {
+    let auth = AuthServer::start(basic()).await;
+    let upstream = RecordingUpstream::start().await;
+    let declared = r#"
+[tools.whoami]
+description = "Declared: who the upstream thinks you are"
+input_schema = { type = "object", properties = { marker = { type = "string" } } }
+"#;
+    let gw = start_gateway_with(&upstream, &auth, declared).await;
+    let alice_token = token_for(&gw, "alice");
+    let alice = connect(&gw.url, &alice_token).await;
+
+    // Listing opens no user session: the declared tool is what callers see.
+    let tools = alice.peer().list_all_tools().await.unwrap();
+    let whoami_tool = tools
+        .iter()
+        .find(|t| t.name == "orders__whoami")
+        .expect("the declared tool is listed");
+    assert_eq!(
+        whoami_tool.description.as_deref(),
+        Some("Declared: who the upstream thinks you are")
+    );
+    assert!(upstream.seen().is_empty(), "{:?}", upstream.seen());
+    assert_eq!(auth.count(), 0, "listing exchanged no token");
+
+    // A call opens alice's own session, with her exchanged token.
+    let saw = whoami(&alice, "call by alice").await;
+    let issued = exchanges(&auth.requests());
+    assert_eq!(issued.len(), 1);
+    let (token, subject) = issued.iter().next().unwrap();
+    assert_eq!(subject, &alice_token);
+    assert_eq!(saw, format!("Bearer {token}"));
+    alice.cancel().await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listing_session_lists_with_the_gateways_own_credential_and_never_serves_a_call() {
+    let auth = AuthServer::start(basic()).await;
+    let upstream = RecordingUpstream::start().await;
+    let lister = format!(
+        "\n[listing_auth]\nmode = \"api_key\"\nkey = \"env:{LISTING_KEY_ENV}\"\nheader = \"authorization\"\n"
+    );
+    let gw = start_gateway_with(&upstream, &auth, &lister).await;
+    let listing_bearer = format!("Bearer {LISTING_KEY}");
+
+    // Ready means the listing session connected and listed, with the gateway's key, before
+    // any user came.
+    let seen = upstream.seen();
+    assert!(
+        seen.iter().any(|s| s.rpc.as_deref() == Some("tools/list")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .all(|s| s.authorization.as_deref() == Some(listing_bearer.as_str())),
+        "{seen:?}"
+    );
+    assert_eq!(auth.count(), 0);
+
+    let bob_token = token_for(&gw, "bob");
+    let bob = connect(&gw.url, &bob_token).await;
+    let tools = bob.peer().list_all_tools().await.unwrap();
+    assert!(
+        tools.iter().any(|t| t.name == "orders__whoami"),
+        "{tools:?}"
+    );
+    assert_eq!(auth.count(), 0, "listing exchanged no token");
+
+    // The call goes through bob's own session with his exchanged token, never the key.
+    let saw = whoami(&bob, "call by bob").await;
+    let issued = exchanges(&auth.requests());
+    let (token, subject) = issued.iter().next().unwrap();
+    assert_eq!(subject, &bob_token);
+    assert_eq!(saw, format!("Bearer {token}"));
+    for s in upstream
+        .seen()
+        .iter()
+        .filter(|s| s.rpc.as_deref() == Some("tools/call"))
+    {
+        assert_eq!(s.authorization.as_deref(), Some(saw.as_str()), "{}", s.body);
+    }
+    bob.cancel().await.ok();
 }

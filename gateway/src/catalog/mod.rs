@@ -17,11 +17,11 @@ use tokio_util::sync::CancellationToken;
 
 pub use naming::{MAX_NAME_LEN, valid_name};
 
-use crate::config::{Snapshot, TargetKind};
+use crate::config::Snapshot;
 pub use crate::events::CatalogEvent;
 use crate::events::Hub;
-use crate::outbound;
-use crate::targets::McpTarget;
+use crate::outbound::{self, Principal};
+use crate::targets::{self, Target, Wiring};
 
 /// A name the catalog could not publish, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,12 +55,12 @@ pub struct View {
     pub unknown_tool_settings: Vec<String>,
 }
 
-/// The targets of one configuration and their merged view. A reload builds a new catalog
-/// that reuses the sessions of unchanged targets ([`Catalog::build`]).
+/// The targets of one configuration and their merged view. A reload compiles new targets
+/// that reuse the sessions of unchanged ones ([`targets::compile`]) into a new catalog.
 #[derive(Debug)]
 pub struct Catalog {
     /// By name; the order (by name) is the order listings are merged in.
-    targets: BTreeMap<String, McpTarget>,
+    targets: BTreeMap<String, Target>,
     separator: String,
     view: ArcSwap<View>,
     hub: Hub,
@@ -69,17 +69,21 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// A catalog of its own, for `check`, `tools` and tests: its targets start connecting and
-    /// a task keeps the merged view current until `shutdown`.
+    /// A catalog of its own, for `check`, `tools` and tests: its targets are compiled and
+    /// start connecting, and a task keeps the merged view current until `shutdown`.
     pub fn start(
         snapshot: &Snapshot,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, outbound::HttpClientError> {
-        let hub = Hub::new();
-        let token_http = outbound::token_http_client()?;
-        let catalog = Arc::new(Self::build(snapshot, &hub, None, &token_http, &shutdown)?);
+        let wiring = Wiring {
+            hub: Hub::new(),
+            token_http: outbound::token_http_client()?,
+            shutdown: shutdown.clone(),
+        };
+        let targets = targets::compile(&snapshot.targets, None, &wiring)?;
+        let catalog = Arc::new(Self::new(snapshot, targets, &wiring.hub, None));
         let weak = Arc::downgrade(&catalog);
-        follow_listings(&hub, shutdown, move || match weak.upgrade() {
+        follow_listings(&wiring.hub, shutdown, move || match weak.upgrade() {
             Some(c) => {
                 c.rebuild();
                 true
@@ -89,55 +93,36 @@ impl Catalog {
         Ok(catalog)
     }
 
-    /// The catalog for `snapshot`. Every target whose session can serve its new settings is
-    /// taken over from `previous` (its session stays up; see [`McpTarget::serves`]); the
-    /// others start connecting. The view starts as `previous`'s, so the first
-    /// [`rebuild`](Self::rebuild) announces exactly what changed. New credential providers
-    /// fetch tokens with `token_http` ([`outbound::token_http_client`]).
-    pub fn build(
+    /// The catalog of `snapshot` over its compiled `targets` ([`targets::compile`]). The view
+    /// starts as `previous`'s, so the first [`rebuild`](Self::rebuild) announces exactly what
+    /// changed.
+    pub fn new(
         snapshot: &Snapshot,
+        targets: BTreeMap<String, Target>,
         hub: &Hub,
         previous: Option<&Catalog>,
-        token_http: &reqwest::Client,
-        shutdown: &CancellationToken,
-    ) -> Result<Self, outbound::HttpClientError> {
-        let targets = snapshot
-            .targets
-            .iter()
-            .map(|spec| {
-                let kept = previous
-                    .and_then(|p| p.targets.get(&spec.name))
-                    .filter(|old| old.serves(spec));
-                let target = match (kept, &spec.kind) {
-                    (Some(old), _) => Ok(old.with_spec(spec.clone())),
-                    (None, TargetKind::Mcp(t)) => McpTarget::start(
-                        spec.clone(),
-                        t.clone(),
-                        outbound::provider(&spec.auth, token_http.clone()),
-                        hub.listings.clone(),
-                        hub.events.clone(),
-                        shutdown.clone(),
-                    ),
-                };
-                target.map(|t| (spec.name.clone(), t))
-            })
-            .collect::<Result<_, _>>()?;
+    ) -> Self {
         let view = previous.map_or_else(|| Arc::new(View::default()), Catalog::view);
-        Ok(Self {
+        Self {
             targets,
             separator: snapshot.catalog.separator.clone(),
             view: ArcSwap::new(view),
             hub: hub.clone(),
             merged_at: std::sync::atomic::AtomicU64::new(u64::MAX),
-        })
+        }
+    }
+
+    /// The targets by name, for compiling the next configuration's.
+    pub fn by_name(&self) -> &BTreeMap<String, Target> {
+        &self.targets
     }
 
     /// Every target, in name order.
-    pub fn targets(&self) -> impl ExactSizeIterator<Item = &McpTarget> {
+    pub fn targets(&self) -> impl ExactSizeIterator<Item = &Target> {
         self.targets.values()
     }
 
-    pub fn target(&self, name: &str) -> Option<&McpTarget> {
+    pub fn target(&self, name: &str) -> Option<&Target> {
         self.targets.get(name)
     }
 
@@ -151,7 +136,7 @@ impl Catalog {
 
     /// The target a tool name belongs to by its prefix, when that target has never connected
     /// (so its tools are not known yet). The longest matching prefix wins.
-    pub fn pending_owner(&self, tool: &str) -> Option<&McpTarget> {
+    pub fn pending_owner(&self, tool: &str) -> Option<&Target> {
         self.targets()
             .filter(|t| !t.spec().prefix.is_empty() && !t.ever_connected())
             .filter(|t| {
@@ -166,13 +151,13 @@ impl Catalog {
     pub fn pending_unprefixed(&self) -> Vec<&str> {
         self.targets()
             .filter(|t| t.spec().prefix.is_empty() && !t.ever_connected())
-            .map(McpTarget::name)
+            .map(Target::name)
             .collect()
     }
 
     /// Connect every target now (in parallel), then publish the view. Returns each target's
     /// connection error, if any.
-    pub async fn connect_all(&self) -> Vec<(String, crate::targets::TargetError)> {
+    pub async fn connect_all(&self) -> Vec<(String, targets::TargetError)> {
         let results = futures::future::join_all(self.targets().map(|t| t.ensure_connected())).await;
         self.rebuild();
         self.targets()
@@ -184,9 +169,9 @@ impl Catalog {
     /// Open `caller`'s session on every per-user target whose tools are not known yet, so
     /// its listing is learned (DESIGN §5). A no-op once they are all listed, or without a
     /// caller. Returns whether a listing was learned (and the view rebuilt).
-    pub async fn learn_user_listings(&self, caller: Option<&crate::identity::Caller>) -> bool {
+    pub async fn learn_user_listings(&self, principal: Option<&Principal>) -> bool {
         let learned =
-            futures::future::join_all(self.targets().map(|t| t.learn_listing(caller))).await;
+            futures::future::join_all(self.targets().map(|t| t.learn_listing(principal))).await;
         let any = learned.into_iter().any(|l| l);
         if any {
             self.rebuild();
@@ -336,7 +321,7 @@ impl Catalog {
 
     /// The target that serves a resource URI: the one that listed it, else the first whose
     /// template matches it, else the only target offering resources.
-    pub fn resource_target(&self, view: &View, uri: &str) -> Option<&McpTarget> {
+    pub fn resource_target(&self, view: &View, uri: &str) -> Option<&Target> {
         if let Some(owner) = view.resource_owner.get(uri) {
             return self.target(owner);
         }

@@ -28,7 +28,7 @@ pub use inbound::{
 };
 use schema::{GATEWAY_TOP_LEVEL, GatewayFile};
 pub use secret::{Secret, SecretRef};
-use targets::{check_prefixes, load_targets};
+use targets::{check_no_per_caller_targets, check_prefixes, load_targets};
 use url::Url;
 
 /// What a stdio child inherits from the gateway's environment unless `inherit_env` adds more.
@@ -135,9 +135,15 @@ pub struct TargetSpec {
     pub optional: bool,
     /// Scopes a caller needs per upstream tool name (`[tools.NAME] scopes`).
     pub tool_scopes: BTreeMap<String, Vec<String>>,
+    /// For a per-user target: the tools it declares (`[tools.NAME] input_schema`), listed
+    /// until a user's session lists the upstream.
+    pub declared_tools: Vec<rmcp::model::Tool>,
     pub kind: TargetKind,
     /// How the gateway authenticates to the target (`[auth]`).
     pub auth: outbound::AuthSpec,
+    /// For a per-user target: the gateway's own credential for a session that only lists the
+    /// upstream (`[listing_auth]`).
+    pub listing_auth: Option<outbound::AuthSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -191,6 +197,9 @@ pub fn load(path: &Path) -> Result<Snapshot, ConfigErrors> {
         None => vec![],
     };
     check_prefixes(&targets, &gateway.catalog.separator, &mut errors);
+    if gateway.inbound.mode == InboundMode::None {
+        check_no_per_caller_targets(&targets, &mut errors);
+    }
     errors.sort_by_place();
     errors.into_result(Snapshot {
         source: path.to_path_buf(),

@@ -129,6 +129,8 @@ pub struct TokenExchangeSpec {
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
 struct Ctx<'a> {
+    /// The table being compiled: `auth` or `listing_auth`.
+    section: &'a str,
     src: &'a SourceFile,
     base: &'a Path,
     errors: &'a mut ConfigErrors,
@@ -136,7 +138,9 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn err(&mut self, key: &str, message: impl Into<String>, fix: impl Into<String>) {
-        let e = self.src.error(&format!("auth.{key}"), message, fix);
+        let e = self
+            .src
+            .error(&format!("{}.{key}", self.section), message, fix);
         self.errors.push(e);
     }
 
@@ -151,14 +155,21 @@ impl Ctx<'_> {
     }
 }
 
+/// Compile the `[auth]`-shaped table named `section` (`auth` or `listing_auth`).
 pub(super) fn compile(
     src: &SourceFile,
+    section: &str,
     auth: Option<&AuthSection>,
     base: &Path,
     errors: &mut ConfigErrors,
 ) -> Option<AuthSpec> {
     let before = errors.0.len();
-    let mut cx = Ctx { src, base, errors };
+    let mut cx = Ctx {
+        section,
+        src,
+        base,
+        errors,
+    };
     let spec = match auth {
         None | Some(AuthSection::None {}) => Some(AuthSpec::None),
         Some(AuthSection::ApiKey {

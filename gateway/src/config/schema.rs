@@ -133,6 +133,9 @@ pub struct TargetFile {
     pub mcp: Option<McpSection>,
     /// How the gateway authenticates to this target.
     pub auth: Option<AuthSection>,
+    /// For a target whose `[auth]` acts for each caller: a credential of the gateway's own,
+    /// used only to list the upstream's tools (never for a call).
+    pub listing_auth: Option<AuthSection>,
     /// Per-tool settings keyed by the upstream tool name.
     #[serde(default)]
     pub tools: BTreeMap<String, ToolSection>,
@@ -144,6 +147,11 @@ pub struct ToolSection {
     /// Scopes a caller's token must carry to call this tool (403 step-up otherwise).
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// A declared tool of a per-user target, listed before any user's session listed the
+    /// upstream: what callers are told the tool does…
+    pub description: Option<String>,
+    /// …and the JSON Schema of its arguments.
+    pub input_schema: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -81,7 +81,13 @@ fn load_target(path: &Path, errors: &mut ConfigErrors) -> Option<TargetSpec> {
             None
         }
     };
-    let auth = outbound::compile(&src, file.auth.as_ref(), base, errors);
+    let auth = outbound::compile(&src, "auth", file.auth.as_ref(), base, errors);
+    let per_caller = auth.as_ref().is_some_and(outbound::AuthSpec::per_caller);
+    let listing_auth = file.listing_auth.as_ref().and_then(|l| {
+        let spec = outbound::compile(&src, "listing_auth", Some(l), base, errors)?;
+        check_listing_auth(&src, &spec, auth.as_ref(), errors).then_some(spec)
+    });
+    let declared_tools = declared_tools(&src, &file.tools, per_caller, errors);
     if let (Some(auth), Some(TargetKind::Mcp(McpTransport::Stdio { .. }))) = (&auth, &kind)
         && !matches!(auth, outbound::AuthSpec::None)
     {
@@ -107,6 +113,9 @@ fn load_target(path: &Path, errors: &mut ConfigErrors) -> Option<TargetSpec> {
     let (Some(kind), Some(auth)) = (kind, auth) else {
         return None;
     };
+    if file.listing_auth.is_some() && listing_auth.is_none() {
+        return None;
+    }
     (errors.len() == start).then(|| TargetSpec {
         name,
         file: path.to_path_buf(),
@@ -120,9 +129,100 @@ fn load_target(path: &Path, errors: &mut ConfigErrors) -> Option<TargetSpec> {
             .iter()
             .map(|(k, v)| (k.clone(), v.scopes.clone()))
             .collect(),
+        declared_tools,
         kind,
         auth,
+        listing_auth,
     })
+}
+
+/// `[listing_auth]` only makes sense beside an `[auth]` that acts for each caller, and must
+/// itself be a credential of the gateway's own (it is used with no caller).
+fn check_listing_auth(
+    src: &SourceFile,
+    listing: &outbound::AuthSpec,
+    auth: Option<&outbound::AuthSpec>,
+    errors: &mut ConfigErrors,
+) -> bool {
+    if listing.per_caller() {
+        errors.push(src.error(
+            "listing_auth.mode",
+            format!("mode `{}` acts for a caller, and listing happens for no caller", listing.mode()),
+            "use a credential of the gateway's own here: none, api_key, oauth2_client_credentials or aws_sigv4",
+        ));
+        return false;
+    }
+    match auth {
+        Some(a) if !a.per_caller() => {
+            errors.push(src.error(
+                "listing_auth",
+                format!("[auth] mode `{}` is the gateway's own credential, so the target's one shared session lists its tools already", a.mode()),
+                "remove [listing_auth]; it is for targets whose [auth] acts for each caller (token_exchange)",
+            ));
+            false
+        }
+        _ => true,
+    }
+}
+
+/// The tools a per-user target declares (`[tools.NAME]` with `input_schema`), listed until a
+/// user's session lists the upstream.
+fn declared_tools(
+    src: &SourceFile,
+    tools: &BTreeMap<String, super::schema::ToolSection>,
+    per_caller: bool,
+    errors: &mut ConfigErrors,
+) -> Vec<rmcp::model::Tool> {
+    let mut declared = Vec::new();
+    for (name, t) in tools {
+        let key = |k: &str| format!("tools.{name}.{k}");
+        if t.input_schema.is_none() && t.description.is_none() {
+            continue;
+        }
+        if !per_caller {
+            let k = if t.input_schema.is_some() {
+                "input_schema"
+            } else {
+                "description"
+            };
+            errors.push(src.error(
+                &key(k),
+                "declared tools are for targets whose [auth] acts for each caller (token_exchange); this target's tools come from its upstream, which describes them itself",
+                format!("remove `{k}`"),
+            ));
+            continue;
+        }
+        let Some(schema) = &t.input_schema else {
+            errors.push(src.error(
+                &key("description"),
+                format!("tool `{name}` is declared without the schema of its arguments"),
+                "add `input_schema = { type = \"object\", properties = { … } }`",
+            ));
+            continue;
+        };
+        if schema.get("type").and_then(|t| t.as_str()) != Some("object") {
+            errors.push(src.error(
+                &key("input_schema"),
+                "an MCP tool's input schema must be a JSON Schema of `type = \"object\"`",
+                "add `type = \"object\"` to the schema table",
+            ));
+            continue;
+        }
+        if !valid_tool_chars(name) {
+            errors.push(src.error(
+                &format!("tools.{name}"),
+                format!("`{name}` has characters MCP tool names may not contain"),
+                "use only letters, digits, `_`, `-` or `.`",
+            ));
+            continue;
+        }
+        declared.push(rmcp::model::Tool::new_with_raw(
+            name.clone(),
+            t.description.clone().map(Into::into),
+            std::sync::Arc::new(schema.clone()),
+        ));
+    }
+    declared
 }
 
 fn compile_mcp(
@@ -317,6 +417,23 @@ pub(super) fn check_prefixes(targets: &[TargetSpec], separator: &str, errors: &m
                 fix: "give one of them another `prefix`".into(),
             });
         }
+    }
+}
+
+/// With inbound authentication off there is no caller, so a credential obtained for each
+/// caller could never be obtained: refuse at load rather than on every call.
+pub(super) fn check_no_per_caller_targets(targets: &[TargetSpec], errors: &mut ConfigErrors) {
+    for t in targets.iter().filter(|t| t.auth.per_caller()) {
+        errors.push(ConfigError {
+            file: t.file.clone(),
+            position: None,
+            key: "auth.mode".into(),
+            message: format!(
+                "mode `{}` obtains a credential for each caller, and gateway.toml turns inbound authentication off (inbound.mode = \"none\"), so no call has a caller",
+                t.auth.mode()
+            ),
+            fix: "turn on inbound authentication in gateway.toml, or give this target a credential of the gateway's own (api_key, oauth2_client_credentials, aws_sigv4)".into(),
+        });
     }
 }
 

@@ -241,7 +241,8 @@ async fn admit(
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(Rejection::missing());
     }
-    let caller = auth.authenticate(token.trim()).await?;
+    let token = token.trim().to_string();
+    let caller = auth.authenticate(&token).await?;
 
     if req.method() == Method::POST {
         let (parts, body) = req.into_parts();
@@ -260,6 +261,10 @@ async fn admit(
         req = Request::from_parts(parts, Body::from(bytes));
     }
     req.extensions_mut().insert(caller);
+    // The token itself travels apart from the identity, sealed: only `outbound/` (token
+    // exchange) can read it.
+    req.extensions_mut()
+        .insert(crate::outbound::CallerToken::new(token));
     Ok(req)
 }
 

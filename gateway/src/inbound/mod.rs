@@ -180,17 +180,14 @@ impl Authenticator {
             )));
         }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let mut caller = match self.cached(&digest) {
-            Some(hit) => hit,
+        match self.cached(&digest) {
+            Some(hit) => Ok(hit),
             None => {
-                let mut caller = verify::verify(&self.issuers, token).await?;
-                caller.subject_token = None; // the cache holds identities, not tokens
+                let caller = verify::verify(&self.issuers, token).await?;
                 self.remember(digest, &caller);
-                caller
+                Ok(caller)
             }
-        };
-        caller.subject_token = Some(crate::config::Secret::new(token));
-        Ok(caller)
+        }
     }
 
     fn cached(&self, digest: &[u8; 32]) -> Option<Caller> {

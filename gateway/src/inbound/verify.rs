@@ -215,7 +215,6 @@ fn caller_from(spec: &IssuerSpec, claims: Map<String, Value>) -> Result<Caller, 
         tenant,
         expires_at: SystemTime::UNIX_EPOCH + Duration::from_secs(exp),
         claims,
-        subject_token: None,
     })
 }
 

@@ -57,7 +57,7 @@ mod tests {
             url,
             headers: &[],
             body: b"",
-            caller: None,
+            principal: None,
             tool: None,
         }
     }

@@ -21,8 +21,49 @@ pub use client_credentials::ClientCredentials;
 pub use sigv4::{SigV4, aws_identity_name};
 pub use token_exchange::TokenExchange;
 
+use crate::config::Secret;
 use crate::config::outbound::AuthSpec;
 use crate::identity::Caller;
+
+/// The bearer token the caller presented to the gateway. Only `outbound/` can read it (token
+/// exchange trades it at the caller's authorization server); everything else carries it
+/// sealed, from the inbound layer (which puts it in a request extension of its own) to here.
+/// It is never attached to a request to a target. Redacted in `Debug`.
+#[derive(Debug, Clone)]
+pub struct CallerToken(Secret);
+
+impl CallerToken {
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(Secret::new(token))
+    }
+
+    fn expose(&self) -> &str {
+        self.0.expose()
+    }
+}
+
+/// Whom an outbound request acts for: the verified caller, and the token they presented.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub caller: Caller,
+    token: Option<CallerToken>,
+}
+
+impl Principal {
+    pub fn new(caller: Caller, token: Option<CallerToken>) -> Self {
+        Self { caller, token }
+    }
+
+    /// The caller's own token, for token exchange.
+    fn token(&self) -> Option<&str> {
+        self.token.as_ref().map(CallerToken::expose)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn token_for_tests(&self) -> Option<&str> {
+        self.token()
+    }
+}
 
 /// One HTTP request the gateway is about to send to a target.
 #[derive(Debug)]
@@ -34,9 +75,15 @@ pub struct OutboundRequest<'a> {
     pub headers: &'a [(String, String)],
     pub body: &'a [u8],
     /// Who the call is for; `None` for the gateway's own requests (session set-up, listing).
-    pub caller: Option<&'a Caller>,
+    pub principal: Option<&'a Principal>,
     /// The upstream tool being called, if any.
     pub tool: Option<&'a str>,
+}
+
+impl OutboundRequest<'_> {
+    pub fn caller(&self) -> Option<&Caller> {
+        self.principal.map(|p| &p.caller)
+    }
 }
 
 /// What to add to the request. Values are marked sensitive and never printed.

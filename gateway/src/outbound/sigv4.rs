@@ -252,7 +252,7 @@ impl CredentialProvider for SigV4 {
         req: &'a OutboundRequest<'a>,
     ) -> BoxFuture<'a, Result<Attachment, CredentialError>> {
         Box::pin(async move {
-            let creds = self.credentials(req.caller, req.tool, req.target).await?;
+            let creds = self.credentials(req.caller(), req.tool, req.target).await?;
             self.sign(&creds, req, (self.clock.0)())
         })
     }

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::client_credentials::ClockDebug;
 use super::oauth::{self, CachedToken};
-use super::{Attachment, Clock, CredentialError, CredentialProvider, OutboundRequest};
+use super::{Attachment, Clock, CredentialError, CredentialProvider, OutboundRequest, Principal};
 use crate::config::outbound::{ClientAuth, TokenExchangeSpec};
 
 const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -148,12 +148,11 @@ impl CredentialProvider for TokenExchange {
     ) -> BoxFuture<'a, Result<Attachment, CredentialError>> {
         Box::pin(async move {
             let subject = req
-                .caller
-                .and_then(|c| c.subject_token.as_ref())
+                .principal
+                .and_then(Principal::token)
                 .ok_or(CredentialError::NoCaller("token_exchange"))?;
             let key: [u8; 32] =
-                Sha256::digest(format!("{}\u{0}{}", req.target, subject.expose()).as_bytes())
-                    .into();
+                Sha256::digest(format!("{}\u{0}{}", req.target, subject).as_bytes()).into();
             let now = (self.clock.0)();
             let cached = |now| {
                 self.cache
@@ -172,7 +171,7 @@ impl CredentialProvider for TokenExchange {
                     match cached((self.clock.0)()) {
                         Some(t) => t,
                         None => {
-                            let t = self.exchange(subject.expose()).await?;
+                            let t = self.exchange(subject).await?;
                             let mut c = self.cache.lock();
                             if c.len() >= MAX_CACHED {
                                 c.retain(|_, t| t.fresh(now));

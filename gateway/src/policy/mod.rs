@@ -64,7 +64,6 @@ mod tests {
             tenant: None,
             claims: Default::default(),
             expires_at: std::time::SystemTime::now(),
-            subject_token: None,
         }
     }
 

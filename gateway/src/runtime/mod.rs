@@ -28,6 +28,7 @@ use crate::config::{self, Snapshot};
 use crate::events::{CatalogEvent, Hub};
 use crate::inbound::Authenticator;
 use crate::outbound::{self, HttpClientError};
+use crate::targets::{self, Wiring};
 
 /// One complete, immutable configuration in force.
 #[derive(Debug)]
@@ -42,12 +43,10 @@ pub struct Runtime {
 #[derive(Debug)]
 pub struct Live {
     current: ArcSwap<Runtime>,
-    hub: Hub,
+    /// What every target is built with (the event hub, the token endpoints' HTTP client).
+    wiring: Wiring,
     /// For discovery and JWKS fetches of a reloaded authenticator.
     inbound_http: reqwest::Client,
-    /// For the token endpoints of new credential providers.
-    token_http: reqwest::Client,
-    shutdown: CancellationToken,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
     /// The problems of the last reload that failed (cleared by one that succeeds), for
@@ -83,25 +82,22 @@ impl Live {
         inbound_http: reqwest::Client,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, HttpClientError> {
-        let hub = Hub::new();
-        let token_http = outbound::token_http_client()?;
-        let catalog = Arc::new(Catalog::build(
-            &snapshot,
-            &hub,
-            None,
-            &token_http,
-            &shutdown,
-        )?);
+        let wiring = Wiring {
+            hub: Hub::new(),
+            token_http: outbound::token_http_client()?,
+            shutdown: shutdown.clone(),
+        };
+        let targets = targets::compile(&snapshot.targets, None, &wiring)?;
+        let catalog = Arc::new(Catalog::new(&snapshot, targets, &wiring.hub, None));
+        let hub = wiring.hub.clone();
         let live = Arc::new(Self {
             current: ArcSwap::from_pointee(Runtime {
                 snapshot: Arc::new(snapshot),
                 auth,
                 catalog,
             }),
-            hub: hub.clone(),
+            wiring,
             inbound_http,
-            token_http,
-            shutdown: shutdown.clone(),
             reloading: tokio::sync::Mutex::new(()),
             failed_reload: Mutex::new(None),
             reloads: AtomicU64::new(0),
@@ -124,7 +120,7 @@ impl Live {
 
     /// Catalog changes (an upstream's `list_changed`, a reload), for telling clients.
     pub fn subscribe(&self) -> broadcast::Receiver<CatalogEvent> {
-        self.hub.events.subscribe()
+        self.wiring.hub.events.subscribe()
     }
 
     /// How many reloads succeeded since the gateway started.
@@ -198,27 +194,25 @@ impl Live {
             }
         };
 
-        let catalog = match Catalog::build(
-            &snapshot,
-            &self.hub,
-            Some(&old.catalog),
-            &self.token_http,
-            &self.shutdown,
-        ) {
-            Ok(c) => c,
-            Err(e) => {
-                let problem = e.to_string();
-                tracing::error!(
-                    "configuration not reloaded; the previous one keeps serving. {problem}"
-                );
-                self.set_failed_reload(Some(vec![problem.clone()]));
-                return Err(ReloadFailed(vec![problem]));
-            }
-        };
+        // Compile the new targets (unchanged ones keep their sessions) and their catalog.
+        let catalog =
+            match targets::compile(&snapshot.targets, Some(old.catalog.by_name()), &self.wiring) {
+                Ok(targets) => {
+                    Catalog::new(&snapshot, targets, &self.wiring.hub, Some(&old.catalog))
+                }
+                Err(e) => {
+                    let problem = e.to_string();
+                    tracing::error!(
+                        "configuration not reloaded; the previous one keeps serving. {problem}"
+                    );
+                    self.set_failed_reload(Some(vec![problem.clone()]));
+                    return Err(ReloadFailed(vec![problem]));
+                }
+            };
         for t in catalog.targets() {
             match old.catalog.target(t.name()) {
                 None => summary.added.push(t.name().to_string()),
-                Some(before) if !before.same_session(t) => {
+                Some(before) if !before.same_connections(t) => {
                     summary.reconnected.push(t.name().to_string());
                 }
                 Some(_) => {}

@@ -24,17 +24,19 @@ use super::call_error::{CallError, Era};
 use super::{Gateway, strip_meta};
 use crate::catalog::Catalog;
 use crate::identity::Caller;
+use crate::outbound::Principal;
 use crate::policy::{self, Decision};
 use crate::runtime::Runtime;
 use crate::targets::relay::Relay;
-use crate::targets::{Health, McpTarget, TargetError};
+use crate::targets::{Health, Target, TargetError};
 use crate::telemetry::{AuditEvent, Decision as AuditDecision, Outcome};
 
 /// What every phase of one call knows. Built from the request before the first phase.
 #[derive(Debug)]
 pub struct CallContext {
-    /// `None` when inbound authentication is off.
-    pub caller: Option<Caller>,
+    /// The caller and the token they presented (which only the credential phase's
+    /// `outbound/` code can read); `None` when inbound authentication is off.
+    pub principal: Option<Principal>,
     /// The `x-request-id` the HTTP layer assigned (or the client sent), else the JSON-RPC id.
     pub request_id: String,
     /// The HTTP path as the client sent it (`/mcp`).
@@ -53,7 +55,7 @@ impl CallContext {
     fn of(req: &CallToolRequestParams, ctx: &RequestContext<RoleServer>) -> Self {
         let parts = ctx.extensions.get::<http::request::Parts>();
         Self {
-            caller: crate::identity::caller_of(parts).cloned(),
+            principal: crate::identity::principal_of(parts),
             request_id: parts
                 .and_then(|p| crate::telemetry::request_id(&p.headers))
                 .map_or_else(|| ctx.id.to_string(), str::to_string),
@@ -73,6 +75,10 @@ impl CallContext {
             },
             started: Instant::now(),
         }
+    }
+
+    pub fn caller(&self) -> Option<&Caller> {
+        self.principal.as_ref().map(|p| &p.caller)
     }
 }
 
@@ -110,7 +116,7 @@ async fn phases(
         view = catalog.view();
     }
     if !view.tool_routes.contains_key(&call.tool)
-        && catalog.learn_user_listings(call.caller.as_ref()).await
+        && catalog.learn_user_listings(call.principal.as_ref()).await
     {
         view = catalog.view();
     }
@@ -121,7 +127,7 @@ async fn phases(
     // 3. Authorize, on the view the call is routed by (the HTTP step-up asked the same
     //    question a moment earlier; a tool that appeared in between is still checked).
     if let Decision::NeedsScopes { missing, .. } =
-        policy::tool_call(&view, call.caller.as_ref(), &call.tool)
+        policy::tool_call(&view, call.caller(), &call.tool)
     {
         return Err(CallError::Forbidden {
             tool: call.tool.clone(),
@@ -131,7 +137,7 @@ async fn phases(
 
     // 4. Credential.
     target
-        .credential(call.caller.as_ref(), &upstream_name)
+        .credential(call.principal.as_ref(), &upstream_name)
         .await?;
 
     // 5. Call upstream.
@@ -146,7 +152,7 @@ fn resolve(
     catalog: &Catalog,
     view: &crate::catalog::View,
     call: &mut CallContext,
-) -> Result<(McpTarget, String), CallError> {
+) -> Result<(Target, String), CallError> {
     if let Some(route) = view.tool_routes.get(&call.tool) {
         let target = catalog
             .target(&route.target)
@@ -177,14 +183,14 @@ fn resolve(
 }
 
 async fn call_upstream(
-    target: &McpTarget,
+    target: &Target,
     req: CallToolRequestParams,
     ctx: &RequestContext<RoleServer>,
     call: &CallContext,
 ) -> Result<CallToolResult, CallError> {
     let progress = ctx.meta.get_progress_token();
     let mut pending = target
-        .call_tool(req, progress, call.caller.as_ref())
+        .call_tool(req, progress, call.principal.as_ref())
         .await?;
     // The whole call, relays included, ends by the target's deadline: a client that never
     // answers a relayed request must not hold the call (and the relay slot) forever.
@@ -249,8 +255,7 @@ fn audit(
     outcome: Result<CallToolResult, CallError>,
 ) -> Result<CallToolResponse, ErrorData> {
     let caller = call
-        .caller
-        .as_ref()
+        .caller()
         .map_or_else(|| "anonymous".to_string(), Caller::label);
     let mut event = AuditEvent::new(call.request_id.clone(), caller, "tools/call");
     event.tool = Some(call.tool.clone());

@@ -21,7 +21,7 @@ use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 use crate::catalog::Catalog;
 use crate::events::CatalogEvent;
 use crate::runtime::Live;
-use crate::targets::McpTarget;
+use crate::targets::Target;
 
 /// The handler for one session (2025-11-25) or one request (2026-07-28). The factory makes
 /// one per session with [`Gateway::for_session`]; all share [`Inner`].
@@ -81,7 +81,7 @@ impl Gateway {
 }
 
 /// The target a route names, from the catalog the route was read from.
-fn target_of(catalog: &Catalog, name: &str) -> Result<McpTarget, ErrorData> {
+fn target_of(catalog: &Catalog, name: &str) -> Result<Target, ErrorData> {
     catalog
         .target(name)
         .cloned()
@@ -89,7 +89,7 @@ fn target_of(catalog: &Catalog, name: &str) -> Result<McpTarget, ErrorData> {
 }
 
 /// The target that serves a resource URI, or the "not found" error naming it.
-fn resource_target(catalog: &Catalog, uri: &str) -> Result<McpTarget, ErrorData> {
+fn resource_target(catalog: &Catalog, uri: &str) -> Result<Target, ErrorData> {
     catalog
         .resource_target(&catalog.view(), uri)
         .cloned()
@@ -102,8 +102,9 @@ impl Gateway {
     /// sessions).
     async fn listed_catalog(&self, ctx: &RequestContext<RoleServer>) -> Arc<Catalog> {
         let catalog = self.catalog();
-        let caller = crate::identity::caller_of(ctx.extensions.get::<::http::request::Parts>());
-        catalog.learn_user_listings(caller).await;
+        let principal =
+            crate::identity::principal_of(ctx.extensions.get::<::http::request::Parts>());
+        catalog.learn_user_listings(principal.as_ref()).await;
         catalog
     }
 
@@ -470,13 +471,13 @@ impl ServerHandler for Gateway {
 /// Send `request` to `target` on behalf of the request's caller (a per-user target answers
 /// from that caller's own session).
 async fn forward(
-    target: &McpTarget,
+    target: &Target,
     request: ClientRequest,
     ctx: &RequestContext<RoleServer>,
 ) -> Result<ServerResult, ErrorData> {
-    let caller = crate::identity::caller_of(ctx.extensions.get::<::http::request::Parts>());
+    let principal = crate::identity::principal_of(ctx.extensions.get::<::http::request::Parts>());
     target
-        .request(request, caller)
+        .request(request, principal.as_ref())
         .await
         .map_err(|e| errors::from_target(&e))
 }

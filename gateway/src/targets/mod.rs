@@ -1,17 +1,239 @@
-//! Targets: the things tool calls are routed to. One adapter per kind; today MCP upstreams
-//! over streamable HTTP and stdio (`mcp`). OpenAPI and Lambda adapters plug in here as more
-//! variants of [`Target`] — `targets/` never sees a JWT, only a call and (later) a credential.
+//! Targets: the things tool calls are routed to. [`Target`] is the one type the catalog, the
+//! call pipeline and reload handle; each kind is a variant with its own adapter — today MCP
+//! upstreams over streamable HTTP and stdio (`mcp`). Per-call kinds (OpenAPI/HTTP, Lambda)
+//! become more variants that list from their specification and need no session.
+//! `targets/` never sees a JWT: only a call and, for credentials, an [`outbound::Principal`].
 
 pub mod cause;
 pub mod mcp;
 pub mod relay;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use rmcp::ErrorData;
-use rmcp::model::{Prompt, Resource, ResourceTemplate, ServerCapabilities, Tool};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientRequest, ProgressToken, Prompt, Resource,
+    ResourceTemplate, ServerCapabilities, ServerResult, Tool,
+};
+use tokio_util::sync::CancellationToken;
 
 pub use mcp::McpTarget;
+
+use crate::config::{TargetKind, TargetSpec};
+use crate::events::Hub;
+use crate::outbound::{self, HttpClientError, Principal};
+use relay::{InFlight, Registration, RelayReceiver};
+
+/// A target of any kind. Cheap to clone: a handle on the target's shared state.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// An MCP upstream and its sessions: one shared session, or one per user when the
+    /// credential depends on the caller (DESIGN §5).
+    Mcp(McpTarget),
+}
+
+/// An in-flight call: the pending response, plus the channel on which an MCP upstream asks
+/// things of the caller meanwhile (sampling, elicitation, progress), which the caller serves
+/// while awaiting the response. A per-call kind has nothing to relay.
+pub struct PendingCall<'a, T> {
+    pub response: BoxFuture<'a, Result<T, TargetError>>,
+    pub relays: RelayReceiver,
+    /// Keep the call registered for relays until the caller is done with it.
+    _relaying: Option<(Registration, InFlight)>,
+}
+
+impl<'a, T> PendingCall<'a, T> {
+    /// A call whose upstream may relay messages to the caller while it runs.
+    fn relayed(
+        response: BoxFuture<'a, Result<T, TargetError>>,
+        relays: RelayReceiver,
+        registration: Registration,
+        in_flight: InFlight,
+    ) -> Self {
+        Self {
+            response,
+            relays,
+            _relaying: Some((registration, in_flight)),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for PendingCall<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingCall").finish_non_exhaustive()
+    }
+}
+
+/// What every target is built with: shared by all targets and kept across reloads.
+#[derive(Debug, Clone)]
+pub struct Wiring {
+    /// Where targets report listing changes and events for clients.
+    pub hub: Hub,
+    /// For the token endpoints of credential providers ([`outbound::token_http_client`]).
+    pub token_http: reqwest::Client,
+    pub shutdown: CancellationToken,
+}
+
+/// Compile the targets of a configuration: each one's credential provider and adapter. A
+/// target of `previous` whose sessions can serve its new settings is taken over (its
+/// sessions stay up; see [`Target::serves`]); the others are built and start connecting.
+pub fn compile(
+    specs: &[TargetSpec],
+    previous: Option<&BTreeMap<String, Target>>,
+    wiring: &Wiring,
+) -> Result<BTreeMap<String, Target>, HttpClientError> {
+    specs
+        .iter()
+        .map(|spec| {
+            let kept = previous
+                .and_then(|p| p.get(&spec.name))
+                .filter(|old| old.serves(spec));
+            let target = match kept {
+                Some(old) => old.with_spec(spec.clone()),
+                None => Target::build(spec, wiring)?,
+            };
+            Ok((spec.name.clone(), target))
+        })
+        .collect()
+}
+
+impl Target {
+    /// A new target for `spec` with a new credential provider.
+    fn build(spec: &TargetSpec, wiring: &Wiring) -> Result<Self, HttpClientError> {
+        let credentials = outbound::provider(&spec.auth, wiring.token_http.clone());
+        let listing_credentials = spec
+            .listing_auth
+            .as_ref()
+            .map(|a| outbound::provider(a, wiring.token_http.clone()));
+        match &spec.kind {
+            TargetKind::Mcp(transport) => McpTarget::start(
+                spec.clone(),
+                transport.clone(),
+                credentials,
+                listing_credentials,
+                wiring.hub.clone(),
+                wiring.shutdown.clone(),
+            )
+            .map(Self::Mcp),
+        }
+    }
+
+    /// Whether this target's connections can serve `spec` (same kind, upstream, credential
+    /// and connect timeout), so a reload keeps them.
+    pub fn serves(&self, spec: &TargetSpec) -> bool {
+        match self {
+            Self::Mcp(t) => t.serves(spec),
+        }
+    }
+
+    /// A handle with new call-level settings on the same connections.
+    pub fn with_spec(&self, spec: TargetSpec) -> Self {
+        match self {
+            Self::Mcp(t) => Self::Mcp(t.with_spec(spec)),
+        }
+    }
+
+    /// Whether two handles share their connections (a reload kept them).
+    pub fn same_connections(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Mcp(a), Self::Mcp(b)) => a.same_session(b),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Mcp(t) => t.name(),
+        }
+    }
+
+    /// The settings calls read (timeout, prefix, scopes).
+    pub fn spec(&self) -> &TargetSpec {
+        match self {
+            Self::Mcp(t) => t.spec(),
+        }
+    }
+
+    /// What the target offers now.
+    pub fn listing(&self) -> Arc<Listing> {
+        match self {
+            Self::Mcp(t) => t.listing(),
+        }
+    }
+
+    pub fn health(&self) -> Health {
+        match self {
+            Self::Mcp(t) => t.health(),
+        }
+    }
+
+    /// How long the first connection attempt has been running; `None` once it ended.
+    pub fn first_attempt_running(&self) -> Option<Duration> {
+        match self {
+            Self::Mcp(t) => t.first_attempt_running(),
+        }
+    }
+
+    /// Whether the target's tools are known.
+    pub fn ever_connected(&self) -> bool {
+        match self {
+            Self::Mcp(t) => t.ever_connected(),
+        }
+    }
+
+    /// Connect now if the kind keeps a connection; used at startup and by `check`.
+    pub async fn ensure_connected(&self) -> Result<(), TargetError> {
+        match self {
+            Self::Mcp(t) => t.ensure_connected().await,
+        }
+    }
+
+    /// For a target whose tools come from each user's own session: learn them with
+    /// `principal`'s. Returns whether a listing was learned.
+    pub async fn learn_listing(&self, principal: Option<&Principal>) -> bool {
+        match self {
+            Self::Mcp(t) => t.learn_listing(principal).await,
+        }
+    }
+
+    /// The credential phase of a call: obtain the credential for `principal` and the upstream
+    /// `tool` before anything is sent, so a credential failure reaches the caller as itself.
+    pub async fn credential(
+        &self,
+        principal: Option<&Principal>,
+        tool: &str,
+    ) -> Result<(), TargetError> {
+        match self {
+            Self::Mcp(t) => t.credential(principal, tool).await,
+        }
+    }
+
+    /// Start a `tools/call` (`params.name` is the upstream's name). The caller serves the
+    /// returned relays while awaiting the response.
+    pub async fn call_tool(
+        &self,
+        params: CallToolRequestParams,
+        downstream_progress: Option<ProgressToken>,
+        principal: Option<&Principal>,
+    ) -> Result<PendingCall<'_, CallToolResult>, TargetError> {
+        match self {
+            Self::Mcp(t) => t.call_tool(params, downstream_progress, principal).await,
+        }
+    }
+
+    /// Forward an MCP request other than a tool call (prompts, resources, completion).
+    pub async fn request(
+        &self,
+        request: ClientRequest,
+        principal: Option<&Principal>,
+    ) -> Result<ServerResult, TargetError> {
+        match self {
+            Self::Mcp(t) => t.request(request, principal).await,
+        }
+    }
+}
 
 /// What a target offers, as last fetched from it.
 #[derive(Debug, Clone, Default)]
@@ -55,6 +277,6 @@ pub enum TargetError {
     #[error("cannot get a credential for target `{target}`: {error}")]
     Credential {
         target: String,
-        error: crate::outbound::CredentialError,
+        error: outbound::CredentialError,
     },
 }

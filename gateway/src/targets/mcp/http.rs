@@ -19,13 +19,12 @@ use rmcp::transport::streamable_http_client::{
 use sse_stream::{Error as SseError, Sse};
 use url::Url;
 
-use crate::identity::Caller;
-use crate::outbound::{Attachment, CredentialProvider, OutboundRequest};
+use crate::outbound::{Attachment, CredentialProvider, OutboundRequest, Principal};
 
 /// Who a request to the upstream is for; absent for the gateway's own requests.
 #[derive(Debug, Clone)]
 pub struct OutboundContext {
-    pub caller: Option<Caller>,
+    pub principal: Option<Principal>,
     pub tool: Option<String>,
 }
 
@@ -36,7 +35,7 @@ pub struct CredentialedClient {
     pub target: Arc<str>,
     /// The user of a per-user session: every request of the session acts for them, whatever
     /// a message's context says (see `session::Session::user`).
-    pub user: Arc<ArcSwapOption<Caller>>,
+    pub user: Arc<ArcSwapOption<Principal>>,
 }
 
 type Error = StreamableHttpError<reqwest::Error>;
@@ -62,7 +61,7 @@ impl CredentialedClient {
             url: &url,
             headers: if body.is_empty() { &[] } else { &headers },
             body,
-            caller: user.as_deref().or(ctx.and_then(|c| c.caller.as_ref())),
+            principal: user.as_deref().or(ctx.and_then(|c| c.principal.as_ref())),
             tool: ctx.and_then(|c| c.tool.as_deref()),
         };
         let a = self.credentials.attach(&req).await.map_err(|e| {

@@ -18,15 +18,12 @@ mod status;
 mod stdio;
 mod users;
 
-use super::relay::{InFlight, Registration, RelayReceiver};
-use super::{Health, Listing, TargetError};
+use super::{Health, Listing, PendingCall, TargetError};
 use crate::config::{McpTransport, TargetSpec};
-use crate::events::CatalogEvent;
-use crate::identity::Caller;
-use crate::outbound::{CredentialError, CredentialProvider, HttpClientError};
+use crate::events::Hub;
+use crate::outbound::{CredentialError, CredentialProvider, HttpClientError, Principal};
 use http::OutboundContext;
 use session::{Session, Upstream};
-use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use users::UserSessions;
 
@@ -50,30 +47,15 @@ enum Sessions {
     PerUser(Arc<UserSessions>),
 }
 
-/// An in-flight upstream call: the pending response plus the relay channel the caller
-/// must serve until the response arrives.
-pub struct PendingCall<'a, T> {
-    pub response: futures::future::BoxFuture<'a, Result<T, TargetError>>,
-    pub relays: RelayReceiver,
-    _registration: Registration,
-    _in_flight: InFlight,
-}
-
-impl<T> std::fmt::Debug for PendingCall<'_, T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PendingCall").finish_non_exhaustive()
-    }
-}
-
 impl McpTarget {
-    /// Create the target and, for a shared session, start its supervisor. `changed` is
-    /// shared by all targets.
+    /// Create the target and, for a shared session (or a per-user target's listing session,
+    /// with `listing_credentials`), start its supervisor.
     pub fn start(
         spec: TargetSpec,
         transport: McpTransport,
         credentials: Arc<dyn CredentialProvider>,
-        changed: watch::Sender<u64>,
-        events: broadcast::Sender<CatalogEvent>,
+        listing_credentials: Option<Arc<dyn CredentialProvider>>,
+        hub: Hub,
         shutdown: CancellationToken,
     ) -> Result<Self, HttpClientError> {
         let http = reqwest::Client::builder()
@@ -89,12 +71,12 @@ impl McpTarget {
             transport,
             http,
             credentials,
-            changed,
-            events,
+            changed: hub.listings,
+            events: hub.events,
             shutdown,
         };
         let sessions = if per_caller {
-            Sessions::PerUser(UserSessions::start(upstream))
+            Sessions::PerUser(UserSessions::start(upstream, listing_credentials))
         } else {
             Sessions::Shared(Session::shared(&upstream))
         };
@@ -119,6 +101,8 @@ impl McpTarget {
         open.name == spec.name
             && open.kind == spec.kind
             && open.auth == spec.auth
+            && open.listing_auth == spec.listing_auth
+            && open.declared_tools == spec.declared_tools
             && open.connect_timeout == spec.connect_timeout
     }
 
@@ -168,54 +152,60 @@ impl McpTarget {
     }
 
     /// How long the first connection attempt has been running; `None` once it ended (and
-    /// always for a per-user target, which connects on its users' first calls).
+    /// for a per-user target without a listing session, which connects on its users' first
+    /// calls).
     pub fn first_attempt_running(&self) -> Option<Duration> {
         match &self.sessions {
             Sessions::Shared(s) => s.status.first_attempt_running(),
-            Sessions::PerUser(_) => None,
+            Sessions::PerUser(p) => p.lister()?.status.first_attempt_running(),
         }
     }
 
-    /// Whether the target's tools are known (it was connected, or a user's session listed it).
+    /// Whether the target's tools are known (it was connected, a session listed it, or its
+    /// file declares them).
     pub fn ever_connected(&self) -> bool {
         match &self.sessions {
             Sessions::Shared(s) => s.status.ever_connected(),
-            Sessions::PerUser(p) => p.ever_listed(),
+            Sessions::PerUser(p) => p.tools_known(),
         }
     }
 
     /// Connect now if not connected; used at startup and by `portcullis check`. A per-user
-    /// target has nothing to connect before a user calls it.
+    /// target connects only its listing session, if it has one: user sessions open on their
+    /// user's first call.
     pub async fn ensure_connected(&self) -> Result<(), TargetError> {
         match &self.sessions {
             Sessions::Shared(s) => s.peer().await.map(|_| ()),
-            Sessions::PerUser(_) => Ok(()),
+            Sessions::PerUser(p) => match p.lister() {
+                Some(l) => l.peer().await.map(|_| ()),
+                None => Ok(()),
+            },
         }
     }
 
     /// For a per-user target whose tools are not known yet: open `caller`'s session, which
     /// lists the upstream. Returns whether a listing was learned. Failures are the caller's
     /// to see on their call; here they are only logged.
-    pub async fn learn_listing(&self, caller: Option<&Caller>) -> bool {
-        let (Sessions::PerUser(_), Some(caller)) = (&self.sessions, caller) else {
+    pub async fn learn_listing(&self, principal: Option<&Principal>) -> bool {
+        let (Sessions::PerUser(_), Some(principal)) = (&self.sessions, principal) else {
             return false;
         };
         if self.ever_connected() {
             return false;
         }
-        let opened = match self.session(Some(caller)) {
+        let opened = match self.session(Some(principal)) {
             Ok(s) => s.peer().await.map(|_| ()),
             Err(e) => Err(e),
         };
         if let Err(e) = opened {
-            tracing::info!(target: "portcullis::targets", target_name = %self.name(), "cannot list target `{}` with the session of {}: {e}", self.name(), caller.label());
+            tracing::info!(target: "portcullis::targets", target_name = %self.name(), "cannot list target `{}` with the session of {}: {e}", self.name(), principal.caller.label());
         }
         self.ever_connected()
     }
 
     /// The session that serves `caller`.
-    fn session(&self, caller: Option<&Caller>) -> Result<Arc<Session>, TargetError> {
-        match (&self.sessions, caller) {
+    fn session(&self, principal: Option<&Principal>) -> Result<Arc<Session>, TargetError> {
+        match (&self.sessions, principal) {
             (Sessions::Shared(s), _) => Ok(s.clone()),
             (Sessions::PerUser(p), Some(c)) => p.session_for(c),
             (Sessions::PerUser(_), None) => Err(TargetError::Credential {
@@ -233,40 +223,47 @@ impl McpTarget {
         &self,
         params: CallToolRequestParams,
         downstream_progress: Option<ProgressToken>,
-        caller: Option<&Caller>,
+        principal: Option<&Principal>,
     ) -> Result<PendingCall<'_, CallToolResult>, TargetError> {
-        let session = self.session(caller)?;
+        let session = self.session(principal)?;
         let tool = params.name.to_string();
         let mut request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
         // In-memory only (never serialized): lets the HTTP layer attach per-call credentials.
         request.extensions_mut().insert(OutboundContext {
-            caller: caller.cloned(),
+            principal: principal.cloned(),
             tool: Some(tool),
         });
         let (response, relays, registration, in_flight) = session
             .start_request(request, downstream_progress, self.spec.call_timeout)
             .await?;
         let target = self.name().to_string();
-        Ok(PendingCall {
-            response: Box::pin(async move {
-                match response.await? {
-                    ServerResult::CallToolResult(r) => Ok(r),
-                    ServerResult::EmptyResult(_) => Ok(CallToolResult::success(vec![])),
-                    other => Err(unexpected(&target, &other)),
-                }
-            }),
+        let response = Box::pin(async move {
+            match response.await? {
+                ServerResult::CallToolResult(r) => Ok(r),
+                ServerResult::EmptyResult(_) => Ok(CallToolResult::success(vec![])),
+                other => Err(unexpected(&target, &other)),
+            }
+        });
+        Ok(PendingCall::relayed(
+            response,
             relays,
-            _registration: registration,
-            _in_flight: in_flight,
-        })
+            registration,
+            in_flight,
+        ))
     }
 
     /// The credential phase of a call: obtain the target's credential for `caller` and the
     /// upstream `tool` before anything is sent, so a token-endpoint or STS failure reaches the
     /// caller as itself. The HTTP layer attaches the (then cached) credential to each request
     /// (for a per-user target: the caller's own session's requests).
-    pub async fn credential(&self, caller: Option<&Caller>, tool: &str) -> Result<(), TargetError> {
-        self.session(caller)?.check_credentials(caller, tool).await
+    pub async fn credential(
+        &self,
+        principal: Option<&Principal>,
+        tool: &str,
+    ) -> Result<(), TargetError> {
+        self.session(principal)?
+            .check_credentials(principal, tool)
+            .await
     }
 
     /// A request that needs no relaying (prompts, resources, completion), for `caller`.
@@ -275,9 +272,9 @@ impl McpTarget {
     pub async fn request(
         &self,
         request: ClientRequest,
-        caller: Option<&Caller>,
+        principal: Option<&Principal>,
     ) -> Result<ServerResult, TargetError> {
-        self.session(caller)?
+        self.session(principal)?
             .request(request, self.spec.call_timeout)
             .await
     }

@@ -30,7 +30,7 @@ use super::status::{self, Connected, Status};
 use super::stdio::{self, StderrTail};
 use crate::config::{McpTransport, TargetSpec};
 use crate::events::CatalogEvent;
-use crate::identity::Caller;
+use crate::outbound::Principal;
 use crate::outbound::{CredentialProvider, OutboundRequest};
 use crate::targets::cause::{self, Cause, ExitStatus};
 use crate::targets::relay::{InFlight, Registration, RelayReceiver, Relays};
@@ -64,7 +64,7 @@ pub(super) struct Session {
     /// listing, the event stream, calls — carries this caller's credential and no other.
     /// Replaced by the same user's newer token on each call (the identity never changes:
     /// the session is keyed by it). `None` for a shared session.
-    pub(super) user: Arc<ArcSwapOption<Caller>>,
+    pub(super) user: Arc<ArcSwapOption<Principal>>,
     live: ArcSwapOption<Live>,
     /// Single-flight: one connection attempt at a time.
     connect_lock: tokio::sync::Mutex<()>,
@@ -108,6 +108,13 @@ pub(super) type Started = (
 impl Session {
     /// The target's one shared session, kept up by a supervisor from now on.
     pub(super) fn shared(up: &Upstream) -> Arc<Self> {
+        Self::supervised(up, Arc::new(ArcSwap::from_pointee(Listing::default())))
+    }
+
+    /// A session of the gateway's own, kept up by a supervisor from now on, that writes what
+    /// the upstream lists into `listing`: a target's shared session, or the listing session
+    /// of a per-user target (`[listing_auth]`).
+    pub(super) fn supervised(up: &Upstream, listing: Arc<ArcSwap<Listing>>) -> Arc<Self> {
         let policy = status::RetryPolicy::Backoff {
             start: BACKOFF_START,
             max: BACKOFF_MAX,
@@ -115,7 +122,7 @@ impl Session {
         let session = Arc::new(Self::new(
             up,
             Status::new(&up.spec.name, None, policy),
-            Arc::new(ArcSwap::from_pointee(Listing::default())),
+            listing,
             None,
         ));
         tokio::spawn(supervise(
@@ -127,20 +134,24 @@ impl Session {
     }
 
     /// A session acting for `caller` only; it connects on first use.
-    pub(super) fn for_user(up: &Upstream, caller: &Caller, listing: Arc<ArcSwap<Listing>>) -> Self {
+    pub(super) fn for_user(
+        up: &Upstream,
+        principal: &Principal,
+        listing: Arc<ArcSwap<Listing>>,
+    ) -> Self {
         let status = Status::new(
             &up.spec.name,
-            Some(caller.label()),
+            Some(principal.caller.label()),
             status::RetryPolicy::NextCall,
         );
-        Self::new(up, status, listing, Some(caller.clone()))
+        Self::new(up, status, listing, Some(principal.clone()))
     }
 
     fn new(
         up: &Upstream,
         status: Status,
         listing: Arc<ArcSwap<Listing>>,
-        user: Option<Caller>,
+        user: Option<Principal>,
     ) -> Self {
         Self {
             spec: up.spec.clone(),
@@ -208,7 +219,7 @@ impl Session {
     /// The HTTP layer then reuses the cached credential.
     pub(super) async fn check_credentials(
         &self,
-        caller: Option<&Caller>,
+        principal: Option<&Principal>,
         tool: &str,
     ) -> Result<(), TargetError> {
         let McpTransport::Http { url } = &self.transport else {
@@ -216,14 +227,14 @@ impl Session {
         };
         // A user's session acts for its user only, whatever the request says.
         let user = self.user.load_full();
-        let caller = user.as_deref().or(caller);
+        let principal = user.as_deref().or(principal);
         let req = OutboundRequest {
             target: &self.spec.name,
             method: "POST",
             url,
             headers: &[],
             body: b"",
-            caller,
+            principal,
             tool: Some(tool),
         };
         self.credentials

@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 
 use super::session::{Session, Upstream};
 use crate::identity::Caller;
+use crate::outbound::{CredentialProvider, Principal};
 use crate::targets::{Listing, TargetError};
 
 /// At most this many user sessions per target: each holds an upstream connection (and an SSE
@@ -63,11 +64,16 @@ impl Slot {
 #[derive(Debug)]
 pub(super) struct UserSessions {
     upstream: Upstream,
-    /// The target's listing: written by whichever user session lists the upstream (the
-    /// gateway assumes the upstream offers every user the same tools).
+    /// The target's listing, from (DESIGN §5, docs/targets.md "Per-user targets"): the
+    /// listing session when `[listing_auth]` configures one, else the tools the target file
+    /// declares until a user's session lists the upstream, else the first user session's
+    /// listing. Every session writes here (the gateway assumes the upstream offers every user
+    /// the same tools).
     listing: Arc<ArcSwap<Listing>>,
-    /// The listing before any session listed the upstream.
+    /// The listing before any session listed the upstream (the declared tools, if any).
     unlisted: Arc<Listing>,
+    /// A session of the gateway's own credential that only lists (`[listing_auth]`).
+    lister: Option<Arc<Session>>,
     sessions: Mutex<HashMap<UserKey, Slot>>,
     /// [`MAX_USER_SESSIONS`]; smaller in tests.
     max: usize,
@@ -75,17 +81,37 @@ pub(super) struct UserSessions {
 
 impl UserSessions {
     /// An empty table; a task closes idle sessions until the target is dropped or shut down.
-    pub(super) fn start(upstream: Upstream) -> Arc<Self> {
-        Self::start_with_limit(upstream, MAX_USER_SESSIONS)
+    /// With `lister` (the `[listing_auth]` credential), a listing session connects now.
+    pub(super) fn start(
+        upstream: Upstream,
+        lister: Option<Arc<dyn CredentialProvider>>,
+    ) -> Arc<Self> {
+        Self::start_with_limit(upstream, lister, MAX_USER_SESSIONS)
     }
 
-    fn start_with_limit(upstream: Upstream, max: usize) -> Arc<Self> {
+    fn start_with_limit(
+        upstream: Upstream,
+        lister: Option<Arc<dyn CredentialProvider>>,
+        max: usize,
+    ) -> Arc<Self> {
         let shutdown = upstream.shutdown.clone();
-        let unlisted = Arc::new(Listing::default());
+        let unlisted = Arc::new(Listing {
+            tools: upstream.spec.declared_tools.clone(),
+            ..Listing::default()
+        });
+        let listing = Arc::new(ArcSwap::new(unlisted.clone()));
+        let lister = lister.map(|credentials| {
+            let up = Upstream {
+                credentials,
+                ..upstream.clone()
+            };
+            Session::supervised(&up, listing.clone())
+        });
         let this = Arc::new(Self {
             upstream,
-            listing: Arc::new(ArcSwap::new(unlisted.clone())),
+            listing,
             unlisted,
+            lister,
             sessions: Mutex::new(HashMap::new()),
             max,
         });
@@ -105,8 +131,8 @@ impl UserSessions {
     /// The session acting for `caller`, created (not yet connected) if the user has none.
     /// The session's caller is refreshed to this one: the same person, possibly with a newer
     /// token to exchange.
-    pub(super) fn session_for(&self, caller: &Caller) -> Result<Arc<Session>, TargetError> {
-        let key = UserKey::of(caller);
+    pub(super) fn session_for(&self, principal: &Principal) -> Result<Arc<Session>, TargetError> {
+        let key = UserKey::of(&principal.caller);
         let now = Instant::now();
         // A panic while the table was held leaves it unusable: refuse rather than guess which
         // session belongs to whom.
@@ -115,7 +141,7 @@ impl UserSessions {
         })?;
         if let Some(slot) = table.get_mut(&key) {
             slot.last_used = now;
-            slot.session.user.store(Some(Arc::new(caller.clone())));
+            slot.session.user.store(Some(Arc::new(principal.clone())));
             return Ok(slot.session.clone());
         }
         evict_idle(&mut table, now);
@@ -139,7 +165,7 @@ impl UserSessions {
         }
         let session = Arc::new(Session::for_user(
             &self.upstream,
-            caller,
+            principal,
             self.listing.clone(),
         ));
         table.insert(
@@ -160,9 +186,15 @@ impl UserSessions {
             .unwrap_or(0)
     }
 
-    /// Whether any user session ever listed the upstream.
-    pub(super) fn ever_listed(&self) -> bool {
-        !Arc::ptr_eq(&self.listing.load(), &self.unlisted)
+    /// Whether the target's tools are known: a session listed the upstream, or the target
+    /// file declares them.
+    pub(super) fn tools_known(&self) -> bool {
+        !Arc::ptr_eq(&self.listing.load(), &self.unlisted) || !self.unlisted.tools.is_empty()
+    }
+
+    /// The listing session, when `[listing_auth]` configures one.
+    pub(super) fn lister(&self) -> Option<&Arc<Session>> {
+        self.lister.as_ref()
     }
 
     fn unavailable(&self, reason: impl Into<String>) -> TargetError {
@@ -195,7 +227,7 @@ async fn sweep(pool: Weak<UserSessions>, shutdown: tokio_util::sync::Cancellatio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{McpTransport, Secret, TargetKind, TargetSpec};
+    use crate::config::{McpTransport, TargetKind, TargetSpec};
     use crate::outbound::NoAuth;
     use std::collections::BTreeSet;
     use std::time::SystemTime;
@@ -213,8 +245,10 @@ mod tests {
                 connect_timeout: Duration::from_secs(5),
                 optional: false,
                 tool_scopes: Default::default(),
+                declared_tools: vec![],
                 kind: TargetKind::Mcp(transport.clone()),
                 auth: crate::config::outbound::AuthSpec::None,
+                listing_auth: None,
             },
             transport,
             http: reqwest::Client::new(),
@@ -225,8 +259,8 @@ mod tests {
         }
     }
 
-    fn caller(user: &str, agent: &str, token: &str) -> Caller {
-        Caller {
+    fn caller(user: &str, agent: &str, token: &str) -> Principal {
+        let caller = Caller {
             issuer: "https://idp.example.test".into(),
             user: user.into(),
             agent: Some(agent.into()),
@@ -235,18 +269,18 @@ mod tests {
             tenant: None,
             claims: Default::default(),
             expires_at: SystemTime::now() + Duration::from_secs(600),
-            subject_token: Some(Secret::new(token)),
-        }
+        };
+        Principal::new(caller, Some(crate::outbound::CallerToken::new(token)))
     }
 
     fn token_of(s: &Session) -> String {
         let user = s.user.load_full().unwrap();
-        user.subject_token.as_ref().unwrap().expose().to_string()
+        user.token_for_tests().unwrap().to_string()
     }
 
     #[tokio::test]
     async fn a_session_serves_only_the_identity_it_was_opened_for() {
-        let pool = UserSessions::start(upstream());
+        let pool = UserSessions::start(upstream(), None);
         let alice = pool.session_for(&caller("alice", "cli", "a-1")).unwrap();
         let bob = pool.session_for(&caller("bob", "cli", "b-1")).unwrap();
         assert!(!Arc::ptr_eq(&alice, &bob));
@@ -266,7 +300,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_table_closes_the_least_recently_used_idle_session_and_never_a_busy_one() {
-        let pool = UserSessions::start_with_limit(upstream(), 2);
+        let pool = UserSessions::start_with_limit(upstream(), None, 2);
         let held = pool.session_for(&caller("alice", "cli", "a")).unwrap(); // a call in flight
         drop(pool.session_for(&caller("bob", "cli", "b")).unwrap());
         // Full: carol's session replaces bob's (idle), not alice's (busy).
@@ -294,7 +328,7 @@ mod tests {
 
     #[tokio::test]
     async fn idle_sessions_are_closed_after_the_timeout_and_busy_ones_are_kept() {
-        let pool = UserSessions::start(upstream());
+        let pool = UserSessions::start(upstream(), None);
         let busy = pool.session_for(&caller("alice", "cli", "a")).unwrap();
         drop(pool.session_for(&caller("bob", "cli", "b")).unwrap());
         let later = Instant::now() + IDLE_TIMEOUT + Duration::from_secs(1);
@@ -308,7 +342,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_poisoned_table_refuses_instead_of_guessing() {
-        let pool = UserSessions::start(upstream());
+        let pool = UserSessions::start(upstream(), None);
         let poison = std::panic::AssertUnwindSafe(|| {
             let _held = pool.sessions.lock();
             panic!("a bug while the table is held");
