@@ -172,9 +172,8 @@ impl Clock for SystemClock {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-            // A clock set before 1970 reads as 1970: every deadline looks far away, so
-            // nothing is purged early, and expired consents are still refused by the
-            // provider's own expiry.
+            // Only a clock set before 1970 fails here; such a clock is broken beyond what
+            // the vault can mend, and 0 is as good a reading as any.
             .unwrap_or(0)
     }
 }

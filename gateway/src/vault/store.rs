@@ -113,15 +113,18 @@ impl Store {
             .max_connections(4)
             .connect_with(options)
             .await
-            .map_err(|e| match not_a_database(&e) {
-                true => VaultError::DatabaseFile {
-                    path: shown.clone(),
-                    reason: "the file is not an SQLite database".into(),
-                    fix: "point the vault at another file, or move this one away (a new, \
-                          empty vault is created in its place)"
-                        .into(),
-                },
-                false => file_error(cause(&e)),
+            .map_err(|e| {
+                if not_a_database(&e) {
+                    VaultError::DatabaseFile {
+                        path: shown.clone(),
+                        reason: "the file is not an SQLite database".into(),
+                        fix: "point the vault at another file, or move this one away (a new, \
+                              empty vault is created in its place)"
+                            .into(),
+                    }
+                } else {
+                    file_error(cause(&e))
+                }
             })?;
         migrator()
             .run(&pool)

@@ -329,3 +329,24 @@ async fn a_file_that_is_not_a_database_is_refused_with_the_fix() {
         )
     );
 }
+
+#[tokio::test]
+async fn a_database_from_a_newer_version_is_refused_with_the_fix() {
+    let f = Fixture::new();
+    let vault = f.open().await;
+    raw(
+        &vault,
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99, 'from the future', TRUE, X'00', 0)",
+    )
+    .await;
+    vault.close().await;
+    let err = f.open_with(f.kek()).await.unwrap_err();
+    assert!(matches!(err, VaultError::Migrate { .. }), "{err:?}");
+    let err = err.to_string();
+    assert!(err.contains("migration 99"), "{err}");
+    assert!(
+        err.contains("fix: if a newer Portcullis wrote it, run that version"),
+        "{err}"
+    );
+}
