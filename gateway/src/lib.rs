@@ -21,4 +21,5 @@ pub mod runtime;
 pub mod server;
 pub mod targets;
 pub mod telemetry;
+pub mod vault;
 pub mod words;

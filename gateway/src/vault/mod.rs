@@ -1,0 +1,392 @@
+//! The token vault: users' consented grants (access and refresh tokens per issuer, user,
+//! agent and target) and the consents still waiting for them, with every secret sealed.
+//!
+//! `Vault` seals and opens (`seal`, under data keys wrapped by the key-encryption key of
+//! `kek`); `store` holds the SQL. Each secret's associated data is its row's identity, so a
+//! value copied to another row or column does not open, and such a row is reported as
+//! [`VaultError::Tampered`] and never used. The backend is SQLite (a file in `data_dir`);
+//! the PostgreSQL backend plugs in beside `store::Store` with the same statements and
+//! migrations (`gateway/migrations/`), the sealing here shared. docs/vault.md is the user's
+//! page.
+
+mod error;
+mod files;
+mod kek;
+mod records;
+mod seal;
+mod store;
+#[cfg(test)]
+mod tests;
+
+pub use error::VaultError;
+pub use kek::Kek;
+pub use records::{
+    Clock, Grant, GrantFilter, GrantKey, GrantSummary, NewGrant, NewPendingConsent, PendingConsent,
+    RefreshedTokens, SystemClock,
+};
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use aws_lc_rs::digest::{SHA256, digest};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::config::Secret;
+use records::{join_scopes, non_empty, split_scopes};
+use seal::{Context, Keyring};
+use store::{GrantRow, PendingRow, Store, TokenUpdate};
+
+/// The vault, open. Cloning is cheap and shares the connections.
+#[derive(Clone)]
+pub struct Vault {
+    store: Store,
+    keys: Arc<Keyring>,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Vault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vault")
+            .field("path", &self.store.path())
+            .field("keys", &self.keys)
+            .finish()
+    }
+}
+
+impl Vault {
+    /// Open (or create) the SQLite vault at `path` with the key-encryption key `kek`.
+    pub async fn open(path: &Path, kek: Kek) -> Result<Self, VaultError> {
+        Self::open_with_clock(path, kek, Arc::new(SystemClock)).await
+    }
+
+    /// [`Vault::open`] with the clock that dates rows and expires consents.
+    pub async fn open_with_clock(
+        path: &Path,
+        kek: Kek,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, VaultError> {
+        let store = Store::open(path).await?;
+        let mut stored = store.keys().await?;
+        if stored.is_empty() {
+            let (key_id, key) = seal::new_data_key()?;
+            let wrapped = seal::wrap(&kek, &key_id, &key)?;
+            store
+                .insert_first_key(&key_id, &wrapped, clock.now())
+                .await?;
+            stored = store.keys().await?;
+        }
+        let mut keys = Vec::with_capacity(stored.len());
+        for (key_id, wrapped) in stored {
+            let key =
+                seal::unwrap(&kek, &key_id, &wrapped).ok_or_else(|| VaultError::WrongKek {
+                    path: path.display().to_string(),
+                    reference: kek.reference.clone(),
+                    created: kek.created,
+                })?;
+            keys.push((key_id, key));
+        }
+        Ok(Self {
+            store,
+            keys: Arc::new(Keyring::new(keys)?),
+            clock,
+        })
+    }
+
+    /// Close the connections (SQLite folds its write-ahead log into the file).
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+
+    /// The grant for `key`, opened. [`VaultError::Tampered`] when its row does not open.
+    pub async fn grant(&self, key: &GrantKey) -> Result<Option<Grant>, VaultError> {
+        match self.store.grant(key).await? {
+            Some(row) => self.open_grant(key, row).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Store the grant a consent produced, replacing any grant for the same key.
+    pub async fn store_grant(&self, key: &GrantKey, grant: &NewGrant) -> Result<(), VaultError> {
+        let now = self.clock.now();
+        let access = self.seal(&grant_context(key, ACCESS), &grant.access_token)?;
+        let refresh = match &grant.refresh_token {
+            Some(token) => Some(self.seal(&grant_context(key, REFRESH), token)?),
+            None => None,
+        };
+        let row: GrantRow = (
+            key.issuer.clone(),
+            key.user.clone(),
+            key.agent_column().to_string(),
+            key.target.clone(),
+            join_scopes(&grant.scopes),
+            access,
+            refresh,
+            grant.expires_at,
+            0,
+            now,
+            now,
+        );
+        self.store.upsert_grant(&row).await
+    }
+
+    /// Store what a refresh returned, if the grant is still at `revision` (the one read
+    /// before refreshing). Access and refresh token are replaced together, in one statement.
+    /// `false`: the grant was revoked, replaced or refreshed meanwhile; nothing was stored.
+    pub async fn replace_tokens_after_refresh(
+        &self,
+        key: &GrantKey,
+        revision: i64,
+        tokens: &RefreshedTokens,
+    ) -> Result<bool, VaultError> {
+        let access = self.seal(&grant_context(key, ACCESS), &tokens.access_token)?;
+        let refresh = match &tokens.refresh_token {
+            Some(token) => Some(self.seal(&grant_context(key, REFRESH), token)?),
+            None => None,
+        };
+        let scopes = tokens.scopes.as_deref().map(join_scopes);
+        let update = TokenUpdate {
+            access: &access,
+            refresh: refresh.as_deref(),
+            expires_at: tokens.expires_at,
+            scopes: scopes.as_deref(),
+            now: self.clock.now(),
+        };
+        self.store.update_tokens(key, revision, &update).await
+    }
+
+    /// Delete the grant for `key`; `true` if there was one.
+    pub async fn delete_grant(&self, key: &GrantKey) -> Result<bool, VaultError> {
+        self.store.delete_grant(key, None).await
+    }
+
+    /// Delete the grant for `key` only if it is still at `revision` (after the provider
+    /// refused its refresh token, say, while a newer grant may have replaced it).
+    pub async fn delete_grant_if_unchanged(
+        &self,
+        key: &GrantKey,
+        revision: i64,
+    ) -> Result<bool, VaultError> {
+        self.store.delete_grant(key, Some(revision)).await
+    }
+
+    /// The grants `filter` selects, described without their tokens.
+    pub async fn list_grants(&self, filter: &GrantFilter) -> Result<Vec<GrantSummary>, VaultError> {
+        let rows = self.store.grants_matching(filter).await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(
+                    issuer,
+                    user,
+                    agent,
+                    target,
+                    scopes,
+                    access,
+                    refresh,
+                    expires_at,
+                    _,
+                    created_at,
+                    updated_at,
+                )| {
+                    GrantSummary {
+                        key: GrantKey {
+                            issuer,
+                            user,
+                            agent: non_empty(agent),
+                            target,
+                        },
+                        scopes: split_scopes(&scopes),
+                        expires_at,
+                        has_refresh_token: refresh.is_some(),
+                        key_id: Keyring::key_id_of(&access).unwrap_or_default().to_string(),
+                        created_at,
+                        updated_at,
+                    }
+                },
+            )
+            .collect())
+    }
+
+    /// Delete the grants `filter` selects; how many there were.
+    pub async fn delete_grants(&self, filter: &GrantFilter) -> Result<u64, VaultError> {
+        self.store.delete_matching(filter).await
+    }
+
+    /// Store a consent waiting for the user, under a new unguessable id.
+    pub async fn create_pending(
+        &self,
+        new: NewPendingConsent,
+    ) -> Result<PendingConsent, VaultError> {
+        let mut id = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut id)
+            .map_err(|_| VaultError::Crypto)?;
+        let pending = PendingConsent {
+            id: URL_SAFE_NO_PAD.encode(id),
+            issuer: new.issuer,
+            user: new.user,
+            agent: new.agent.and_then(non_empty),
+            target: new.target,
+            scopes: new.scopes,
+            pkce_verifier: new.pkce_verifier,
+            session_id: new.session_id.and_then(non_empty),
+            created_at: self.clock.now(),
+            expires_at: new.expires_at,
+        };
+        let digest = id_digest(&pending.id);
+        let verifier = self.seal(&pending_context(&digest, &pending), &pending.pkce_verifier)?;
+        let row: PendingRow = (
+            digest,
+            pending.issuer.clone(),
+            pending.user.clone(),
+            pending.agent.clone().unwrap_or_default(),
+            pending.target.clone(),
+            join_scopes(&pending.scopes),
+            verifier,
+            pending.session_id.clone(),
+            pending.created_at,
+            pending.expires_at,
+        );
+        self.store.insert_pending(&row).await?;
+        Ok(pending)
+    }
+
+    /// The pending consent `id`, left in place (to show the consent page); `None` if there
+    /// is none or it has expired.
+    pub async fn pending(&self, id: &str) -> Result<Option<PendingConsent>, VaultError> {
+        let now = self.clock.now();
+        match self.store.pending(&id_digest(id), now).await? {
+            Some(row) => self.open_pending(id, row).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Take the pending consent `id`: it is removed, so a second take gets `None`. An
+    /// expired one is removed and not returned.
+    pub async fn take_pending(&self, id: &str) -> Result<Option<PendingConsent>, VaultError> {
+        let now = self.clock.now();
+        match self.store.take_pending(&id_digest(id)).await? {
+            Some(row) if row.9 > now => self.open_pending(id, row).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Remove the pending consents that have expired; how many.
+    pub async fn purge_expired(&self) -> Result<u64, VaultError> {
+        self.store.purge_expired(self.clock.now()).await
+    }
+
+    fn seal(&self, context: &Context, secret: &Secret) -> Result<String, VaultError> {
+        self.keys.seal(context, secret.expose().as_bytes())
+    }
+
+    /// Open a sealed value, or say which row and field did not open.
+    fn unseal(
+        &self,
+        context: &Context,
+        sealed: &str,
+        row: impl FnOnce() -> String,
+        field: &'static str,
+    ) -> Result<Secret, VaultError> {
+        self.keys
+            .open(context, sealed)
+            .and_then(|plain| String::from_utf8(plain).ok())
+            .map(Secret::new)
+            .ok_or_else(|| VaultError::Tampered { row: row(), field })
+    }
+
+    fn open_grant(&self, key: &GrantKey, row: GrantRow) -> Result<Grant, VaultError> {
+        let (_, _, _, _, scopes, access, refresh, expires_at, revision, created_at, updated_at) =
+            row;
+        let access_token = self.unseal(
+            &grant_context(key, ACCESS),
+            &access,
+            || key.to_string(),
+            "access token",
+        )?;
+        let refresh_token = match refresh {
+            Some(sealed) => Some(self.unseal(
+                &grant_context(key, REFRESH),
+                &sealed,
+                || key.to_string(),
+                "refresh token",
+            )?),
+            None => None,
+        };
+        Ok(Grant {
+            key: key.clone(),
+            scopes: split_scopes(&scopes),
+            access_token,
+            refresh_token,
+            expires_at,
+            revision,
+            key_id: Keyring::key_id_of(&access).unwrap_or_default().to_string(),
+            created_at,
+            updated_at,
+        })
+    }
+
+    fn open_pending(&self, id: &str, row: PendingRow) -> Result<PendingConsent, VaultError> {
+        let (digest, issuer, user, agent, target, scopes, verifier, session_id, created, expires) =
+            row;
+        let mut pending = PendingConsent {
+            id: id.to_string(),
+            issuer,
+            user,
+            agent: non_empty(agent),
+            target,
+            scopes: split_scopes(&scopes),
+            pkce_verifier: Secret::new(""),
+            session_id,
+            created_at: created,
+            expires_at: expires,
+        };
+        pending.pkce_verifier = self.unseal(
+            &pending_context(&digest, &pending),
+            &verifier,
+            || format!("the pending consent of user `{}`", pending.user),
+            "PKCE verifier",
+        )?;
+        Ok(pending)
+    }
+}
+
+const ACCESS: &str = "access";
+const REFRESH: &str = "refresh";
+
+/// A grant's token is bound to its column and to the grant's identity.
+fn grant_context(key: &GrantKey, field: &str) -> Context {
+    Context::new(&[
+        "grant",
+        field,
+        &key.issuer,
+        &key.user,
+        key.agent_column(),
+        &key.target,
+    ])
+}
+
+/// A pending consent is written once, so its verifier is bound to the whole row: the id,
+/// whose consent it is, and the scopes the consent page will show.
+fn pending_context(digest: &str, p: &PendingConsent) -> Context {
+    Context::new(&[
+        "pending",
+        "pkce_verifier",
+        digest,
+        &p.issuer,
+        &p.user,
+        p.agent.as_deref().unwrap_or(""),
+        &p.target,
+        &join_scopes(&p.scopes),
+        p.session_id.as_deref().unwrap_or(""),
+        &p.expires_at.to_string(),
+    ])
+}
+
+/// How a consent id is stored: its SHA-256, so the file holds no working consent link.
+fn id_digest(id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(digest(&SHA256, id.as_bytes()))
+}
