@@ -446,6 +446,56 @@ fn a_per_user_target_compiles_its_declared_tools_and_listing_credential() {
     assert_eq!(t.tool_scopes["search"], ["orders:read"]);
 }
 
+/// A 3LO `[auth]` table on the OK target.
+fn three_lo(body: &str) -> String {
+    format!("{OK_TARGET}[auth]\nmode = \"oauth2_authorization_code\"\nclient_id = \"app\"\n{body}")
+}
+
+#[test]
+fn user_consent_settings_are_checked_completely_then_refused_until_consent_is_served() {
+    let e = errors_for(
+        "[dev_idp]\n",
+        &[
+            (
+                "unknown_provider.toml",
+                &three_lo("provider = \"gitlab\"\n"),
+            ),
+            (
+                "microsoft_without_tenant.toml",
+                &three_lo("provider = \"microsoft\"\nscopes = [\"User.Read\"]\n"),
+            ),
+            (
+                "custom_without_endpoints.toml",
+                &three_lo("provider = \"custom\"\nscopes = [\"read\"]\n"),
+            ),
+            (
+                "reserved_param.toml",
+                &three_lo(
+                    "provider = \"google\"\nscopes = [\"openid\"]\n[auth.authorize_params]\nredirect_uri = \"https://evil.example/\"\nlogin_hint = \"alice\"\n",
+                ),
+            ),
+            (
+                "no_scopes.toml",
+                &three_lo(
+                    "provider = \"atlassian\"\nscopes = []\n[auth.tool_scopes]\nsearch = []\n",
+                ),
+            ),
+            // Valid in every respect: only the "not served yet" refusal remains.
+            (
+                "valid_github.toml",
+                &three_lo("provider = \"github\"\nscopes = [\"repo\"]\n"),
+            ),
+            (
+                "valid_custom.toml",
+                &three_lo(
+                    "provider = \"custom\"\nissuer = \"https://login.example.com/\"\nscopes = [\"read\"]\nresource = \"https://api.example.com/\"\n",
+                ),
+            ),
+        ],
+    );
+    insta::assert_snapshot!(e);
+}
+
 #[test]
 fn serde_wording_becomes_plain_words() {
     let e = errors_for(

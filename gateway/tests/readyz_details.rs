@@ -33,15 +33,30 @@ async fn details_only_for_local_clients() {
     std::fs::create_dir(dir.path().join("targets")).unwrap();
     let snapshot = portcullis::config::load(&dir.path().join("gateway.toml")).unwrap();
     let shutdown = CancellationToken::new();
-    let live = Live::start(snapshot, None, reqwest::Client::new(), shutdown.clone()).unwrap();
-    let router = gw_http::router(Gateway::new(live), shutdown.clone());
+    let live = Live::start(snapshot, None, reqwest::Client::new(), shutdown.clone())
+        .await
+        .unwrap();
+    let router = gw_http::router(Gateway::new(live.clone()), shutdown.clone());
 
     let local = readyz_from(router.clone(), "127.0.0.1:40000").await;
     assert!(
         local.get("targets").is_some() && local.get("issuers").is_some(),
         "{local}"
     );
-    let remote = readyz_from(router, "203.0.113.7:40000").await;
+    assert_eq!(local["vault"]["status"], "ok", "{local}");
+    let remote = readyz_from(router.clone(), "203.0.113.7:40000").await;
     assert_eq!(remote, serde_json::json!({ "ready": true }));
+
+    // A vault that stops answering makes the gateway not ready, and says why.
+    live.vault().close().await;
+    let local = readyz_from(router.clone(), "127.0.0.1:40000").await;
+    assert_eq!(local["ready"], false, "{local}");
+    assert_eq!(local["vault"]["status"], "unreachable", "{local}");
+    let reason = local["vault"]["reason"].as_str().unwrap();
+    assert!(reason.contains("vault was closed"), "{reason}");
+    assert_eq!(
+        readyz_from(router, "203.0.113.7:40000").await,
+        serde_json::json!({ "ready": false })
+    );
     shutdown.cancel();
 }

@@ -76,7 +76,9 @@ async fn refusal_carries_the_echoed_request_id_and_the_path() {
     let auth = Authenticator::new(&snapshot, reqwest::Client::new())
         .unwrap()
         .map(Arc::new);
-    let live = Live::start(snapshot, auth, reqwest::Client::new(), shutdown.clone()).unwrap();
+    let live = Live::start(snapshot, auth, reqwest::Client::new(), shutdown.clone())
+        .await
+        .unwrap();
     let router = gw_http::router(Gateway::new(live), shutdown.clone());
 
     let mut req = Request::post("/mcp")

@@ -31,7 +31,7 @@ struct Rig {
 
 /// A gateway with the development identity provider (nothing listens: requests go straight
 /// to the router) and tokens for two users.
-fn rig() -> Rig {
+async fn rig() -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gateway.toml");
     std::fs::write(
@@ -57,7 +57,9 @@ fn rig() -> Rig {
     let auth = Authenticator::new(&snapshot, reqwest::Client::new())
         .unwrap()
         .map(Arc::new);
-    let live = Live::start(snapshot, auth, reqwest::Client::new(), shutdown.clone()).unwrap();
+    let live = Live::start(snapshot, auth, reqwest::Client::new(), shutdown.clone())
+        .await
+        .unwrap();
     let router = gw_http::router(Gateway::new(live), shutdown.clone());
     Rig {
         router,
@@ -116,7 +118,7 @@ impl Rig {
 
 #[tokio::test]
 async fn one_user_abandoning_a_thousand_sessions_does_not_lock_out_another() {
-    let rig = rig();
+    let rig = rig().await;
     let mut alices = Vec::new();
     for _ in 0..1_000 {
         alices.push(rig.open_session(&rig.alice).await);

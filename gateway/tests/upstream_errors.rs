@@ -56,7 +56,9 @@ async fn gateway(targets: &[(&str, String)], ports: &[u16]) -> Running {
     let addr = listener.local_addr().unwrap();
     snapshot.server.bound_to(addr);
     let shutdown = CancellationToken::new();
-    let live = Live::start(snapshot, None, reqwest::Client::new(), shutdown.clone()).unwrap();
+    let live = Live::start(snapshot, None, reqwest::Client::new(), shutdown.clone())
+        .await
+        .unwrap();
     let app = gw_http::router(Gateway::new(live), shutdown.clone());
     let stop = shutdown.clone();
     tokio::spawn(async move {

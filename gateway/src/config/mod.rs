@@ -65,7 +65,17 @@ pub struct Snapshot {
     pub server: ServerSettings,
     pub catalog: CatalogSettings,
     pub inbound: InboundSettings,
+    pub vault: VaultSettings,
     pub targets: Vec<TargetSpec>,
+}
+
+/// `[vault]`, resolved: the SQLite file and the key-encryption key's reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultSettings {
+    pub path: PathBuf,
+    pub key: SecretRef,
+    /// What a relative `file:` key path is relative to (the gateway file's directory).
+    pub key_base: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -207,6 +217,7 @@ pub fn load(path: &Path) -> Result<Snapshot, ConfigErrors> {
         server: gateway.server.unwrap_or_else(fallback_server),
         catalog: gateway.catalog,
         inbound: gateway.inbound,
+        vault: gateway.vault,
         targets,
     })
 }
@@ -235,12 +246,23 @@ pub fn load_dev_idp(path: &Path) -> Result<(ServerSettings, DevIdpSettings), Con
     errors.into_result((server, dev_idp))
 }
 
+/// Only what the `vault` commands need: `[vault]` (the targets are not read).
+pub fn load_vault(path: &Path) -> Result<VaultSettings, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let Some(gateway) = compile_gateway(path, &mut errors) else {
+        return Err(errors);
+    };
+    errors.sort_by_place();
+    errors.into_result(gateway.vault)
+}
+
 /// `gateway.toml` read and checked on its own, without the targets.
 struct GatewayParts {
     /// `None` when its errors are recorded.
     server: Option<ServerSettings>,
     catalog: CatalogSettings,
     inbound: InboundSettings,
+    vault: VaultSettings,
     /// `None` when `targets_dir` itself is wrong (and reported).
     targets_dir: Option<PathBuf>,
 }
@@ -279,10 +301,26 @@ fn compile_gateway(path: &Path, errors: &mut ConfigErrors) -> Option<GatewayPart
     src.drop_follow_ons(errors, checks_start);
     let targets_dir = (!src.removed_under("targets_dir"))
         .then(|| base.join(file.targets_dir.as_deref().unwrap_or(Path::new("targets"))));
+    let data_dir = base.join(file.data_dir.as_deref().unwrap_or(Path::new(".data")));
+    let vault = VaultSettings {
+        path: data_dir.join(
+            file.vault
+                .path
+                .as_deref()
+                .unwrap_or(Path::new("vault.sqlite3")),
+        ),
+        key: file
+            .vault
+            .key
+            .clone()
+            .unwrap_or_else(|| SecretRef::File(data_dir.join("vault.key"))),
+        key_base: base.clone(),
+    };
     Some(GatewayParts {
         server,
         catalog: CatalogSettings { separator },
         inbound,
+        vault,
         targets_dir,
     })
 }

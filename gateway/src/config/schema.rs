@@ -38,6 +38,19 @@ pub struct GatewayFile {
     #[serde(default)]
     pub inbound: InboundSection,
     pub dev_idp: Option<DevIdpSection>,
+    #[serde(default)]
+    pub vault: VaultSection,
+}
+
+/// `[vault]`: where users' consented grants are kept, and the key that seals them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultSection {
+    /// The SQLite file, relative to `data_dir`. Default `vault.sqlite3`.
+    pub path: Option<PathBuf>,
+    /// The key-encryption key: `file:PATH` (relative to the gateway file; created on first
+    /// start) or `env:NAME` (base64 of 32 bytes). Default `file:{data_dir}/vault.key`.
+    pub key: Option<SecretRef>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -202,7 +215,28 @@ pub enum AuthSection {
         refresh_skew: Option<Duration>,
     },
     #[serde(rename = "oauth2_authorization_code")]
-    AuthorizationCode {},
+    AuthorizationCode {
+        provider: String,
+        tenant: Option<String>,
+        #[serde(default, deserialize_with = "values::opt_url")]
+        issuer: Option<Url>,
+        #[serde(default, deserialize_with = "values::opt_url")]
+        authorization_url: Option<Url>,
+        #[serde(default, deserialize_with = "values::opt_url")]
+        token_url: Option<Url>,
+        #[serde(default, deserialize_with = "values::opt_url")]
+        revocation_url: Option<Url>,
+        client_id: String,
+        client_secret: Option<SecretRef>,
+        client_auth: Option<ClientAuthName>,
+        #[serde(default)]
+        scopes: Vec<String>,
+        #[serde(default)]
+        tool_scopes: BTreeMap<String, Vec<String>>,
+        #[serde(default)]
+        authorize_params: BTreeMap<String, String>,
+        resource: Option<String>,
+    },
     AwsSigv4 {
         service: String,
         region: String,

@@ -29,6 +29,7 @@ use crate::events::{CatalogEvent, Hub};
 use crate::inbound::Authenticator;
 use crate::outbound::{self, HttpClientError};
 use crate::targets::{self, Wiring};
+use crate::vault::Vault;
 
 /// One complete, immutable configuration in force.
 #[derive(Debug)]
@@ -47,6 +48,9 @@ pub struct Live {
     wiring: Wiring,
     /// For discovery and JWKS fetches of a reloaded authenticator.
     inbound_http: reqwest::Client,
+    /// Users' consented grants; opened once, kept across reloads (`[vault]` changes at
+    /// restart).
+    vault: Vault,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
     /// The problems of the last reload that failed (cleared by one that succeeds), for
@@ -54,6 +58,15 @@ pub struct Live {
     failed_reload: Mutex<Option<Vec<String>>>,
     /// Successful reloads since start, for `/readyz` (and tests waiting for one).
     reloads: AtomicU64,
+}
+
+/// Why the runtime could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartFailed {
+    #[error(transparent)]
+    HttpClient(#[from] HttpClientError),
+    #[error("cannot open the token vault: {0}")]
+    Vault(#[from] crate::vault::VaultError),
 }
 
 /// Why a reload changed nothing: each problem as `portcullis check` words it.
@@ -73,15 +86,15 @@ pub struct ReloadSummary {
 }
 
 impl Live {
-    /// Start the runtime for `snapshot`: its targets begin connecting, and a task keeps the
-    /// merged view of whichever runtime is current up to date. Fails only when an HTTP
-    /// client cannot be set up.
-    pub fn start(
+    /// Start the runtime for `snapshot`: open its vault, start connecting its targets, and
+    /// keep the merged view of whichever runtime is current up to date.
+    pub async fn start(
         snapshot: Snapshot,
         auth: Option<Arc<Authenticator>>,
         inbound_http: reqwest::Client,
         shutdown: CancellationToken,
-    ) -> Result<Arc<Self>, HttpClientError> {
+    ) -> Result<Arc<Self>, StartFailed> {
+        let vault = Vault::from_settings(&snapshot.vault).await?;
         let wiring = Wiring {
             hub: Hub::new(),
             token_http: outbound::token_http_client()?,
@@ -98,6 +111,7 @@ impl Live {
             }),
             wiring,
             inbound_http,
+            vault,
             reloading: tokio::sync::Mutex::new(()),
             failed_reload: Mutex::new(None),
             reloads: AtomicU64::new(0),
@@ -121,6 +135,10 @@ impl Live {
     /// Catalog changes (an upstream's `list_changed`, a reload), for telling clients.
     pub fn subscribe(&self) -> broadcast::Receiver<CatalogEvent> {
         self.wiring.hub.events.subscribe()
+    }
+
+    pub fn vault(&self) -> &Vault {
+        &self.vault
     }
 
     /// How many reloads succeeded since the gateway started.
@@ -161,6 +179,11 @@ impl Live {
         if snapshot.server != old.snapshot.server {
             summary.not_applied.push("[server]".into());
             snapshot.server = old.snapshot.server.clone();
+        }
+        // The vault was opened at start with its key.
+        if snapshot.vault != old.snapshot.vault {
+            summary.not_applied.push("[vault]".into());
+            snapshot.vault = old.snapshot.vault.clone();
         }
         // The dev IdP's endpoints and their state (registrations, logins) were set up at start.
         if snapshot.inbound.dev_idp != old.snapshot.inbound.dev_idp {
@@ -257,7 +280,7 @@ impl ReloadSummary {
         );
         if !self.not_applied.is_empty() {
             tracing::warn!(
-                "{} changed but takes effect only at the next restart (the listener, public URL, hosts, origins, body limit and the development IdP are fixed while serving); kept as it was",
+                "{} changed but takes effect only at the next restart (the listener, public URL, hosts, origins, body limit, the vault and the development IdP are fixed while serving); kept as it was",
                 self.not_applied.join(", ")
             );
         }

@@ -239,6 +239,13 @@ async fn readyz(State(s): State<AppState>, req: axum::extract::Request) -> impl 
             }
         })
         .collect();
+    let vault = match s.live.vault().reachable().await {
+        Ok(()) => json!({ "status": "ok", "path": s.live.vault().path() }),
+        Err(e) => {
+            ready = false;
+            json!({ "status": "unreachable", "reason": e.to_string() })
+        }
+    };
     let code = if ready {
         StatusCode::OK
     } else {
@@ -254,7 +261,7 @@ async fn readyz(State(s): State<AppState>, req: axum::extract::Request) -> impl 
         None => json!({ "status": "loaded", "reloads": reloads }),
     };
     let body = if local {
-        json!({ "ready": ready, "targets": targets, "issuers": issuers, "conflicts": conflicts, "config": config })
+        json!({ "ready": ready, "targets": targets, "issuers": issuers, "vault": vault, "conflicts": conflicts, "config": config })
     } else {
         json!({ "ready": ready })
     };
@@ -288,7 +295,9 @@ mod tests {
             .as_ref()
             .unwrap()
             .mint_for_test();
-        let live = Live::start(snapshot, auth, reqwest::Client::new(), shutdown.clone()).unwrap();
+        let live = Live::start(snapshot, auth, reqwest::Client::new(), shutdown.clone())
+            .await
+            .unwrap();
         let app = router(Gateway::new(live), shutdown);
         (app, token, dir)
     }

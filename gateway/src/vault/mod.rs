@@ -95,6 +95,25 @@ impl Vault {
         })
     }
 
+    /// Open the vault `[vault]` configures: load (or on first start create) its key, then
+    /// open (or create) its database.
+    pub async fn from_settings(
+        settings: &crate::config::VaultSettings,
+    ) -> Result<Self, VaultError> {
+        let kek = Kek::load(&settings.key, &settings.key_base)?;
+        Self::open(&settings.path, kek).await
+    }
+
+    /// Whether the database answers, for `/readyz`.
+    pub async fn reachable(&self) -> Result<(), VaultError> {
+        self.store.ping().await
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        self.store.path()
+    }
+
     /// Close the connections (SQLite folds its write-ahead log into the file).
     pub async fn close(&self) {
         self.store.close().await;

@@ -143,6 +143,15 @@ impl Store {
         &self.path
     }
 
+    /// One round trip to the database.
+    pub(super) async fn ping(&self) -> Result<(), VaultError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(self.failed("answer a query"))
+    }
+
     /// Close every connection; SQLite folds its write-ahead log into the file.
     pub(super) async fn close(&self) {
         self.pool.close().await;

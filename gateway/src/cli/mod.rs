@@ -1,4 +1,7 @@
-//! Command line: `serve`, `check`, `tools`, `dev-token` (and the hidden `demo-upstream`).
+//! Command line: `serve`, `check`, `tools`, `dev-token`, `vault` (and the hidden
+//! `demo-upstream`).
+
+mod vault;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,6 +73,11 @@ enum Command {
     Check(ConfigArg),
     /// Connect to every target and print the tool catalog as JSON.
     Tools(ConfigArg),
+    /// See and revoke users' consented grants in the token vault. Never prints a token.
+    Vault {
+        #[command(subcommand)]
+        action: VaultCommand,
+    },
     /// Serve the quickstart's demo MCP server (echo, add, word_count, slow, fail) on stdio, or
     /// with `--http 127.0.0.1:PORT` over streamable HTTP. `targets/demo.toml` runs it.
     #[command(hide = true)]
@@ -77,6 +85,28 @@ enum Command {
         /// Serve streamable HTTP at this loopback address instead of stdio (port 0: any).
         #[arg(long, value_name = "IP:PORT")]
         http: Option<std::net::SocketAddr>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum VaultCommand {
+    /// List a user's grants: target, agent, scopes, expiry.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        selection: vault::Selection,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a user's grants (all, or one agent's and/or one target's); the next call that
+    /// needs one asks the user to consent again.
+    Revoke {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        selection: vault::Selection,
     },
 }
 
@@ -122,6 +152,17 @@ pub fn main() -> ExitCode {
             ),
             Command::Check(a) => check(&a.config).await,
             Command::Tools(a) => tools(&a.config).await,
+            Command::Vault {
+                action:
+                    VaultCommand::List {
+                        config,
+                        selection,
+                        json,
+                    },
+            } => vault::list(&config.config, &selection, json).await,
+            Command::Vault {
+                action: VaultCommand::Revoke { config, selection },
+            } => vault::revoke(&config.config, &selection).await,
             Command::DemoUpstream { http } => crate::demo::serve(crate::demo::Mode::new(http)?)
                 .await
                 .map(|()| ExitCode::SUCCESS),
@@ -198,7 +239,8 @@ async fn serve(path: &std::path::Path, insecure_dev_idp: bool) -> anyhow::Result
         auth.clone(),
         inbound_http_client()?,
         shutdown.clone(),
-    )?;
+    )
+    .await?;
     let catalog = live.load().catalog.clone();
     let app = http::router(Gateway::new(live.clone()), shutdown.clone());
     let names: Vec<&str> = catalog.targets().map(|t| t.name()).collect();
