@@ -11,6 +11,7 @@ pub mod auth_server;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod consent;
 pub mod demo;
 pub mod events;
 pub mod identity;
