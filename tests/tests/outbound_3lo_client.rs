@@ -75,6 +75,7 @@ async fn consent_exchange_refresh_rotation_reuse_and_revocation_against_a_real_p
             auth_method: ClientAuthMethod::Basic,
             redirect_uri: Url::parse(&redirect_uri).unwrap(),
             resource: Some(RESOURCE.into()),
+            scope_param: "scope".into(),
             // OpenID Core: offline_access is honoured only with prompt=consent.
             extra_authorize_params: vec![("prompt".into(), "consent".into())],
         },

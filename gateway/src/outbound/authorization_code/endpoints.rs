@@ -6,6 +6,7 @@
 use url::Url;
 
 use super::AuthCodeError;
+use crate::config::outbound::{AuthorizationCodeSpec, ProviderEndpoints as ConfiguredEndpoints};
 
 /// The endpoints of one provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +53,10 @@ impl ProviderEndpoints {
                 AuthCodeError::Unreachable(format!("cannot read the metadata of {issuer}: {e}"))
             })?;
         let named = doc["issuer"].as_str().unwrap_or_default();
-        if named != issuer {
+        // Exactly the same, or the same URL (`https://idp.example` is `https://idp.example/`).
+        let same = named == issuer
+            || matches!((Url::parse(named), Url::parse(issuer)), (Ok(a), Ok(b)) if a == b);
+        if !same {
             return Err(AuthCodeError::BadResponse(format!(
                 "{from} names issuer \"{named}\", not \"{issuer}\"; if that is the same provider, configure its issuer exactly as \"{named}\""
             )));
@@ -88,7 +92,31 @@ impl ProviderEndpoints {
             required("token_endpoint")?,
             url("revocation_endpoint")?,
         )?;
-        endpoints.issuer = Some(issuer.to_string());
+        // As the provider spells it: RFC 9207 `iss` on the callback is compared with it.
+        endpoints.issuer = Some(named.to_string());
+        Ok(endpoints)
+    }
+
+    /// The endpoints a target's compiled settings name, discovered when they give an issuer.
+    /// A configured revocation endpoint (the preset's or the target file's) wins over a
+    /// discovered one.
+    pub async fn resolve(
+        http: &reqwest::Client,
+        spec: &AuthorizationCodeSpec,
+    ) -> Result<Self, AuthCodeError> {
+        let mut endpoints = match &spec.endpoints {
+            ConfiguredEndpoints::Discover { issuer } => {
+                Self::discover(http, issuer.as_str()).await?
+            }
+            ConfiguredEndpoints::Urls {
+                authorization_url,
+                token_url,
+            } => Self::new(authorization_url.clone(), token_url.clone(), None)?,
+        };
+        if let Some(u) = &spec.revocation_url {
+            check_transport("revocation endpoint", u)?;
+            endpoints.revocation_url = Some(u.clone());
+        }
         Ok(endpoints)
     }
 }

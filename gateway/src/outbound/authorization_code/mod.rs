@@ -32,6 +32,7 @@ pub use error::AuthCodeError;
 use super::client_credentials::ClockDebug;
 use super::{Clock, oauth};
 use crate::config::Secret;
+use crate::config::outbound::{AuthorizationCodeSpec, ClientAuth};
 
 /// Random bytes in `state` (256 bits; base64url-encoded).
 const STATE_BYTES: u32 = 32;
@@ -68,8 +69,40 @@ pub struct ClientRegistration {
     pub redirect_uri: Url,
     /// RFC 8707 resource indicator, sent on the authorization and every token request.
     pub resource: Option<String>,
+    /// The authorization parameter that carries the scopes: `scope`, or Slack's
+    /// `user_scope` for user tokens.
+    pub scope_param: String,
     /// Added to the authorization URL, e.g. `access_type=offline`, `prompt=consent`.
     pub extra_authorize_params: Vec<(String, String)>,
+}
+
+impl ClientRegistration {
+    /// The registration a target's compiled `[auth]` settings describe, with the gateway's
+    /// callback as `redirect_uri`.
+    pub fn from_spec(
+        spec: &AuthorizationCodeSpec,
+        redirect_uri: Url,
+    ) -> Result<Self, AuthCodeError> {
+        let (client_secret, auth_method) = match &spec.client.auth {
+            ClientAuth::Basic(s) => (Some(s.clone()), ClientAuthMethod::Basic),
+            ClientAuth::Post(s) => (Some(s.clone()), ClientAuthMethod::Post),
+            ClientAuth::None => (None, ClientAuthMethod::Basic),
+            ClientAuth::PrivateKeyJwt { .. } => {
+                return Err(AuthCodeError::Misconfigured(
+                    "user consent supports client_secret_basic, client_secret_post or a public client, not private_key_jwt; set `client_auth` to one of those".into(),
+                ));
+            }
+        };
+        Ok(Self {
+            client_id: spec.client.client_id.clone(),
+            client_secret,
+            auth_method,
+            redirect_uri,
+            resource: spec.resource.clone(),
+            scope_param: spec.scope_param.to_string(),
+            extra_authorize_params: spec.authorize_params.clone(),
+        })
+    }
 }
 
 /// An authorization request about to be sent to the user's browser.
@@ -158,8 +191,10 @@ impl AuthorizationCodeClient {
         clock: Clock,
     ) -> Result<Self, AuthCodeError> {
         for (name, _) in &registration.extra_authorize_params {
+            let scopes = (registration.scope_param.as_str(), "the scopes asked for");
             if let Some((reserved, why)) = RESERVED_PARAMS
                 .iter()
+                .chain([&scopes])
                 .find(|(r, _)| r.eq_ignore_ascii_case(name.trim()))
             {
                 return Err(AuthCodeError::Misconfigured(format!(
@@ -203,8 +238,11 @@ impl AuthorizationCodeClient {
             .authorize_url(|| CsrfToken::new_random_len(STATE_BYTES))
             .set_pkce_challenge(challenge);
         if !scopes.is_empty() {
-            // One `scope`, space-separated (the crate joins added scopes that way).
-            req = req.add_scopes(scopes.iter().cloned().map(Scope::new));
+            // Space-separated in one parameter (the crate joins `scope` that way too).
+            req = match self.registration.scope_param.as_str() {
+                "scope" => req.add_scopes(scopes.iter().cloned().map(Scope::new)),
+                other => req.add_extra_param(other.to_string(), scopes.join(" ")),
+            };
         }
         if let Some(r) = &self.registration.resource {
             req = req.add_extra_param("resource", r.clone());

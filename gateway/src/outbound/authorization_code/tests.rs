@@ -30,6 +30,7 @@ fn registration(extra: &[(&str, &str)]) -> ClientRegistration {
         auth_method: ClientAuthMethod::Basic,
         redirect_uri: Url::parse("https://gw.example/oauth/callback").unwrap(),
         resource: Some("https://api.example/v1".into()),
+        scope_param: "scope".into(),
         extra_authorize_params: extra
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -125,6 +126,27 @@ fn no_scope_parameter_when_no_scopes_are_asked_for() {
     let q = query(&a.url);
     assert!(!q.contains_key("scope"), "{}", a.url);
     assert!(!q.contains_key("resource"), "{}", a.url);
+}
+
+#[test]
+fn scopes_go_in_the_parameter_the_provider_reads() {
+    let mut reg = registration(&[]);
+    reg.scope_param = "user_scope".into();
+    let c = client("http://127.0.0.1:9", reg.clone());
+    let a = c.begin(&scopes(&["chat:write", "users:read"]));
+    let q = query(&a.url);
+    assert_eq!(one(&q, "user_scope"), "chat:write users:read");
+    assert!(!q.contains_key("scope"), "{}", a.url);
+
+    reg.extra_authorize_params = vec![("user_scope".into(), "admin".into())];
+    let e = AuthorizationCodeClient::new(
+        endpoints("http://127.0.0.1:9", false),
+        reg,
+        reqwest::Client::new(),
+        clock(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("would replace `user_scope`"), "{e}");
 }
 
 #[test]
@@ -561,5 +583,73 @@ async fn discovery_reads_the_endpoints_and_checks_the_issuer_and_s256() {
     // None listed: accepted (the gateway sends S256 regardless).
     *served.lock() = doc(&base, serde_json::Value::Null);
     assert!(ProviderEndpoints::discover(&http, &base).await.is_ok());
+
+    // An issuer given with a trailing slash (as a parsed URL prints it) is the same issuer;
+    // the endpoints keep the provider's own spelling.
+    let e = ProviderEndpoints::discover(&http, &format!("{base}/"))
+        .await
+        .unwrap();
+    assert_eq!(e.issuer.as_deref(), Some(base.as_str()));
     task.abort();
+}
+
+fn spec(endpoints: crate::config::outbound::ProviderEndpoints) -> AuthorizationCodeSpec {
+    use crate::config::outbound::{OAuthClientSpec, Provider};
+    AuthorizationCodeSpec {
+        provider: Provider::Custom,
+        endpoints,
+        revocation_url: Some(Url::parse("https://idp.example/revoke").unwrap()),
+        client: OAuthClientSpec {
+            client_id: "app".into(),
+            auth: ClientAuth::Post(Secret::new(SECRET)),
+        },
+        scopes: scopes(&["a"]),
+        tool_scopes: Default::default(),
+        authorize_params: vec![("login_hint".into(), "alice".into())],
+        scope_param: "user_scope",
+        resource: Some("https://api.example/".into()),
+    }
+}
+
+#[tokio::test]
+async fn a_targets_compiled_settings_give_the_endpoints_and_the_registration() {
+    use crate::config::outbound::ProviderEndpoints as Configured;
+    let s = spec(Configured::Urls {
+        authorization_url: Url::parse("https://idp.example/authorize").unwrap(),
+        token_url: Url::parse("https://idp.example/token").unwrap(),
+    });
+    let http = crate::outbound::token_http_client().unwrap();
+    let e = ProviderEndpoints::resolve(&http, &s).await.unwrap();
+    assert_eq!(
+        e.authorization_url.as_str(),
+        "https://idp.example/authorize"
+    );
+    assert_eq!(e.token_url.as_str(), "https://idp.example/token");
+    assert_eq!(
+        e.revocation_url.as_ref().map(Url::as_str),
+        Some("https://idp.example/revoke")
+    );
+
+    let callback = Url::parse("https://gw.example/consent/callback").unwrap();
+    let r = ClientRegistration::from_spec(&s, callback.clone()).unwrap();
+    assert_eq!(r.client_id, "app");
+    assert_eq!(r.client_secret.as_ref().map(Secret::expose), Some(SECRET));
+    assert_eq!(r.auth_method, ClientAuthMethod::Post);
+    assert_eq!(r.redirect_uri, callback);
+    assert_eq!(r.scope_param, "user_scope");
+    assert_eq!(r.resource.as_deref(), Some("https://api.example/"));
+    assert_eq!(
+        r.extra_authorize_params,
+        vec![("login_hint".to_string(), "alice".to_string())]
+    );
+
+    let mut public = s.clone();
+    public.client.auth = ClientAuth::None;
+    let r = ClientRegistration::from_spec(&public, callback).unwrap();
+    assert!(r.client_secret.is_none());
+
+    let mut clear = s;
+    clear.revocation_url = Some(Url::parse("http://idp.example/revoke").unwrap());
+    let e = ProviderEndpoints::resolve(&http, &clear).await.unwrap_err();
+    assert!(matches!(e, AuthCodeError::Misconfigured(_)), "{e:?}");
 }
