@@ -457,6 +457,11 @@ pub struct Idp {
 
 impl Idp {
     pub fn start(peers: &Path) -> Result<Self> {
+        Self::start_with_env(peers, &[])
+    }
+
+    /// [`Idp::start`] with extra environment for `server.mjs` (e.g. `IDP_REDIRECT_URIS`).
+    pub fn start_with_env(peers: &Path, env: &[(&str, &str)]) -> Result<Self> {
         let port = port_for_peer_script();
         // The guard exists before the script runs: a start that fails half-way is stopped too.
         let idp = Self {
@@ -464,7 +469,13 @@ impl Idp {
             port,
             peers: peers.to_path_buf(),
         };
-        let issuer = idp.script("start-idp.sh", &[&port.to_string()])?;
+        let issuer = idp.run(
+            Command::new("bash")
+                .arg(peers.join("idp/start-idp.sh"))
+                .arg(port.to_string())
+                .envs(env.iter().copied()),
+            "start-idp.sh",
+        )?;
         if issuer != idp.issuer {
             bail!("start-idp.sh printed {issuer:?}, expected {}", idp.issuer);
         }
@@ -473,17 +484,39 @@ impl Idp {
 
     /// Run `peers/idp/SCRIPT ARGS` against this issuer; its trimmed stdout.
     pub fn script(&self, script: &str, args: &[&str]) -> Result<String> {
-        let out = Command::new("bash")
-            .arg(self.peers.join("idp").join(script))
-            .args(args)
+        self.run(
+            Command::new("bash")
+                .arg(self.peers.join("idp").join(script))
+                .args(args),
+            &format!("{script} {args:?}"),
+        )
+    }
+
+    /// Act as `user`'s browser from `url` (`token.mjs browse`): follow the redirects, answer
+    /// the IdP's login and consent forms, fetch the final redirect (the client's callback,
+    /// which must answer 2xx/3xx) and return what the script printed (`final_url`, `status`,
+    /// `hops`).
+    pub fn browse(&self, url: &str, user: &str) -> Result<serde_json::Value> {
+        let out = self.run(
+            Command::new("node")
+                .arg(self.peers.join("idp/token.mjs"))
+                .args(["browse", url, "--user", user]),
+            "token.mjs browse",
+        )?;
+        serde_json::from_str(&out).with_context(|| format!("token.mjs browse printed {out}"))
+    }
+
+    /// Run `cmd` against this issuer; its trimmed stdout, or an error with its output.
+    fn run(&self, cmd: &mut Command, what: &str) -> Result<String> {
+        let out = cmd
             .env("IDP_ISSUER", &self.issuer)
             .env("IDP_PORT", self.port.to_string())
             .stdin(Stdio::null())
             .output()
-            .with_context(|| format!("run {script}"))?;
+            .with_context(|| format!("run {what}"))?;
         if !out.status.success() {
             bail!(
-                "{script} {args:?} failed ({}): {}{}",
+                "{what} failed ({}): {}{}",
                 out.status,
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)

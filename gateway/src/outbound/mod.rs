@@ -4,6 +4,7 @@
 //! to attach; it never sees MCP, and the caller's own token is never what it attaches.
 
 mod api_key;
+pub mod authorization_code;
 mod client_credentials;
 mod oauth;
 mod sigv4;

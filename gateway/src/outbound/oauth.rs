@@ -23,13 +23,15 @@ pub async fn send(
     req: oauth2::HttpRequest,
 ) -> Result<oauth2::HttpResponse, HttpError> {
     let (parts, body) = req.into_parts();
+    let target = format!("{} {}", parts.method, parts.uri);
     let resp = http
         .request(parts.method, parts.uri.to_string())
         .headers(parts.headers)
         .body(body)
         .send()
         .await
-        .map_err(|e| HttpError(e.to_string()))?;
+        // reqwest's own text says only "error sending request": name the real cause.
+        .map_err(|e| HttpError(format!("{target}: {}", crate::targets::cause::classify(&e))))?;
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = crate::auth_server::read_limited(resp, crate::auth_server::MAX_DOCUMENT_BYTES)
@@ -58,6 +60,12 @@ pub async fn discover_token_endpoint(
         .ok_or_else(|| CredentialError::Invalid(format!("{url} names no token_endpoint")))?;
     Url::parse(endpoint)
         .map_err(|e| CredentialError::Invalid(format!("token_endpoint {endpoint}: {e}")))
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value: RFC 6749 §2.3.1 applies it to
+/// the client id and secret before they are put in HTTP Basic.
+pub fn form_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// Extra form fields for `private_key_jwt` (RFC 7523 §2.2): a short-lived assertion signed

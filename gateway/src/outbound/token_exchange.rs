@@ -83,8 +83,8 @@ impl TokenExchange {
                 // RFC 6749 §2.3.1: both parts are form-urlencoded before Basic encoding.
                 ClientAuth::Basic(s) => {
                     req = req.basic_auth(
-                        form_encode(&client.client_id),
-                        Some(form_encode(s.expose())),
+                        oauth::form_encode(&client.client_id),
+                        Some(oauth::form_encode(s.expose())),
                     )
                 }
                 ClientAuth::Post(s) => {
@@ -131,10 +131,6 @@ impl TokenExchange {
             now,
         ))
     }
-}
-
-fn form_encode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 impl CredentialProvider for TokenExchange {
