@@ -20,7 +20,7 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, Peer, RoleServer};
 
-use super::call_error::{CallError, Era};
+use super::call_error::{CallError, ClientKind, Era};
 use super::{Gateway, strip_meta};
 use crate::catalog::Catalog;
 use crate::identity::Caller;
@@ -47,7 +47,8 @@ pub struct CallContext {
     pub target: Option<String>,
     /// Set by resolve: when the call must have ended (the target's `timeout`).
     pub deadline: Option<tokio::time::Instant>,
-    pub era: Era,
+    /// The client's era and whether it can open URLs for its user (consent hand-off).
+    pub client: ClientKind,
     pub started: Instant,
 }
 
@@ -68,10 +69,16 @@ impl CallContext {
             tool: req.name.to_string(),
             target: None,
             deadline: None,
-            era: if ctx.protocol_version() == Some(ProtocolVersion::V_2026_07_28) {
-                Era::Stateless
-            } else {
-                Era::Sessions
+            client: ClientKind {
+                era: if ctx.protocol_version() == Some(ProtocolVersion::V_2026_07_28) {
+                    Era::Stateless
+                } else {
+                    Era::Sessions
+                },
+                url_elicitation: ctx
+                    .client_capabilities()
+                    .and_then(|c| c.elicitation)
+                    .is_some_and(|e| e.url.is_some()),
             },
             started: Instant::now(),
         }
@@ -267,7 +274,7 @@ fn audit(
             if e.is_refusal() {
                 event.decision = AuditDecision::Deny;
             }
-            e.respond(call.era)
+            e.respond(call.client)
         }
     };
     let result = match &answer {

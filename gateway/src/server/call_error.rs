@@ -34,6 +34,15 @@ pub enum Era {
     Stateless,
 }
 
+/// What the calling client can receive: its era, and whether it declared URL-mode
+/// elicitation (`capabilities.elicitation.url`), without which a consent URL can only be
+/// given as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientKind {
+    pub era: Era,
+    pub url_elicitation: bool,
+}
+
 /// How a call failed, by whose fault.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
@@ -60,6 +69,9 @@ pub enum CallError {
         url: String,
         elicitation_id: String,
         message: String,
+        /// For a 2026-07-28 client: the sealed state its retry echoes
+        /// (`consent::request_state`), bound to the caller, the tool and the arguments.
+        request_state: String,
     },
     /// The target's credential could not be obtained (token endpoint, STS, …).
     #[error("{0}")]
@@ -92,7 +104,7 @@ impl CallError {
     }
 
     /// What the caller receives. The one place call failures are mapped.
-    pub fn respond(self, era: Era) -> Result<CallToolResponse, ErrorData> {
+    pub fn respond(self, client: ClientKind) -> Result<CallToolResponse, ErrorData> {
         match self {
             Self::UnknownTool { name, pending } => {
                 let pending: Vec<&str> = pending.iter().map(String::as_str).collect();
@@ -111,12 +123,23 @@ impl CallError {
                 ),
                 Some(json!({ "tool": tool, "missing_scopes": missing })),
             )),
+            // A client that cannot open URLs for its user still gets the link, as text to
+            // show: every client works.
+            Self::ConsentRequired { url, message, .. } if !client.url_elicitation => {
+                let text = format!(
+                    "{message}. Open this link in your browser to allow it, then call the tool again: {url}"
+                );
+                let mut r = CallToolResult::error(vec![ContentBlock::text(text)]);
+                r.result_type = Some(ResultType::COMPLETE);
+                Ok(CallToolResponse::Complete(r))
+            }
             Self::ConsentRequired {
                 target,
                 url,
                 elicitation_id,
                 message,
-            } => match era {
+                request_state,
+            } => match client.era {
                 Era::Sessions => Err(ErrorData::new(
                     URL_ELICITATION_REQUIRED,
                     message.clone(),
@@ -139,7 +162,7 @@ impl CallError {
                     );
                     Ok(CallToolResponse::InputRequired(InputRequiredResult::new(
                         Some(requests),
-                        Some(elicitation_id),
+                        Some(request_state),
                     )))
                 }
             },
@@ -199,6 +222,7 @@ mod tests {
                     url: "http://127.0.0.1:8787/consent/abc".into(),
                     elicitation_id: "abc".into(),
                     message: "Allow my-agent to use your GitHub account".into(),
+                    request_state: "sealed-state".into(),
                 },
             ),
             (
@@ -248,11 +272,12 @@ mod tests {
         InputRequired,
     }
 
-    fn expected(name: &str, era: Era) -> Expect {
-        match (name, era) {
+    fn expected(name: &str, client: ClientKind) -> Expect {
+        match (name, client.era) {
             ("unknown tool", _) => Expect::Code(-32602),
             ("not connected", _) | ("unavailable", _) => Expect::Code(-32003),
             ("forbidden", _) => Expect::Code(-32004),
+            ("consent", _) if !client.url_elicitation => Expect::ToolError,
             ("consent", Era::Sessions) => Expect::Code(-32042),
             ("consent", Era::Stateless) => Expect::InputRequired,
             ("credential", _) => Expect::ToolError,
@@ -264,17 +289,38 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_variant_maps_to_its_documented_answer_in_both_eras() {
+    fn clients() -> Vec<ClientKind> {
+        let mut all = Vec::new();
         for era in [Era::Sessions, Era::Stateless] {
+            for url_elicitation in [true, false] {
+                all.push(ClientKind {
+                    era,
+                    url_elicitation,
+                });
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_variant_maps_to_its_documented_answer_for_every_kind_of_client() {
+        for client in clients() {
             for (name, e) in all_variants() {
-                let got = match e.respond(era) {
+                let got = match e.respond(client) {
                     Err(err) => {
                         assert!(!err.message.contains("::"), "{name}: {}", err.message);
                         Expect::Code(err.code.0)
                     }
                     Ok(CallToolResponse::Complete(r)) => {
                         assert_eq!(r.is_error, Some(true), "{name}");
+                        if name == "consent" {
+                            let text = &r.content[0].as_text().unwrap().text;
+                            assert!(
+                                text.contains("http://127.0.0.1:8787/consent/abc")
+                                    && text.contains("call the tool again"),
+                                "{text}"
+                            );
+                        }
                         Expect::ToolError
                     }
                     Ok(CallToolResponse::InputRequired(r)) => {
@@ -283,11 +329,12 @@ mod tests {
                         let params = &v["inputRequests"]["consent"]["params"];
                         assert_eq!(params["mode"], "url", "{v}");
                         assert_eq!(params["url"], "http://127.0.0.1:8787/consent/abc", "{v}");
+                        assert_eq!(v["requestState"], "sealed-state", "{v}");
                         Expect::InputRequired
                     }
                     Ok(other) => panic!("{name}: unexpected {other:?}"),
                 };
-                assert_eq!(got, expected(name, era), "{name} in {era:?}");
+                assert_eq!(got, expected(name, client), "{name} for {client:?}");
             }
         }
     }
@@ -299,8 +346,14 @@ mod tests {
             url: "http://127.0.0.1:8787/consent/abc".into(),
             elicitation_id: "abc".into(),
             message: "Allow it".into(),
+            request_state: "sealed-state".into(),
         };
-        let err = e.respond(Era::Sessions).unwrap_err();
+        let err = e
+            .respond(ClientKind {
+                era: Era::Sessions,
+                url_elicitation: true,
+            })
+            .unwrap_err();
         let data = err.data.unwrap();
         assert_eq!(data["elicitations"][0]["mode"], "url");
         assert_eq!(data["elicitations"][0]["elicitationId"], "abc");
