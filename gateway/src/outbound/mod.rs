@@ -9,6 +9,7 @@ mod client_credentials;
 mod oauth;
 mod sigv4;
 mod token_exchange;
+pub mod user_grants;
 
 use std::fmt;
 use std::sync::Arc;
@@ -144,6 +145,9 @@ pub enum CredentialError {
     Invalid(String),
     #[error("mode `{0}` acts for a caller, and this request has none")]
     NoCaller(&'static str),
+    /// The caller has no usable grant for this target: they must consent (to `scopes`).
+    #[error("the user has not allowed this yet (consent needed for: {})", scopes.join(" "))]
+    ConsentNeeded { scopes: Vec<String> },
 }
 
 /// The seam every target kind calls before sending a request.

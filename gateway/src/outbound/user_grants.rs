@@ -1,0 +1,258 @@
+//! The credential of a 3LO target: the calling user's own grant, from the vault, refreshed
+//! before it expires. A grant is keyed by (issuer, user, agent, target), so it is only ever
+//! used for the user and agent it was issued to. When there is no usable grant — none yet,
+//! too few scopes for this tool, expired without a refresh token, refused by the provider
+//! (`invalid_grant`), or a vault row that does not open — the answer is
+//! [`CredentialError::ConsentNeeded`] with the scopes to ask for; the call pipeline turns it
+//! into a consent hand-off. Any other failure (the provider down, the vault unreadable) is
+//! reported as itself and the grant is kept.
+//!
+//! Refreshes are single-flight per grant: however many calls find the token expired, one
+//! refresh reaches the provider and the others use its result. The rotated refresh token is
+//! stored with the new access token in one write, only if nobody changed the grant meanwhile.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use http::header::AUTHORIZATION;
+use parking_lot::Mutex;
+
+use super::authorization_code::AuthorizationCodeClient;
+use super::client_credentials::ClockDebug;
+use super::{Attachment, Clock, CredentialError, CredentialProvider, OutboundRequest};
+use crate::config::Secret;
+use crate::identity::Caller;
+use crate::vault::{Grant, GrantKey, RefreshedTokens, Vault};
+
+/// Refresh this long before the provider's expiry, so a token does not expire in flight.
+pub const REFRESH_SKEW: Duration = Duration::from_secs(60);
+
+/// Per-grant refresh locks kept at most; beyond it idle ones are dropped (a lock in use is
+/// held by its callers and survives).
+const MAX_FLIGHTS: usize = 10_000;
+
+#[derive(Debug)]
+pub struct UserGrants {
+    target: String,
+    client: Arc<AuthorizationCodeClient>,
+    vault: Vault,
+    /// Scopes every grant must hold.
+    scopes: Vec<String>,
+    /// Extra scopes per upstream tool.
+    tool_scopes: BTreeMap<String, Vec<String>>,
+    clock: ClockDebug,
+    flights: Mutex<HashMap<GrantKey, Arc<tokio::sync::Mutex<()>>>>,
+    refreshes: AtomicU64,
+}
+
+impl UserGrants {
+    pub fn new(
+        target: impl Into<String>,
+        client: Arc<AuthorizationCodeClient>,
+        vault: Vault,
+        scopes: Vec<String>,
+        tool_scopes: BTreeMap<String, Vec<String>>,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            target: target.into(),
+            client,
+            vault,
+            scopes,
+            tool_scopes,
+            clock: ClockDebug(clock),
+            flights: Mutex::new(HashMap::new()),
+            refreshes: AtomicU64::new(0),
+        }
+    }
+
+    /// How many refreshes reached the provider (for metrics and tests).
+    pub fn refreshes(&self) -> u64 {
+        self.refreshes.load(Ordering::Relaxed)
+    }
+
+    /// The scopes a call of `tool` needs: the target's, plus the tool's own.
+    pub fn scopes_for(&self, tool: Option<&str>) -> Vec<String> {
+        let mut needed = self.scopes.clone();
+        for s in tool
+            .and_then(|t| self.tool_scopes.get(t))
+            .into_iter()
+            .flatten()
+        {
+            if !needed.contains(s) {
+                needed.push(s.clone());
+            }
+        }
+        needed
+    }
+
+    fn key(&self, caller: &Caller) -> GrantKey {
+        GrantKey {
+            issuer: caller.issuer.clone(),
+            user: caller.user.clone(),
+            agent: caller.agent.clone(),
+            target: self.target.clone(),
+        }
+    }
+
+    /// `caller`'s access token for a call of `tool`.
+    pub async fn access_token(
+        &self,
+        caller: &Caller,
+        tool: Option<&str>,
+    ) -> Result<Secret, CredentialError> {
+        let key = self.key(caller);
+        let needed = self.scopes_for(tool);
+        if let Usable::Fresh(token) = self.usable(&key, &needed).await? {
+            return Ok(token);
+        }
+        // One refresh per grant at a time; whoever waited finds the refreshed token.
+        let flight = self.flight(&key);
+        let _turn = flight.lock().await;
+        let grant = match self.usable(&key, &needed).await? {
+            Usable::Fresh(token) => return Ok(token),
+            Usable::Expired(latest) => latest,
+        };
+        self.refresh(&key, grant, &needed).await
+    }
+
+    /// The stored grant, if it can serve `needed`: fresh (its token), or expired but
+    /// refreshable.
+    async fn usable(&self, key: &GrantKey, needed: &[String]) -> Result<Usable, CredentialError> {
+        let grant = match self.vault.grant(key).await {
+            Ok(Some(g)) => g,
+            Ok(None) => return Err(consent(needed.to_vec())),
+            Err(e) if e.is_tampered() => {
+                tracing::warn!(target: "portcullis::vault", "{e}");
+                return Err(consent(needed.to_vec()));
+            }
+            Err(e) => {
+                return Err(CredentialError::Invalid(format!(
+                    "the token vault cannot be read: {e}"
+                )));
+            }
+        };
+        if let Some(missing) = missing(&grant.scopes, needed) {
+            // Ask for what the grant has and what this call needs, so one consent serves both.
+            let mut union = grant.scopes.clone();
+            union.extend(missing);
+            return Err(consent(union));
+        }
+        let now = (self.clock.0)();
+        let fresh = grant.expires_at.is_none_or(|exp| {
+            let exp = std::time::UNIX_EPOCH + Duration::from_secs(exp.max(0) as u64);
+            now + REFRESH_SKEW < exp
+        });
+        if fresh {
+            return Ok(Usable::Fresh(grant.access_token));
+        }
+        if grant.refresh_token.is_none() {
+            return Err(consent(needed.to_vec()));
+        }
+        Ok(Usable::Expired(Box::new(grant)))
+    }
+
+    async fn refresh(
+        &self,
+        key: &GrantKey,
+        grant: Box<Grant>,
+        needed: &[String],
+    ) -> Result<Secret, CredentialError> {
+        let Some(refresh_token) = &grant.refresh_token else {
+            return Err(consent(needed.to_vec()));
+        };
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+        match self.client.refresh(refresh_token, &grant.scopes).await {
+            Ok(t) => {
+                let tokens = RefreshedTokens {
+                    access_token: t.access_token.clone(),
+                    refresh_token: t.refresh_token,
+                    expires_at: t.expires_at,
+                    scopes: Some(t.granted_scopes),
+                };
+                match self
+                    .vault
+                    .replace_tokens_after_refresh(key, grant.revision, &tokens)
+                    .await
+                {
+                    // Stored; or the grant changed meanwhile (revoked, re-consented): this
+                    // call still uses the token it was given, the next reads the vault.
+                    Ok(_) => Ok(t.access_token),
+                    Err(e) => Err(CredentialError::Invalid(format!(
+                        "the refreshed token could not be stored in the vault: {e}"
+                    ))),
+                }
+            }
+            Err(e) if e.grant_is_dead() => {
+                if let Err(e) = self
+                    .vault
+                    .delete_grant_if_unchanged(key, grant.revision)
+                    .await
+                {
+                    tracing::warn!(target: "portcullis::vault", "{key} could not be deleted after the provider refused it: {e}");
+                }
+                tracing::info!(
+                    target: "portcullis::outbound",
+                    "{key} is no longer accepted by the provider ({e}); the user is asked to consent again"
+                );
+                Err(consent(needed.to_vec()))
+            }
+            Err(e) => Err(CredentialError::Unreachable(format!(
+                "refreshing the user's token failed: {e}"
+            ))),
+        }
+    }
+
+    fn flight(&self, key: &GrantKey) -> Arc<tokio::sync::Mutex<()>> {
+        let mut flights = self.flights.lock();
+        if flights.len() >= MAX_FLIGHTS {
+            flights.retain(|_, f| Arc::strong_count(f) > 1);
+        }
+        flights.entry(key.clone()).or_default().clone()
+    }
+}
+
+enum Usable {
+    Fresh(Secret),
+    Expired(Box<Grant>),
+}
+
+fn consent(scopes: Vec<String>) -> CredentialError {
+    CredentialError::ConsentNeeded { scopes }
+}
+
+/// The scopes of `needed` that `granted` lacks, if any.
+fn missing(granted: &[String], needed: &[String]) -> Option<Vec<String>> {
+    let missing: Vec<String> = needed
+        .iter()
+        .filter(|s| !granted.contains(s))
+        .cloned()
+        .collect();
+    (!missing.is_empty()).then_some(missing)
+}
+
+impl CredentialProvider for UserGrants {
+    fn mode(&self) -> &'static str {
+        "oauth2_authorization_code"
+    }
+
+    fn attach<'a>(
+        &'a self,
+        req: &'a OutboundRequest<'a>,
+    ) -> BoxFuture<'a, Result<Attachment, CredentialError>> {
+        Box::pin(async move {
+            let caller = req
+                .caller()
+                .ok_or(CredentialError::NoCaller("oauth2_authorization_code"))?;
+            let token = self.access_token(caller, req.tool).await?;
+            Attachment::default().header(AUTHORIZATION, &format!("Bearer {}", token.expose()))
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "user_grants_tests.rs"]
+mod tests;
