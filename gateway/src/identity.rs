@@ -36,14 +36,3 @@ impl Caller {
 pub fn caller_of(parts: Option<&http::request::Parts>) -> Option<&Caller> {
     parts.and_then(|p| p.extensions.get::<Caller>())
 }
-
-/// The caller of a request with the token they presented, for the outbound side.
-pub fn principal_of(parts: Option<&http::request::Parts>) -> Option<crate::outbound::Principal> {
-    let parts = parts?;
-    let caller = parts.extensions.get::<Caller>()?;
-    let token = parts.extensions.get::<crate::outbound::CallerToken>();
-    Some(crate::outbound::Principal::new(
-        caller.clone(),
-        token.cloned(),
-    ))
-}

@@ -9,6 +9,7 @@
 
 pub mod auth_server;
 pub mod catalog;
+pub mod cause;
 pub mod cli;
 pub mod config;
 pub mod consent;

@@ -56,6 +56,15 @@ impl Principal {
         Self { caller, token }
     }
 
+    /// The caller of a request and the token they presented, as the inbound layer recorded
+    /// them; `None` when inbound authentication is off.
+    pub fn of_request(parts: Option<&http::request::Parts>) -> Option<Self> {
+        let parts = parts?;
+        let caller = parts.extensions.get::<Caller>()?;
+        let token = parts.extensions.get::<CallerToken>();
+        Some(Self::new(caller.clone(), token.cloned()))
+    }
+
     /// The caller's own token, for token exchange.
     fn token(&self) -> Option<&str> {
         self.token.as_ref().map(CallerToken::expose)

@@ -31,7 +31,7 @@ pub async fn send(
         .send()
         .await
         // reqwest's own text says only "error sending request": name the real cause.
-        .map_err(|e| HttpError(format!("{target}: {}", crate::targets::cause::classify(&e))))?;
+        .map_err(|e| HttpError(format!("{target}: {}", crate::cause::classify(&e))))?;
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = crate::auth_server::read_limited(resp, crate::auth_server::MAX_DOCUMENT_BYTES)

@@ -56,7 +56,7 @@ impl CallContext {
     fn of(req: &CallToolRequestParams, ctx: &RequestContext<RoleServer>) -> Self {
         let parts = ctx.extensions.get::<http::request::Parts>();
         Self {
-            principal: crate::identity::principal_of(parts),
+            principal: Principal::of_request(parts),
             request_id: parts
                 .and_then(|p| crate::telemetry::request_id(&p.headers))
                 .map_or_else(|| ctx.id.to_string(), str::to_string),

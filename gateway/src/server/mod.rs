@@ -103,7 +103,7 @@ impl Gateway {
     async fn listed_catalog(&self, ctx: &RequestContext<RoleServer>) -> Arc<Catalog> {
         let catalog = self.catalog();
         let principal =
-            crate::identity::principal_of(ctx.extensions.get::<::http::request::Parts>());
+            crate::outbound::Principal::of_request(ctx.extensions.get::<::http::request::Parts>());
         catalog.learn_user_listings(principal.as_ref()).await;
         catalog
     }
@@ -475,7 +475,8 @@ async fn forward(
     request: ClientRequest,
     ctx: &RequestContext<RoleServer>,
 ) -> Result<ServerResult, ErrorData> {
-    let principal = crate::identity::principal_of(ctx.extensions.get::<::http::request::Parts>());
+    let principal =
+        crate::outbound::Principal::of_request(ctx.extensions.get::<::http::request::Parts>());
     target
         .request(request, principal.as_ref())
         .await

@@ -4,7 +4,6 @@
 //! become more variants that list from their specification and need no session.
 //! `targets/` never sees a JWT: only a call and, for credentials, an [`outbound::Principal`].
 
-pub mod cause;
 pub mod mcp;
 pub mod relay;
 

@@ -331,10 +331,7 @@ impl AuthorizationCodeClient {
             .send()
             .await
             .map_err(|e| {
-                AuthCodeError::Unreachable(format!(
-                    "POST {url}: {}",
-                    crate::targets::cause::classify(&e)
-                ))
+                AuthCodeError::Unreachable(format!("POST {url}: {}", crate::cause::classify(&e)))
             })?;
         let status = resp.status();
         let body = crate::auth_server::read_limited(resp, crate::auth_server::MAX_DOCUMENT_BYTES)

@@ -3,9 +3,9 @@
 //! setting to check) filled in around the [`Cause`] the classifier found.
 
 use super::session::Session;
+use crate::cause::{Cause, Registration};
 use crate::config::McpTransport;
 use crate::config::outbound::AuthSpec;
-use crate::targets::cause::{Cause, Registration};
 
 /// Which step of connecting failed, and why.
 pub(super) enum OpenFailure {

@@ -7,7 +7,7 @@
 //! made after the upstream came back succeeds without waiting for the next backoff tick — and
 //! a call to a dead upstream fails fast with a clear error instead of hanging. A user's
 //! session has no supervisor: it opens on that user's first call and reconnects on their
-//! next one. Every failure is explained with a [`Cause`] from `targets::cause`, and every
+//! next one. Every failure is explained with a [`Cause`] from `cause.rs`, and every
 //! change of state is one log line (`status`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,11 +28,11 @@ use super::explain::OpenFailure;
 use super::http::CredentialedClient;
 use super::status::{self, Connected, Status};
 use super::stdio::{self, StderrTail};
+use crate::cause::{self, Cause, ExitStatus};
 use crate::config::{McpTransport, TargetSpec};
 use crate::events::CatalogEvent;
 use crate::outbound::Principal;
 use crate::outbound::{CredentialProvider, OutboundRequest};
-use crate::targets::cause::{self, Cause, ExitStatus};
 use crate::targets::relay::{InFlight, Registration, RelayReceiver, Relays};
 use crate::targets::{Listing, TargetError};
 

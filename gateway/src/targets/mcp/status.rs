@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::targets::cause::Cause;
+use crate::cause::Cause;
 use crate::words::{duration, elapsed, plural};
 
 /// How a session is retried, said once when it goes down.

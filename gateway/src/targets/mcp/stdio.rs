@@ -19,8 +19,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Level;
 
+use crate::cause::{Cause, ExitStatus};
 use crate::config::McpTransport;
-use crate::targets::cause::{Cause, ExitStatus};
 
 /// How long a child may take to exit after its session ended (stdin closed) before it is
 /// killed — the MCP stdio shutdown sequence.
@@ -124,7 +124,7 @@ pub(super) fn spawn(
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
-    let mut child = cmd.spawn().map_err(|e| super::super::cause::classify(&e))?;
+    let mut child = cmd.spawn().map_err(|e| crate::cause::classify(&e))?;
     let (Some(stdout), Some(stdin), stderr) =
         (child.stdout.take(), child.stdin.take(), child.stderr.take())
     else {

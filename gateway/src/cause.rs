@@ -1,4 +1,4 @@
-//! Why an upstream failed, in the words of the person who reads it.
+//! Why an upstream, a token endpoint or a provider failed, in the words of the person who reads it.
 //!
 //! rmcp, reqwest, hyper and the OS each wrap the real cause of a failure in their own error
 //! type, and their `Display` texts name Rust types ("Transport [rmcp::transport::…] error:
