@@ -6,9 +6,9 @@
 //!
 //! `portcullis demo-provider --listen 127.0.0.1:PORT --redirect-uri URI` (hidden) serves, on
 //! a loopback address only:
-//! - `oauth` — RFC 8414 metadata, `/authorize` (code + PKCE S256, with a sign-in page),
-//!   `/token` (code and refresh grants, refresh rotation with reuse detection), `/revoke`
-//!   (RFC 7009), for one registered confidential client;
+//! - `oauth` — RFC 8414 metadata and `/authorize` (code + PKCE S256, with the sign-in page
+//!   of `page`); `token` — `/token` (code and refresh grants, refresh rotation with reuse
+//!   detection) and `/revoke` (RFC 7009); all for one registered confidential client;
 //! - `ledger` — codes, grants, access and refresh tokens (stored hashed, bounded, expiring);
 //! - `tasks` — `/mcp` with `list_tasks` (`tasks:read`) and `add_task` (`tasks:write`) on a
 //!   per-user list; every request needs `Authorization: Bearer <an access token from here>`.
@@ -156,5 +156,15 @@ mod listen_tests {
             let err = check_listen(other.parse().unwrap()).unwrap_err();
             assert!(err.to_string().contains("loopback"), "{err}");
         }
+    }
+
+    #[test]
+    fn settings_need_a_redirect_uri_and_a_token_lifetime() {
+        let uri = vec![Url::parse("http://127.0.0.1:8080/cb").unwrap()];
+        let ttl = Duration::from_secs(600);
+        let err = Settings::from_cli("c".into(), vec![], ttl).unwrap_err();
+        assert!(err.to_string().contains("--redirect-uri"), "{err}");
+        let err = Settings::from_cli("c".into(), uri, Duration::ZERO).unwrap_err();
+        assert!(err.to_string().contains("--token-ttl"), "{err}");
     }
 }
