@@ -3,7 +3,8 @@
 //! Data flows top to bottom through the modules: `config` compiles the TOML into a
 //! snapshot; `targets` keeps one session per upstream; `catalog` merges their tools under
 //! gateway names; `server` is the MCP front door that routes each call; `telemetry` records
-//! every decision; `demo` is the quickstart's demo MCP server (`portcullis demo-upstream`).
+//! every decision; `demo` is the quickstart's demo MCP server (`portcullis demo-upstream`)
+//! and demo OAuth provider (`portcullis demo-provider`).
 //! docs/ describes each part for users.
 #![forbid(unsafe_code)]
 

@@ -1,5 +1,5 @@
 //! Command line: `serve`, `check`, `tools`, `dev-token`, `vault` (and the hidden
-//! `demo-upstream`).
+//! `demo-upstream` and `demo-provider`).
 
 mod vault;
 
@@ -86,6 +86,24 @@ enum Command {
         #[arg(long, value_name = "IP:PORT")]
         http: Option<std::net::SocketAddr>,
     },
+    /// Serve "Acme Tasks", a demo third-party service for trying user consent locally: an
+    /// OAuth authorization server and an MCP server that accepts only its tokens. Prints its
+    /// base URL. The client secret comes from PORTCULLIS_DEMO_PROVIDER_SECRET.
+    #[command(hide = true)]
+    DemoProvider {
+        /// The loopback address to listen on (port 0: any).
+        #[arg(long, value_name = "IP:PORT")]
+        listen: std::net::SocketAddr,
+        /// The client id of the one registered client (the gateway).
+        #[arg(long, default_value = crate::demo::provider::DEFAULT_CLIENT_ID)]
+        client_id: String,
+        /// A redirect URI of that client, matched exactly; repeat for several.
+        #[arg(long = "redirect-uri", value_name = "URL", required = true)]
+        redirect_uris: Vec<url::Url>,
+        /// Lifetime of access tokens.
+        #[arg(long, default_value = "10m")]
+        token_ttl: humantime::Duration,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +184,22 @@ pub fn main() -> ExitCode {
             Command::DemoUpstream { http } => crate::demo::serve(crate::demo::Mode::new(http)?)
                 .await
                 .map(|()| ExitCode::SUCCESS),
+            Command::DemoProvider {
+                listen,
+                client_id,
+                redirect_uris,
+                token_ttl,
+            } => {
+                let listen = crate::demo::provider::check_listen(listen)?;
+                let settings = crate::demo::provider::Settings::from_cli(
+                    client_id,
+                    redirect_uris,
+                    token_ttl.into(),
+                )?;
+                crate::demo::provider::serve(listen, settings)
+                    .await
+                    .map(|()| ExitCode::SUCCESS)
+            }
         }
     });
     // Do not wait for stdio children or sessions to wind down: they are cancelled already.

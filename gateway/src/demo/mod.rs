@@ -7,6 +7,7 @@
 //! - `--http 127.0.0.1:PORT`: streamable HTTP at `/mcp` (PORT 0 picks a free port); prints
 //!   `http://ADDR/mcp` on stdout once listening. Loopback only: the demo has no authentication.
 
+pub mod provider;
 mod tools;
 
 use std::io::Write as _;
