@@ -2,10 +2,16 @@
 //! before it expires. A grant is keyed by (issuer, user, agent, target), so it is only ever
 //! used for the user and agent it was issued to. When there is no usable grant — none yet,
 //! too few scopes for this tool, expired without a refresh token, refused by the provider
-//! (`invalid_grant`), or a vault row that does not open — the answer is
-//! [`CredentialError::ConsentNeeded`] with the scopes to ask for; the call pipeline turns it
-//! into a consent hand-off. Any other failure (the provider down, the vault unreadable) is
+//! (`invalid_grant`), revoked while it was being refreshed, or a vault row that does not open
+//! — the answer is [`CredentialError::ConsentNeeded`] with the scopes to ask for. Any other
+//! failure (the provider down or refusing the gateway's client, the vault unreadable) is
 //! reported as itself and the grant is kept.
+//!
+//! Not wired yet: no target mode builds this provider until the consent hand-off (pending
+//! consent, consent page, callback) lands; docs/consent.md keeps the status. The scopes a
+//! grant covers are the ones the user approved (stored at consent); a refresh never
+//! replaces them with the provider's wording of them (GitHub answers `repo,gist`, Google
+//! expands aliases), which would make every later call ask for consent again.
 //!
 //! Refreshes are single-flight per grant: however many calls find the token expired, one
 //! refresh reaches the provider and the others use its result. The rotated refresh token is
@@ -20,7 +26,7 @@ use futures::future::BoxFuture;
 use http::header::AUTHORIZATION;
 use parking_lot::Mutex;
 
-use super::authorization_code::AuthorizationCodeClient;
+use super::authorization_code::{AuthCodeError, AuthorizationCodeClient};
 use super::client_credentials::ClockDebug;
 use super::{Attachment, Clock, CredentialError, CredentialProvider, OutboundRequest};
 use crate::config::Secret;
@@ -130,9 +136,11 @@ impl UserGrants {
                 return Err(consent(needed.to_vec()));
             }
             Err(e) => {
-                return Err(CredentialError::Invalid(format!(
-                    "the token vault cannot be read: {e}"
-                )));
+                // The operator's problem (path, disk): in the log; the caller hears it short.
+                tracing::error!(target: "portcullis::vault", "{e}");
+                return Err(CredentialError::Invalid(
+                    "the gateway cannot read its token vault right now (the gateway log says why); try again later".into(),
+                ));
             }
         };
         if let Some(missing) = missing(&grant.scopes, needed) {
@@ -171,19 +179,28 @@ impl UserGrants {
                     access_token: t.access_token.clone(),
                     refresh_token: t.refresh_token,
                     expires_at: t.expires_at,
-                    scopes: Some(t.granted_scopes),
+                    // The approved scopes stay (see the module comment).
+                    scopes: None,
                 };
                 match self
                     .vault
                     .replace_tokens_after_refresh(key, grant.revision, &tokens)
                     .await
                 {
-                    // Stored; or the grant changed meanwhile (revoked, re-consented): this
-                    // call still uses the token it was given, the next reads the vault.
-                    Ok(_) => Ok(t.access_token),
-                    Err(e) => Err(CredentialError::Invalid(format!(
-                        "the refreshed token could not be stored in the vault: {e}"
-                    ))),
+                    Ok(true) => Ok(t.access_token),
+                    // Changed meanwhile: consented again (use the vault's grant next time,
+                    // this token is still the user's) or revoked (then this token must not
+                    // be used: the user took the grant back).
+                    Ok(false) => match self.vault.grant(key).await {
+                        Ok(Some(_)) => Ok(t.access_token),
+                        _ => Err(consent(needed.to_vec())),
+                    },
+                    Err(e) => {
+                        tracing::error!(target: "portcullis::vault", "{key}: the refreshed token could not be stored: {e}");
+                        Err(CredentialError::Invalid(
+                            "the gateway could not store the refreshed token in its vault (the gateway log says why); try again later".into(),
+                        ))
+                    }
                 }
             }
             Err(e) if e.grant_is_dead() => {
@@ -200,8 +217,14 @@ impl UserGrants {
                 );
                 Err(consent(needed.to_vec()))
             }
-            Err(e) => Err(CredentialError::Unreachable(format!(
-                "refreshing the user's token failed: {e}"
+            Err(AuthCodeError::Refused { code, description }) => {
+                Err(CredentialError::Refused { code, description })
+            }
+            Err(AuthCodeError::Unreachable(why)) => Err(CredentialError::Unreachable(format!(
+                "refreshing the user's token: {why}"
+            ))),
+            Err(other) => Err(CredentialError::Invalid(format!(
+                "refreshing the user's token failed: {other}"
             ))),
         }
     }

@@ -21,6 +21,7 @@ const NOW: u64 = 1_800_000_000;
 const ROTATE: u8 = 0;
 const INVALID_GRANT: u8 = 1;
 const SERVER_ERROR: u8 = 2;
+const INVALID_CLIENT: u8 = 3;
 
 #[derive(Default)]
 struct Provider {
@@ -32,16 +33,23 @@ async fn token(State(p): State<Arc<Provider>>, body: String) -> axum::response::
     assert!(body.contains("grant_type=refresh_token"), "{body}");
     let n = p.refreshes.fetch_add(1, Ordering::SeqCst) + 1;
     match p.answer.load(Ordering::SeqCst) {
+        // GitHub's way of naming scopes: one comma-separated string.
         ROTATE => axum::Json(serde_json::json!({
             "access_token": format!("access-{n}"),
             "refresh_token": format!("refresh-{n}"),
             "token_type": "Bearer",
             "expires_in": 3600,
+            "scope": "tasks:read,gist",
         }))
         .into_response(),
         INVALID_GRANT => (
             StatusCode::BAD_REQUEST,
             axum::Json(serde_json::json!({ "error": "invalid_grant" })),
+        )
+            .into_response(),
+        INVALID_CLIENT => (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(serde_json::json!({ "error": "invalid_client" })),
         )
             .into_response(),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "down for maintenance").into_response(),
@@ -216,6 +224,20 @@ async fn past_expiry_a_hundred_concurrent_calls_make_one_refresh_and_store_the_r
         "the rotated refresh token replaced the old one"
     );
     assert_eq!(stored.expires_at, Some(NOW as i64 + 3600));
+    assert_eq!(
+        stored.scopes,
+        ["tasks:read"],
+        "the approved scopes stay, whatever the provider calls them"
+    );
+    // So the next call is served without asking consent again.
+    assert_eq!(
+        rig.grants
+            .access_token(&caller("alice", "cli"), Some("list_tasks"))
+            .await
+            .unwrap()
+            .expose(),
+        "access-1"
+    );
 }
 
 #[tokio::test]
@@ -248,7 +270,7 @@ async fn a_provider_failure_is_reported_and_the_grant_kept() {
     assert!(matches!(err, CredentialError::Unreachable(_)), "{err}");
     let message = err.to_string();
     assert!(
-        message.contains("refreshing the user's token failed"),
+        message.contains("refreshing the user's token: the token endpoint"),
         "{message}"
     );
     assert!(
@@ -270,4 +292,28 @@ async fn an_expired_grant_without_a_refresh_token_asks_consent() {
     store(&rig, &["tasks:read"], -10, false).await;
     needs_consent(rig.grants.access_token(&caller("alice", "cli"), None).await);
     assert_eq!(rig.provider.refreshes.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_provider_refusing_the_gateways_client_is_its_oauth_error_not_unreachable() {
+    let rig = rig().await;
+    store(&rig, &["tasks:read"], -10, true).await;
+    rig.provider.answer.store(INVALID_CLIENT, Ordering::SeqCst);
+    let err = rig
+        .grants
+        .access_token(&caller("alice", "cli"), None)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, CredentialError::Refused { code, .. } if code == "invalid_client"),
+        "{err}"
+    );
+    assert!(
+        rig.vault
+            .grant(&key("alice", "cli"))
+            .await
+            .unwrap()
+            .is_some()
+    );
 }

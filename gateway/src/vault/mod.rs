@@ -39,6 +39,17 @@ use records::{join_scopes, non_empty, split_scopes};
 use seal::{Context, Keyring};
 use store::{GrantRow, PendingRow, Store, TokenUpdate};
 
+/// Where a new grant row's revision starts: random (below 2^62, so counting on cannot
+/// overflow), so that a grant deleted and consented again never reuses a revision a stale
+/// writer may still hold.
+fn first_revision() -> Result<i64, VaultError> {
+    let mut bytes = [0u8; 8];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| VaultError::Crypto)?;
+    Ok((u64::from_be_bytes(bytes) >> 2) as i64 + 1)
+}
+
 /// The vault, open. Cloning is cheap and shares the connections.
 #[derive(Clone)]
 pub struct Vault {
@@ -144,7 +155,7 @@ impl Vault {
             access,
             refresh,
             grant.expires_at,
-            0,
+            first_revision()?,
             now,
             now,
         );

@@ -212,14 +212,27 @@ impl Store {
     }
 
     /// Insert or replace a grant in one statement; a replaced grant's revision goes on
-    /// counting, so a writer holding the old revision cannot overwrite the new grant.
+    /// counting, and a new row starts at the row's (random) revision, not at a fixed number:
+    /// a writer holding the revision of a grant that was deleted and consented again cannot
+    /// overwrite the new grant.
     pub(super) async fn upsert_grant(&self, row: &GrantRow) -> Result<(), VaultError> {
-        let (issuer, user, agent, target, scopes, access, refresh, expires_at, _, created, updated) =
-            row;
+        let (
+            issuer,
+            user,
+            agent,
+            target,
+            scopes,
+            access,
+            refresh,
+            expires_at,
+            first,
+            created,
+            updated,
+        ) = row;
         sqlx::query(
             "INSERT INTO vault_grants (issuer, user_name, agent, target, scopes, access_token, \
              refresh_token, expires_at, revision, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $11, $9, $10) \
              ON CONFLICT (issuer, user_name, agent, target) DO UPDATE SET \
              scopes = excluded.scopes, access_token = excluded.access_token, \
              refresh_token = excluded.refresh_token, expires_at = excluded.expires_at, \
@@ -236,6 +249,7 @@ impl Store {
         .bind(expires_at)
         .bind(created)
         .bind(updated)
+        .bind(first)
         .execute(&self.pool)
         .await
         .map_err(self.failed("store a grant"))?;
