@@ -480,6 +480,25 @@ fn user_consent_settings_are_checked_completely_then_refused_until_consent_is_se
                     "provider = \"atlassian\"\nscopes = []\n[auth.tool_scopes]\nsearch = []\n",
                 ),
             ),
+            (
+                "insecure_and_sneaky.toml",
+                &three_lo(
+                    "provider = \"microsoft\"\ntenant = \"..\"\nscopes = [\"User.Read\"]\ntoken_url = \"http://login.example.com/token\"\n[auth.authorize_params]\nState = \"fixed\"\n",
+                ),
+            ),
+            (
+                "slack_scope_param.toml",
+                &three_lo(
+                    "provider = \"slack\"\nscopes = [\"search:read\"]\n[auth.authorize_params]\nuser_scope = \"admin\"\n",
+                ),
+            ),
+            // Declared tools beside a 3LO [auth]: no claim that the target shares a session.
+            (
+                "declared_three_lo.toml",
+                &three_lo(
+                    "provider = \"github\"\nscopes = [\"repo\"]\n[tools.search]\ndescription = \"Search\"\ninput_schema = { type = \"object\" }\n",
+                ),
+            ),
             // Valid in every respect: only the "not served yet" refusal remains.
             (
                 "valid_github.toml",

@@ -30,6 +30,7 @@ use schema::{GATEWAY_TOP_LEVEL, GatewayFile};
 pub use secret::{Secret, SecretRef};
 use targets::{check_no_per_caller_targets, check_prefixes, load_targets};
 use url::Url;
+pub use values::secure_transport;
 
 /// What a stdio child inherits from the gateway's environment unless `inherit_env` adds more.
 pub const DEFAULT_INHERITED_ENV: &[&str] = &[

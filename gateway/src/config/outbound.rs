@@ -263,10 +263,11 @@ pub(super) fn compile(
                 },
             );
             // Checked completely above, so the file is ready when consent is served.
+            let section = cx.section;
             if spec.is_some() {
                 cx.err(
                     "mode",
-                    "`oauth2_authorization_code` (acting for each user after their consent) is not served by this version yet; the rest of this [auth] table is valid",
+                    format!("`oauth2_authorization_code` (acting for each user after their consent) is not served by this version yet; the rest of this [{section}] table is valid"),
                     "for now an MCP target can use the gateway's own credentials, shared by every caller (`api_key`, `oauth2_client_credentials`, `aws_sigv4`), or `token_exchange`",
                 );
             }

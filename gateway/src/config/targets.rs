@@ -82,7 +82,8 @@ fn load_target(path: &Path, errors: &mut ConfigErrors) -> Option<TargetSpec> {
         }
     };
     let auth = outbound::compile(&src, "auth", file.auth.as_ref(), base, errors);
-    let per_caller = auth.as_ref().is_some_and(outbound::AuthSpec::per_caller);
+    // Unknown when `[auth]` has problems of its own (reported already).
+    let per_caller = auth.as_ref().map(outbound::AuthSpec::per_caller);
     let listing_auth = file.listing_auth.as_ref().and_then(|l| {
         let spec = outbound::compile(&src, "listing_auth", Some(l), base, errors)?;
         check_listing_auth(&src, &spec, auth.as_ref(), errors).then_some(spec)
@@ -170,7 +171,7 @@ fn check_listing_auth(
 fn declared_tools(
     src: &SourceFile,
     tools: &BTreeMap<String, super::schema::ToolSection>,
-    per_caller: bool,
+    per_caller: Option<bool>,
     errors: &mut ConfigErrors,
 ) -> Vec<rmcp::model::Tool> {
     let mut declared = Vec::new();
@@ -179,7 +180,7 @@ fn declared_tools(
         if t.input_schema.is_none() && t.description.is_none() {
             continue;
         }
-        if !per_caller {
+        if per_caller == Some(false) {
             let k = if t.input_schema.is_some() {
                 "input_schema"
             } else {

@@ -105,6 +105,18 @@ fn schemes_for(rest: &str) -> (&'static str, &'static str) {
     }
 }
 
+/// Whether secrets may travel to `url`: https, or http on a loopback host (local
+/// development and tests). Applied at load to OAuth endpoints and by the OAuth client itself.
+pub fn secure_transport(url: &Url) -> bool {
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    url.scheme() == "https" || (url.scheme() == "http" && loopback)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

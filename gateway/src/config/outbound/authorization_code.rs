@@ -232,7 +232,7 @@ pub(super) fn compile(cx: &mut Ctx<'_>, s: &Section<'_>) -> Option<Authorization
         }
     }
     if let Some(t) = s.tenant
-        && (t.is_empty()
+        && (!t.chars().any(|c| c.is_ascii_alphanumeric())
             || !t
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)))
@@ -283,14 +283,20 @@ pub(super) fn compile(cx: &mut Ctx<'_>, s: &Section<'_>) -> Option<Authorization
                 .collect()
         })
         .unwrap_or_default();
+    let scope_param = preset.as_ref().map_or("scope", |(p, ..)| p.scope_param);
     for (k, v) in s.authorize_params {
-        if RESERVED_PARAMS.contains(&k.as_str()) {
+        let name = k.trim();
+        if RESERVED_PARAMS
+            .iter()
+            .chain([&scope_param])
+            .any(|r| r.eq_ignore_ascii_case(name))
+        {
             ok = false;
             cx.err(
                 &format!("authorize_params.{k}"),
                 format!("`{k}` is set by the gateway on every authorization request"),
-                match k.as_str() {
-                    "scope" => "list scopes in `scopes` and `[auth.tool_scopes]`",
+                match name.to_ascii_lowercase().as_str() {
+                    "scope" | "user_scope" => "list scopes in `scopes` and `[auth.tool_scopes]`",
                     "resource" => "set `resource` in [auth]",
                     _ => "remove it",
                 },
@@ -343,6 +349,23 @@ pub(super) fn compile(cx: &mut Ctx<'_>, s: &Section<'_>) -> Option<Authorization
             "give the client id of the OAuth app you registered at the provider",
         );
     }
+    for (key, url) in [
+        ("issuer", s.issuer),
+        ("authorization_url", s.authorization_url),
+        ("token_url", s.token_url),
+        ("revocation_url", s.revocation_url),
+    ] {
+        if let Some(url) = url
+            && !crate::config::secure_transport(url)
+        {
+            ok = false;
+            cx.err(
+                key,
+                format!("`{url}` is not an https URL: authorization codes and tokens would travel in clear text"),
+                "use the provider's https URL (plain http is accepted only on a loopback host, for local development)",
+            );
+        }
+    }
     let (Some(endpoints), Some(client), true) = (endpoints, client, ok) else {
         return None;
     };
@@ -354,7 +377,7 @@ pub(super) fn compile(cx: &mut Ctx<'_>, s: &Section<'_>) -> Option<Authorization
         scopes,
         tool_scopes: s.tool_scopes.clone(),
         authorize_params,
-        scope_param: preset.as_ref().map_or("scope", |(p, ..)| p.scope_param),
+        scope_param,
         resource,
     })
 }

@@ -47,6 +47,14 @@ impl ProviderEndpoints {
     /// its PKCE methods, S256 among them. A document that lists none is accepted: several
     /// large providers support S256 without saying so, and the gateway always sends S256.
     pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Self, AuthCodeError> {
+        // The metadata names where secrets go: it must not be readable or changeable on the
+        // way, so the issuer itself is held to the endpoints' rule.
+        let parsed = Url::parse(issuer).map_err(|_| {
+            AuthCodeError::Misconfigured(format!(
+                "the issuer \"{issuer}\" is not an absolute URL. Write the provider's issuer URL, e.g. https://login.example.com/"
+            ))
+        })?;
+        check_transport("issuer", &parsed)?;
         let (from, doc) = crate::auth_server::discover(http, issuer)
             .await
             .map_err(|e| {
@@ -122,20 +130,15 @@ impl ProviderEndpoints {
 }
 
 /// `https`, or `http` on a loopback host.
-fn check_transport(what: &str, url: &Url) -> Result<(), AuthCodeError> {
-    let loopback = match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    };
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        _ => Err(AuthCodeError::Misconfigured(format!(
-            "the {what} {url} is not an https URL: authorization codes and tokens would travel in clear text. Use the provider's https URL"
-        ))),
+/// https, or http on a loopback host (local development and tests). The config applies the
+/// same rule at load (`config::outbound::authorization_code`).
+pub(crate) fn check_transport(what: &str, url: &Url) -> Result<(), AuthCodeError> {
+    if crate::config::secure_transport(url) {
+        return Ok(());
     }
+    Err(AuthCodeError::Misconfigured(format!(
+        "the {what} {url} is not an https URL: authorization codes and tokens would travel in clear text. Use the provider's https URL"
+    )))
 }
 
 #[cfg(test)]
@@ -165,6 +168,20 @@ mod tests {
         assert!(
             e.to_string()
                 .starts_with("the token endpoint http://idp.example/token is not an https URL"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_http_issuer_is_refused_before_anything_is_fetched() {
+        // Nothing listens there: a fetch would fail differently.
+        let http = crate::outbound::token_http_client().unwrap();
+        let e = ProviderEndpoints::discover(&http, "http://idp.example/")
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("the issuer http://idp.example/ is not an https URL"),
             "{e}"
         );
     }
