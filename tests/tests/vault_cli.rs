@@ -133,6 +133,68 @@ async fn grants_are_listed_without_tokens_and_revoked_by_selection() {
     vault.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_user_name_at_two_issuers_is_revoked_only_with_the_issuer_named() {
+    let dir = write_config("[dev_idp]\n", &[]).unwrap();
+    let settings = config::load_vault(&dir.path().join("gateway.toml")).unwrap();
+    let vault = Vault::from_settings(&settings).await.unwrap();
+    let other = GrantKey {
+        issuer: "https://other-idp.example.test/".into(),
+        ..key("alice", "cli", "github")
+    };
+    vault
+        .store_grant(&key("alice", "cli", "github"), &grant("a1", &["repo"]))
+        .await
+        .unwrap();
+    vault
+        .store_grant(&other, &grant("o1", &["repo"]))
+        .await
+        .unwrap();
+    vault.close().await;
+
+    let (ok, _, err) = vault_cmd(dir.path(), &["revoke", "--user", "alice"]);
+    assert!(!ok);
+    assert!(
+        err.contains("nothing was revoked") && err.contains("--issuer"),
+        "{err}"
+    );
+    assert!(err.contains(ISSUER) && err.contains("other-idp"), "{err}");
+    let (ok, out, err) = vault_cmd(
+        dir.path(),
+        &[
+            "revoke",
+            "--user",
+            "alice",
+            "--issuer",
+            "https://other-idp.example.test/",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.starts_with("revoked 1 grant"), "{out}");
+    let (_, out, _) = vault_cmd(dir.path(), &["list", "--user", "alice"]);
+    assert!(out.contains(ISSUER) && !out.contains("other-idp"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_key_beside_an_existing_vault_is_refused_and_not_replaced() {
+    let dir = write_config("[dev_idp]\n", &[]).unwrap();
+    let settings = config::load_vault(&dir.path().join("gateway.toml")).unwrap();
+    let vault = Vault::from_settings(&settings).await.unwrap();
+    vault.close().await;
+    let key_file = dir.path().join(".data/vault.key");
+    std::fs::remove_file(&key_file).unwrap();
+    let (ok, _, err) = vault_cmd(dir.path(), &["list", "--user", "alice"]);
+    assert!(!ok);
+    assert!(
+        err.contains("is missing") && err.contains("restore the key file"),
+        "{err}"
+    );
+    assert!(
+        !key_file.exists(),
+        "no new key was made beside the old database"
+    );
+}
+
 #[test]
 fn a_vault_that_was_never_created_lists_nothing_and_is_not_created() {
     let dir = write_config("[dev_idp]\n", &[]).unwrap();

@@ -23,6 +23,9 @@ pub struct Selection {
     /// Only the grants for this target (its file name without `.toml`).
     #[arg(long)]
     target: Option<String>,
+    /// Only the grants of users of this issuer (needed when the user name exists at several).
+    #[arg(long)]
+    issuer: Option<String>,
 }
 
 impl Selection {
@@ -31,7 +34,7 @@ impl Selection {
             user: self.user.clone(),
             agent: self.agent.clone(),
             target: self.target.clone(),
-            issuer: None,
+            issuer: self.issuer.clone(),
         }
     }
 
@@ -43,12 +46,16 @@ impl Selection {
         if let Some(t) = &self.target {
             s.push_str(&format!(", target `{t}`"));
         }
+        if let Some(i) = &self.issuer {
+            s.push_str(&format!(", issuer `{i}`"));
+        }
         s
     }
 }
 
 /// The vault of the configuration at `path`, or `None` when it was never created (no
-/// gateway has started with this configuration, so it holds no grant). Never creates one.
+/// gateway has started with this configuration, so it holds no grant). Never creates a vault,
+/// nor a key beside an existing one.
 async fn open(path: &Path) -> anyhow::Result<Option<Vault>> {
     let settings = config::load_vault(path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
     if !settings.path.exists() {
@@ -114,6 +121,26 @@ pub async fn revoke(path: &Path, selection: &Selection) -> anyhow::Result<ExitCo
         );
         return Ok(ExitCode::SUCCESS);
     };
+    // The same name at two issuers is two people: revoke only when it is clear whose.
+    if selection.issuer.is_none() {
+        let mut issuers: Vec<String> = vault
+            .list_grants(&selection.filter())
+            .await?
+            .into_iter()
+            .map(|g| g.key.issuer)
+            .collect();
+        issuers.sort();
+        issuers.dedup();
+        if issuers.len() > 1 {
+            vault.close().await;
+            anyhow::bail!(
+                "{} has grants from {} issuers ({}), and the same user name at two issuers is two different people; nothing was revoked. Fix: add --issuer with one of them",
+                selection.describe(),
+                issuers.len(),
+                issuers.join(", ")
+            );
+        }
+    }
     let deleted = vault.delete_grants(&selection.filter()).await?;
     vault.close().await;
     tracing::info!(

@@ -95,6 +95,7 @@ impl Live {
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, StartFailed> {
         let vault = Vault::from_settings(&snapshot.vault).await?;
+        tokio::spawn(purge_expired_consents(vault.clone(), shutdown.clone()));
         let wiring = Wiring {
             hub: Hub::new(),
             token_http: outbound::token_http_client()?,
@@ -260,6 +261,20 @@ impl Live {
         self.reloads.fetch_add(1, Ordering::Relaxed);
         summary.log();
         Ok(summary)
+    }
+}
+
+/// Pending consents nobody completed are removed once expired (they open nothing anyway).
+async fn purge_expired_consents(vault: Vault, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10 * 60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = vault.purge_expired().await {
+            tracing::warn!(target: "portcullis::vault", "expired consents could not be removed (retrying in 10 minutes): {e}");
+        }
     }
 }
 

@@ -111,6 +111,22 @@ impl Vault {
     pub async fn from_settings(
         settings: &crate::config::VaultSettings,
     ) -> Result<Self, VaultError> {
+        // A key file is made only for a new vault: beside an existing database a new key
+        // could open nothing, and would hide that the real one is missing.
+        if let crate::config::SecretRef::File(key) = &settings.key {
+            let key = settings.key_base.join(key);
+            if settings.path.exists() && !key.exists() {
+                return Err(VaultError::Kek {
+                    reference: settings.key.to_string(),
+                    reason: format!(
+                        "the key file {} is missing, and the vault database {} exists: it was sealed with that key",
+                        key.display(),
+                        settings.path.display()
+                    ),
+                    fix: "restore the key file from your backup; if it is lost, so are the stored tokens: move the database away and users will be asked to consent again".into(),
+                });
+            }
+        }
         let kek = Kek::load(&settings.key, &settings.key_base)?;
         Self::open(&settings.path, kek).await
     }
