@@ -147,7 +147,14 @@ impl McpTarget {
             Sessions::Shared(s) => Health::Down {
                 reason: s.status.reason(),
             },
-            Sessions::PerUser(p) => Health::PerUser { open: p.open() },
+            // A listing session that is down is the target's listing down: say so, as for
+            // a shared session.
+            Sessions::PerUser(p) => match p.lister() {
+                Some(l) if !l.is_open() => Health::Down {
+                    reason: format!("its listing session: {}", l.status.reason()),
+                },
+                _ => Health::PerUser { open: p.open() },
+            },
         }
     }
 

@@ -163,11 +163,13 @@ impl UserSessions {
                 }
             }
         }
-        let session = Arc::new(Session::for_user(
-            &self.upstream,
-            principal,
-            self.listing.clone(),
-        ));
+        // With a listing session, it alone says what the target offers: a user's session
+        // (whose upstream may show that user more, or less) lists for nobody else.
+        let listing = match &self.lister {
+            Some(_) => Arc::new(ArcSwap::from_pointee(Listing::default())),
+            None => self.listing.clone(),
+        };
+        let session = Arc::new(Session::for_user(&self.upstream, principal, listing));
         table.insert(
             key,
             Slot {
@@ -338,6 +340,19 @@ mod tests {
         assert_eq!(users, ["alice"]);
         drop(table);
         drop(busy);
+    }
+
+    #[tokio::test]
+    async fn with_a_listing_session_user_sessions_do_not_write_the_targets_listing() {
+        let without = UserSessions::start(upstream(), None);
+        let alice = without.session_for(&caller("alice", "cli", "a")).unwrap();
+        assert!(Arc::ptr_eq(&alice.listing, &without.listing));
+
+        let with = UserSessions::start(upstream(), Some(Arc::new(NoAuth)));
+        let alice = with.session_for(&caller("alice", "cli", "a")).unwrap();
+        assert!(!Arc::ptr_eq(&alice.listing, &with.listing));
+        let lister = with.lister().unwrap();
+        assert!(Arc::ptr_eq(&lister.listing, &with.listing));
     }
 
     #[tokio::test]
