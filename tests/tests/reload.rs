@@ -18,6 +18,7 @@ use rmcp::model::{
 use rmcp::service::NotificationContext;
 use rmcp::{ClientHandler, RoleClient};
 use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt as _;
 use tokio::sync::mpsc;
 
 const WITHIN: Duration = Duration::from_secs(30);
@@ -240,4 +241,67 @@ async fn sighup_reloads() {
     assert!(status.success());
     let r = reloaded(&gw, before).await;
     assert_eq!(r["config"]["status"], "loaded", "{r}");
+}
+
+/// The client of record for the 2025-11-25 era: the official MCP Python SDK. Its
+/// session stays open across the reload, hears `list_changed`, and calls the new tool on the
+/// same session.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_sdk_session_hears_list_changed_and_calls_the_new_tool_on_the_same_session() {
+    let Some(peers) = portcullis_e2e::python_peers() else {
+        return;
+    };
+    let gw = Gateway::start("[inbound]\nmode = \"none\"\n", &[]).unwrap();
+    let dir = gw.dir.path().to_path_buf();
+    // Makes the SDK's venv (pinned by the peers) if this is its first use.
+    let url = gw.url.clone();
+    let info = tokio::task::spawn_blocking({
+        let peers = peers.clone();
+        move || portcullis_e2e::python_client(&peers, &url, &["info"])
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(info["ok"], true, "{info}");
+
+    let cache = std::env::var("PEERS_CACHE").unwrap_or_else(|_| "/tmp/peers-cache".into());
+    let python = Path::new(&cache).join("mcp/venv/bin/python");
+    let script = portcullis_e2e::repo_root().join("tests/py/reload_listener.py");
+    let mut child = tokio::process::Command::new(&python)
+        .arg(&script)
+        .arg(&gw.url)
+        .arg("late__echo")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(WITHIN, lines.next_line())
+        .await
+        .expect("the Python session did not come up")
+        .unwrap();
+    assert_eq!(ready.as_deref(), Some("ready"));
+
+    let starts = tempfile::tempdir().unwrap();
+    write(
+        &dir,
+        "late",
+        &counted_demo("late", "30s", &starts.path().join("late")),
+    );
+    let report = tokio::time::timeout(Duration::from_secs(90), lines.next_line())
+        .await
+        .expect("the Python session reported nothing")
+        .unwrap()
+        .expect("the Python session ended without a report");
+    let report: Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert!(report["notifications"].as_u64().unwrap() >= 1, "{report}");
+    assert!(
+        report["text"]
+            .as_str()
+            .unwrap()
+            .contains("from the python session"),
+        "{report}"
+    );
+    assert!(child.wait().await.unwrap().success());
 }
