@@ -12,7 +12,7 @@ use super::{ConfigErrors, Secret, SecretRef, SourceFile};
 
 mod authorization_code;
 
-pub use authorization_code::{AuthorizationCodeSpec, Provider, ProviderEndpoints};
+pub use authorization_code::{AuthorizationCodeSpec, Provider, ProviderEndpoints, RESERVED_PARAMS};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AuthSpec {

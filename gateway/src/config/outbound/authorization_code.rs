@@ -169,8 +169,9 @@ fn preset(p: Provider, tenant: &str) -> Option<(Preset, String, String)> {
     }
 }
 
-/// Parameters the gateway sets itself on the authorization request.
-const RESERVED_PARAMS: [&str; 8] = [
+/// Parameters the gateway sets itself on the authorization request; the OAuth client refuses
+/// them as extra parameters too (`outbound::authorization_code`).
+pub const RESERVED_PARAMS: [&str; 8] = [
     "response_type",
     "client_id",
     "redirect_uri",

@@ -3,9 +3,9 @@
 //! (single-use, short-lived; see `inbound::dev_idp::login`, whose form handling this reuses).
 
 use axum::response::{Html, IntoResponse, Response};
-use http::{StatusCode, header};
+use http::StatusCode;
 
-use crate::inbound::dev_idp::login::{MAX_USER_CHARS, SUGGESTED_USER, escape};
+use crate::inbound::dev_idp::login::{MAX_USER_CHARS, SUGGESTED_USER, escape, page_headers};
 
 /// Where the page posts to.
 pub const ACTION: &str = "/authorize";
@@ -61,20 +61,6 @@ accepted.</p>
         max = MAX_USER_CHARS,
     );
     (StatusCode::OK, page_headers(), Html(body)).into_response()
-}
-
-/// Framing, caching and referrers off: the page carries a live form token.
-fn page_headers() -> [(header::HeaderName, &'static str); 5] {
-    [
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-        ),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::CACHE_CONTROL, "no-store"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-    ]
 }
 
 #[cfg(test)]

@@ -119,7 +119,9 @@ pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
     (status, page_headers(), Html(body)).into_response()
 }
 
-fn page_headers() -> [(header::HeaderName, &'static str); 5] {
+/// Framing, caching, sniffing and referrers off: the pages carry live form tokens. Shared by
+/// every server-rendered page of the gateway.
+pub fn page_headers() -> [(header::HeaderName, &'static str); 5] {
     [
         (
             header::CONTENT_SECURITY_POLICY,

@@ -32,22 +32,10 @@ pub use error::AuthCodeError;
 use super::client_credentials::ClockDebug;
 use super::{Clock, oauth};
 use crate::config::Secret;
-use crate::config::outbound::{AuthorizationCodeSpec, ClientAuth};
+use crate::config::outbound::{AuthorizationCodeSpec, ClientAuth, RESERVED_PARAMS};
 
 /// Random bytes in `state` (256 bits; base64url-encoded).
 const STATE_BYTES: u32 = 32;
-
-/// Parameters the gateway sets itself; an extra authorize parameter may not replace them.
-const RESERVED_PARAMS: [(&str, &str); 8] = [
-    ("response_type", "always `code`"),
-    ("client_id", "the client id"),
-    ("redirect_uri", "the redirect URI"),
-    ("state", "fresh for every authorization"),
-    ("code_challenge", "PKCE, fresh for every authorization"),
-    ("code_challenge_method", "always S256"),
-    ("scope", "the scopes asked for"),
-    ("resource", "the `resource` setting"),
-];
 
 /// How the client proves itself at the token and revocation endpoints when it has a secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,14 +179,13 @@ impl AuthorizationCodeClient {
         clock: Clock,
     ) -> Result<Self, AuthCodeError> {
         for (name, _) in &registration.extra_authorize_params {
-            let scopes = (registration.scope_param.as_str(), "the scopes asked for");
-            if let Some((reserved, why)) = RESERVED_PARAMS
+            if let Some(reserved) = RESERVED_PARAMS
                 .iter()
-                .chain([&scopes])
-                .find(|(r, _)| r.eq_ignore_ascii_case(name.trim()))
+                .chain([&registration.scope_param.as_str()])
+                .find(|r| r.eq_ignore_ascii_case(name.trim()))
             {
                 return Err(AuthCodeError::Misconfigured(format!(
-                    "the extra authorization parameter `{name}` would replace `{reserved}`, which the gateway sets itself ({why}). Remove it from the extra parameters"
+                    "the extra authorization parameter `{name}` would replace `{reserved}`, which the gateway sets itself on every authorization request. Remove it from the extra parameters"
                 )));
             }
         }
