@@ -167,6 +167,22 @@ impl Cause {
     }
 }
 
+/// A URL as messages show it: no user name, password, query or fragment (a query may hold
+/// an API key).
+pub fn shown_url(url: &url::Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    u.set_fragment(None);
+    let _ = u.set_password(None);
+    let _ = u.set_username("");
+    u.to_string()
+}
+
+/// [`shown_url`] of a URL given as text; text that is not a URL is not shown.
+pub fn shown_url_text(url: &str) -> String {
+    url::Url::parse(url).map_or_else(|_| "(an invalid URL)".into(), |u| shown_url(&u))
+}
+
 /// Classify any error an upstream session can produce.
 pub fn classify(error: &(dyn Error + 'static)) -> Cause {
     let mut link: Option<&(dyn Error + 'static)> = Some(error);

@@ -23,7 +23,11 @@ pub async fn send(
     req: oauth2::HttpRequest,
 ) -> Result<oauth2::HttpResponse, HttpError> {
     let (parts, body) = req.into_parts();
-    let target = format!("{} {}", parts.method, parts.uri);
+    let target = format!(
+        "{} {}",
+        parts.method,
+        crate::cause::shown_url_text(&parts.uri.to_string())
+    );
     let resp = http
         .request(parts.method, parts.uri.to_string())
         .headers(parts.headers)

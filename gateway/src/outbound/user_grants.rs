@@ -17,7 +17,7 @@
 //! refresh reaches the provider and the others use its result. The rotated refresh token is
 //! stored with the new access token in one write, only if nobody changed the grant meanwhile.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -52,6 +52,13 @@ pub struct UserGrants {
     clock: ClockDebug,
     flights: Mutex<HashMap<GrantKey, Arc<tokio::sync::Mutex<()>>>>,
     refreshes: AtomicU64,
+    /// The grant each recently handed-out access token came from (by the token's SHA-256),
+    /// so a 401 from the upstream can be traced to its grant.
+    handed_out: Mutex<HashMap<[u8; 32], GrantKey>>,
+    /// Grants whose access token the upstream refused although it had not expired (the user
+    /// revoked the app at the provider, or the provider rotated keys): refreshed, or asked
+    /// consent for, on their next use.
+    refused: Mutex<HashSet<GrantKey>>,
 }
 
 impl UserGrants {
@@ -72,6 +79,8 @@ impl UserGrants {
             clock: ClockDebug(clock),
             flights: Mutex::new(HashMap::new()),
             refreshes: AtomicU64::new(0),
+            handed_out: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashSet::new()),
         }
     }
 
@@ -113,16 +122,27 @@ impl UserGrants {
         let key = self.key(caller);
         let needed = self.scopes_for(tool);
         if let Usable::Fresh(token) = self.usable(&key, &needed).await? {
-            return Ok(token);
+            return Ok(self.hand_out(&key, token));
         }
         // One refresh per grant at a time; whoever waited finds the refreshed token.
         let flight = self.flight(&key);
         let _turn = flight.lock().await;
         let grant = match self.usable(&key, &needed).await? {
-            Usable::Fresh(token) => return Ok(token),
+            Usable::Fresh(token) => return Ok(self.hand_out(&key, token)),
             Usable::Expired(latest) => latest,
         };
-        self.refresh(&key, grant, &needed).await
+        let token = self.refresh(&key, grant, &needed).await?;
+        Ok(self.hand_out(&key, token))
+    }
+
+    /// Remember which grant `token` came from, for [`CredentialProvider::rejected`].
+    fn hand_out(&self, key: &GrantKey, token: Secret) -> Secret {
+        let mut handed = self.handed_out.lock();
+        if handed.len() >= MAX_FLIGHTS {
+            handed.clear(); // bounded memory beats tracing an old token's 401
+        }
+        handed.insert(digest(&token), key.clone());
+        token
     }
 
     /// The stored grant, if it can serve `needed`: fresh (its token), or expired but
@@ -149,15 +169,30 @@ impl UserGrants {
             union.extend(missing);
             return Err(consent(union));
         }
+        // Cleared once the grant is renewed or dropped, so the second look (after waiting
+        // for the refresh flight) still sees it.
+        let refused = self.refused.lock().contains(key);
         let now = (self.clock.0)();
-        let fresh = grant.expires_at.is_none_or(|exp| {
-            let exp = std::time::UNIX_EPOCH + Duration::from_secs(exp.max(0) as u64);
-            now + REFRESH_SKEW < exp
-        });
+        let fresh = !refused
+            && grant.expires_at.is_none_or(|exp| {
+                let exp = std::time::UNIX_EPOCH + Duration::from_secs(exp.max(0) as u64);
+                now + REFRESH_SKEW < exp
+            });
         if fresh {
             return Ok(Usable::Fresh(grant.access_token));
         }
         if grant.refresh_token.is_none() {
+            if refused {
+                // Its only token is refused and cannot be renewed: the grant is dead.
+                self.refused.lock().remove(key);
+                if let Err(e) = self
+                    .vault
+                    .delete_grant_if_unchanged(key, grant.revision)
+                    .await
+                {
+                    tracing::warn!(target: "portcullis::vault", "{key} could not be deleted after the upstream refused its token: {e}");
+                }
+            }
             return Err(consent(needed.to_vec()));
         }
         Ok(Usable::Expired(Box::new(grant)))
@@ -173,7 +208,11 @@ impl UserGrants {
             return Err(consent(needed.to_vec()));
         };
         self.refreshes.fetch_add(1, Ordering::Relaxed);
-        match self.client.refresh(refresh_token, &grant.scopes).await {
+        let outcome = self.client.refresh(refresh_token, &grant.scopes).await;
+        if outcome.as_ref().is_ok() || outcome.as_ref().is_err_and(AuthCodeError::grant_is_dead) {
+            self.refused.lock().remove(key);
+        }
+        match outcome {
             Ok(t) => {
                 let tokens = RefreshedTokens {
                     access_token: t.access_token.clone(),
@@ -274,6 +313,28 @@ impl CredentialProvider for UserGrants {
             Attachment::default().header(AUTHORIZATION, &format!("Bearer {}", token.expose()))
         })
     }
+
+    /// The upstream answered 401 to a token of ours: its grant is refreshed (or, without a
+    /// refresh token, dropped and consent asked) on the retry.
+    fn rejected(&self, used: &Attachment) -> bool {
+        let tokens = used
+            .headers
+            .iter()
+            .filter_map(|(_, v)| v.to_str().ok()?.strip_prefix("Bearer "));
+        let mut any = false;
+        for token in tokens {
+            if let Some(key) = self.handed_out.lock().remove(&digest(&Secret::new(token))) {
+                self.refused.lock().insert(key);
+                any = true;
+            }
+        }
+        any
+    }
+}
+
+fn digest(token: &Secret) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(token.expose().as_bytes()).into()
 }
 
 #[cfg(test)]

@@ -317,3 +317,45 @@ async fn a_provider_refusing_the_gateways_client_is_its_oauth_error_not_unreacha
             .is_some()
     );
 }
+
+/// What the HTTP layer does with a 401: tell the provider which attachment was refused.
+fn refused(token: &str) -> Attachment {
+    Attachment::default()
+        .header(AUTHORIZATION, &format!("Bearer {token}"))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_token_the_upstream_refuses_is_refreshed_on_the_retry() {
+    let rig = rig().await;
+    store(&rig, &["tasks:read"], 3600, true).await; // not expired
+    let alice = caller("alice", "cli");
+    let first = rig.grants.access_token(&alice, None).await.unwrap();
+    assert_eq!(first.expose(), "access-0");
+    // A token the provider never handed out: nothing to retry with.
+    assert!(!rig.grants.rejected(&refused("someone-elses-token")));
+    assert!(rig.grants.rejected(&refused("access-0")));
+    let retry = rig.grants.access_token(&alice, None).await.unwrap();
+    assert_eq!(retry.expose(), "access-1", "refreshed although not expired");
+    assert_eq!(rig.provider.refreshes.load(Ordering::SeqCst), 1);
+    // Only once: the next call uses the new token.
+    let next = rig.grants.access_token(&alice, None).await.unwrap();
+    assert_eq!(next.expose(), "access-1");
+}
+
+#[tokio::test]
+async fn a_refused_token_without_a_refresh_token_drops_the_grant_and_asks_consent() {
+    let rig = rig().await;
+    store(&rig, &["tasks:read"], 3600, false).await;
+    let alice = caller("alice", "cli");
+    rig.grants.access_token(&alice, None).await.unwrap();
+    assert!(rig.grants.rejected(&refused("access-0")));
+    needs_consent(rig.grants.access_token(&alice, None).await);
+    assert!(
+        rig.vault
+            .grant(&key("alice", "cli"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

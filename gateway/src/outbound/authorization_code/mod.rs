@@ -292,6 +292,7 @@ impl AuthorizationCodeClient {
         let Some(url) = &self.endpoints.revocation_url else {
             return Err(AuthCodeError::RevocationUnsupported);
         };
+        let shown = crate::cause::shown_url(url);
         let reg = &self.registration;
         let mut form = vec![
             ("token", token.expose().to_string()),
@@ -318,25 +319,25 @@ impl AuthorizationCodeClient {
             .send()
             .await
             .map_err(|e| {
-                AuthCodeError::Unreachable(format!("POST {url}: {}", crate::cause::classify(&e)))
+                AuthCodeError::Unreachable(format!("POST {shown}: {}", crate::cause::classify(&e)))
             })?;
         let status = resp.status();
         let body = crate::auth_server::read_limited(resp, crate::auth_server::MAX_DOCUMENT_BYTES)
             .await
-            .map_err(|e| AuthCodeError::Unreachable(format!("POST {url}: {e}")))?;
+            .map_err(|e| AuthCodeError::Unreachable(format!("POST {shown}: {e}")))?;
         if status.is_success() {
             // RFC 7009 §2.2: 200 also for a token that was already invalid.
             return Ok(());
         }
         if status.is_server_error() {
             return Err(AuthCodeError::Unreachable(format!(
-                "the revocation endpoint {url} answered HTTP {status}"
+                "the revocation endpoint {shown} answered HTTP {status}"
             )));
         }
         Err(match serde_json::from_slice::<OAuthErrorBody>(&body) {
             Ok(e) => AuthCodeError::from_oauth(&e.error, e.error_description.as_deref()),
             Err(_) => AuthCodeError::BadResponse(format!(
-                "the revocation endpoint {url} answered HTTP {status} without an OAuth error"
+                "the revocation endpoint {shown} answered HTTP {status} without an OAuth error"
             )),
         })
     }
@@ -352,7 +353,7 @@ impl AuthorizationCodeClient {
         move |r: oauth2::HttpRequest| {
             let http = http.clone();
             Box::pin(async move {
-                let url = r.uri().to_string();
+                let url = crate::cause::shown_url_text(&r.uri().to_string());
                 let resp = oauth::send(&http, r)
                     .await
                     .map_err(|e| Transport(e.to_string()))?;

@@ -37,7 +37,7 @@ impl Session {
     /// The upstream as messages name it: its URL without credentials or query, or its command.
     pub(super) fn upstream(&self) -> String {
         match &self.transport {
-            McpTransport::Http { url } => shown_url(url),
+            McpTransport::Http { url } => crate::cause::shown_url(url),
             McpTransport::Stdio { command, .. } => format!("`{}`", command.display()),
         }
     }
@@ -95,22 +95,14 @@ impl Session {
     }
 }
 
-/// A URL as messages show it: no user name, password, query or fragment (a query may hold
-/// an API key).
-fn shown_url(url: &url::Url) -> String {
-    let mut u = url.clone();
-    u.set_query(None);
-    u.set_fragment(None);
-    let _ = u.set_password(None);
-    let _ = u.set_username("");
-    u.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
     fn shown_urls_carry_no_secret() {
         let url = url::Url::parse("https://user:pw@tools.example:8443/mcp?api_key=K#frag").unwrap();
-        assert_eq!(super::shown_url(&url), "https://tools.example:8443/mcp");
+        assert_eq!(
+            crate::cause::shown_url(&url),
+            "https://tools.example:8443/mcp"
+        );
     }
 }
