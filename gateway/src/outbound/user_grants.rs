@@ -252,7 +252,7 @@ impl UserGrants {
                 }
                 tracing::info!(
                     target: "portcullis::outbound",
-                    "{key} is no longer accepted by the provider ({e}); the user is asked to consent again"
+                    "{key}: {e}"
                 );
                 Err(consent(needed.to_vec()))
             }

@@ -14,7 +14,7 @@ pub enum AuthCodeError {
     /// revoked, expired, already used, or the PKCE verifier does not match. The caller deletes
     /// the stored grant and asks the user to consent again.
     #[error(
-        "the provider no longer accepts this grant (invalid_grant{}): it was revoked, expired or already used. Delete the stored grant and ask the user to consent again",
+        "the provider no longer accepts this grant (invalid_grant{}): it was revoked, expired or already used; the gateway drops the grant and the user is asked to consent again on their next call",
         describe(.description)
     )]
     InvalidGrant { description: Option<String> },
@@ -154,7 +154,7 @@ mod tests {
         let e = AuthCodeError::from_oauth("invalid_grant", Some("Refresh token reused"));
         assert_eq!(
             e.to_string(),
-            "the provider no longer accepts this grant (invalid_grant: \"Refresh token reused\"): it was revoked, expired or already used. Delete the stored grant and ask the user to consent again"
+            "the provider no longer accepts this grant (invalid_grant: \"Refresh token reused\"): it was revoked, expired or already used; the gateway drops the grant and the user is asked to consent again on their next call"
         );
         assert!(
             AuthCodeError::RevocationUnsupported
