@@ -40,6 +40,9 @@ pub const REFRESH_SKEW: Duration = Duration::from_secs(60);
 /// held by its callers and survives).
 const MAX_FLIGHTS: usize = 10_000;
 
+/// Handed-out tokens remembered at most, to trace an upstream 401 to its grant.
+const MAX_HANDED_OUT: usize = 10_000;
+
 #[derive(Debug)]
 pub struct UserGrants {
     target: String,
@@ -138,7 +141,7 @@ impl UserGrants {
     /// Remember which grant `token` came from, for [`CredentialProvider::rejected`].
     fn hand_out(&self, key: &GrantKey, token: Secret) -> Secret {
         let mut handed = self.handed_out.lock();
-        if handed.len() >= MAX_FLIGHTS {
+        if handed.len() >= MAX_HANDED_OUT {
             handed.clear(); // bounded memory beats tracing an old token's 401
         }
         handed.insert(digest(&token), key.clone());

@@ -152,6 +152,16 @@ async fn store(rig: &Rig, scopes: &[&str], expires_in: i64, refresh: bool) {
         .unwrap();
 }
 
+/// Alice's expired grant refreshed while the provider answers `answer`: the error she gets.
+async fn refresh_failure(rig: &Rig, answer: u8) -> CredentialError {
+    store(rig, &["tasks:read"], -10, true).await;
+    rig.provider.answer.store(answer, Ordering::SeqCst);
+    rig.grants
+        .access_token(&caller("alice", "cli"), None)
+        .await
+        .expect_err("the refresh fails")
+}
+
 fn needs_consent(r: Result<Secret, CredentialError>) -> Vec<String> {
     match r {
         Err(CredentialError::ConsentNeeded { scopes }) => scopes,
@@ -259,14 +269,7 @@ async fn invalid_grant_deletes_the_grant_and_asks_consent_again() {
 #[tokio::test]
 async fn a_provider_failure_is_reported_and_the_grant_kept() {
     let rig = rig().await;
-    store(&rig, &["tasks:read"], -10, true).await;
-    rig.provider.answer.store(SERVER_ERROR, Ordering::SeqCst);
-    let err = rig
-        .grants
-        .access_token(&caller("alice", "cli"), None)
-        .await
-        .err()
-        .unwrap();
+    let err = refresh_failure(&rig, SERVER_ERROR).await;
     assert!(matches!(err, CredentialError::Unreachable(_)), "{err}");
     let message = err.to_string();
     assert!(
@@ -297,14 +300,7 @@ async fn an_expired_grant_without_a_refresh_token_asks_consent() {
 #[tokio::test]
 async fn a_provider_refusing_the_gateways_client_is_its_oauth_error_not_unreachable() {
     let rig = rig().await;
-    store(&rig, &["tasks:read"], -10, true).await;
-    rig.provider.answer.store(INVALID_CLIENT, Ordering::SeqCst);
-    let err = rig
-        .grants
-        .access_token(&caller("alice", "cli"), None)
-        .await
-        .err()
-        .unwrap();
+    let err = refresh_failure(&rig, INVALID_CLIENT).await;
     assert!(
         matches!(&err, CredentialError::Refused { code, .. } if code == "invalid_client"),
         "{err}"

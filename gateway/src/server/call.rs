@@ -75,10 +75,8 @@ impl CallContext {
                 } else {
                     Era::Sessions
                 },
-                url_elicitation: ctx
-                    .client_capabilities()
-                    .and_then(|c| c.elicitation)
-                    .is_some_and(|e| e.url.is_some()),
+                // Read only when a consent hand-off needs it (see `call_tool`).
+                url_elicitation: false,
             },
             started: Instant::now(),
         }
@@ -102,6 +100,14 @@ pub(super) async fn call_tool(
         r = phases(&runtime, &mut call, req, &ctx) => r,
         _ = ctx.ct.cancelled() => Err(CallError::Cancelled),
     };
+    // Whether the client can open URLs for its user matters only to a consent hand-off: its
+    // capabilities are read then, not on every call.
+    if matches!(outcome, Err(CallError::ConsentRequired { .. })) {
+        call.client.url_elicitation = ctx
+            .client_capabilities()
+            .and_then(|c| c.elicitation)
+            .is_some_and(|e| e.url.is_some());
+    }
     // 6. Audit, then answer.
     audit(&call, outcome)
 }
