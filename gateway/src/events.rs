@@ -1,5 +1,6 @@
 //! What changed in the catalog, told by targets (an upstream's `list_changed`, a resource
-//! update) and by reloads, and heard by the front door, which tells its clients. It lives
+//! update) and by reloads — and consents completed in a browser — heard by the front door,
+//! which tells its clients. It lives
 //! here, beside neither side, so that `targets` and `catalog` need not import each other.
 
 use tokio::sync::{broadcast, watch};
@@ -12,6 +13,12 @@ pub enum CatalogEvent {
     ResourcesChanged,
     /// An upstream said this resource changed (`notifications/resources/updated`).
     ResourceUpdated(String),
+    /// A user completed the consent a call of MCP session `session` asked for
+    /// (`notifications/elicitation/complete`, 2025-11-25 sessions only).
+    ElicitationComplete {
+        session: String,
+        elicitation_id: String,
+    },
 }
 
 /// The channels shared by every target and every catalog for the life of the process, so

@@ -452,7 +452,7 @@ fn three_lo(body: &str) -> String {
 }
 
 #[test]
-fn user_consent_settings_are_checked_completely_then_refused_until_consent_is_served() {
+fn user_consent_settings_are_checked_completely() {
     let e = errors_for(
         "[dev_idp]\n",
         &[
@@ -499,7 +499,7 @@ fn user_consent_settings_are_checked_completely_then_refused_until_consent_is_se
                     "provider = \"github\"\nscopes = [\"repo\"]\n[tools.search]\ndescription = \"Search\"\ninput_schema = { type = \"object\" }\n",
                 ),
             ),
-            // Valid in every respect: only the "not served yet" refusal remains.
+            // Valid in every respect: they load (no error names them).
             (
                 "valid_github.toml",
                 &three_lo("provider = \"github\"\nscopes = [\"repo\"]\n"),

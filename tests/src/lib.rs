@@ -831,6 +831,8 @@ impl Drop for MockServer {
 
 /// An in-process RFC 8693 authorization server that checks every field of a token exchange,
 /// shared by the provider tests and the per-user session tests.
+pub mod web;
+
 pub mod exchanging_as {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Arc, Mutex};

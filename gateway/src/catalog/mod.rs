@@ -78,6 +78,7 @@ impl Catalog {
         let wiring = Wiring {
             hub: Hub::new(),
             token_http: outbound::token_http_client()?,
+            consent: None,
             shutdown: shutdown.clone(),
         };
         let targets = targets::compile(&snapshot.targets, None, &wiring)?;

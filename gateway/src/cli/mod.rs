@@ -217,6 +217,33 @@ fn load(path: &std::path::Path) -> anyhow::Result<Snapshot> {
     config::load(path).map_err(|errors| anyhow::anyhow!("{errors}"))
 }
 
+/// `[demo_provider]`: the quickstart's demo third-party service, beside the gateway.
+async fn start_demo_provider(
+    addr: std::net::SocketAddr,
+    server: &config::ServerSettings,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot start the demo provider on {addr}: {e}. Fix: stop the other process using that address, or change `demo_provider.listen` in {} (and the URLs in the target file that uses it)",
+            path.display()
+        )
+    })?;
+    let callback = url::Url::parse(&format!(
+        "{}/consent/callback",
+        server.public_url.as_str().trim_end_matches('/')
+    ))?;
+    let base = crate::demo::provider::spawn_beside_gateway(
+        listener,
+        crate::demo::provider::DEFAULT_CLIENT_ID,
+        callback,
+    )?;
+    tracing::info!(
+        "demo provider (Acme Tasks, a demo third-party service; no passwords, loopback only) at {base}"
+    );
+    Ok(())
+}
+
 async fn serve(path: &std::path::Path, insecure_dev_idp: bool) -> anyhow::Result<ExitCode> {
     let mut snapshot = load(path)?;
     let loopback = snapshot.server.listen.ip().is_loopback();
@@ -261,6 +288,9 @@ async fn serve(path: &std::path::Path, insecure_dev_idp: bool) -> anyhow::Result
             )
         })?;
     snapshot.server.bound_to(listener.local_addr()?);
+    if let Some(addr) = snapshot.demo_provider {
+        start_demo_provider(addr, &snapshot.server, path).await?;
+    }
     let shutdown = CancellationToken::new();
     let auth = Authenticator::new(&snapshot, inbound_http_client()?)
         .map_err(|e| anyhow::anyhow!(e))?

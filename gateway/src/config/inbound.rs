@@ -56,6 +56,19 @@ pub struct IssuerSpec {
     /// Least time between two JWKS fetches triggered by an unknown `kid`.
     pub jwks_refetch_interval: Duration,
     pub claim_rules: Vec<ClaimRule>,
+    /// The gateway's client at this issuer for signing users in on the consent pages.
+    pub consent_login: Option<ConsentLoginSpec>,
+}
+
+/// The gateway registered as an OpenID Connect client at an issuer, so the consent pages can
+/// prove who is at the browser (authorization code + PKCE + nonce, then the ID token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentLoginSpec {
+    pub client_id: String,
+    /// `None`: a public client (PKCE only).
+    pub client_secret: Option<super::Secret>,
+    /// Always holds `openid`.
+    pub scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,7 +125,7 @@ pub(super) fn compile(
                 .issuers
                 .iter()
                 .enumerate()
-                .filter_map(|(i, s)| compile_issuer(src, i, s, errors))
+                .filter_map(|(i, s)| compile_issuer(src, i, s, base, errors))
                 .collect();
             for (i, spec) in issuers.iter().enumerate() {
                 if issuers[..i]
@@ -139,6 +152,7 @@ fn compile_issuer(
     src: &SourceFile,
     index: usize,
     s: &IssuerSection,
+    base: &Path,
     errors: &mut ConfigErrors,
 ) -> Option<IssuerSpec> {
     let before = errors.0.len();
@@ -178,6 +192,39 @@ fn compile_issuer(
     if algorithms.is_empty() && s.algorithms.is_empty() {
         algorithms = DEFAULT_ALGORITHMS.to_vec();
     }
+    let consent_login = s.consent_login.as_ref().and_then(|c| {
+        let client_secret = match &c.client_secret {
+            None => None,
+            Some(r) => match r.resolve(base) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    errors.push(src.error(
+                        &at("consent_login.client_secret"),
+                        format!("secret `{r}` cannot be read: {e}"),
+                        e.fix(),
+                    ));
+                    return None;
+                }
+            },
+        };
+        if c.client_id.trim().is_empty() {
+            errors.push(src.error(
+                &at("consent_login.client_id"),
+                "the client id is empty",
+                "write the client id the issuer gave the gateway when you registered it (redirect URI {public_url}/consent/login/callback)",
+            ));
+            return None;
+        }
+        let mut scopes = c.scopes.clone().unwrap_or_default();
+        if !scopes.iter().any(|s| s == "openid") {
+            scopes.insert(0, "openid".into());
+        }
+        Some(ConsentLoginSpec {
+            client_id: c.client_id.clone(),
+            client_secret,
+            scopes,
+        })
+    });
     let claim_rules = s
         .claims
         .iter()
@@ -231,6 +278,7 @@ fn compile_issuer(
         jwks_uri: s.jwks_uri.clone(),
         jwks_refetch_interval: s.jwks_refetch_interval.unwrap_or(Duration::from_secs(30)),
         claim_rules,
+        consent_login,
     })
 }
 

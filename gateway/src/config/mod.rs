@@ -24,7 +24,8 @@ use std::time::Duration;
 
 pub use diagnostic::{ConfigError, ConfigErrors, SourceFile};
 pub use inbound::{
-    ClaimRule, DEFAULT_ALGORITHMS, DevIdpSettings, InboundMode, InboundSettings, IssuerSpec,
+    ClaimRule, ConsentLoginSpec, DEFAULT_ALGORITHMS, DevIdpSettings, InboundMode, InboundSettings,
+    IssuerSpec,
 };
 use schema::{GATEWAY_TOP_LEVEL, GatewayFile};
 pub use secret::{Secret, SecretRef};
@@ -67,6 +68,8 @@ pub struct Snapshot {
     pub catalog: CatalogSettings,
     pub inbound: InboundSettings,
     pub vault: VaultSettings,
+    /// `[demo_provider]`: where the demo third-party service listens (loopback), if on.
+    pub demo_provider: Option<SocketAddr>,
     pub targets: Vec<TargetSpec>,
 }
 
@@ -219,6 +222,7 @@ pub fn load(path: &Path) -> Result<Snapshot, ConfigErrors> {
         catalog: gateway.catalog,
         inbound: gateway.inbound,
         vault: gateway.vault,
+        demo_provider: gateway.demo_provider,
         targets,
     })
 }
@@ -264,6 +268,7 @@ struct GatewayParts {
     catalog: CatalogSettings,
     inbound: InboundSettings,
     vault: VaultSettings,
+    demo_provider: Option<SocketAddr>,
     /// `None` when `targets_dir` itself is wrong (and reported).
     targets_dir: Option<PathBuf>,
 }
@@ -317,11 +322,26 @@ fn compile_gateway(path: &Path, errors: &mut ConfigErrors) -> Option<GatewayPart
             .unwrap_or_else(|| SecretRef::File(data_dir.join("vault.key"))),
         key_base: base.clone(),
     };
+    let demo_provider = file.demo_provider.as_ref().and_then(|d| {
+        if d.listen.ip().is_loopback() {
+            return Some(d.listen);
+        }
+        errors.push(src.error(
+            "demo_provider.listen",
+            format!(
+                "the demo provider may not listen on {}: its sign-in page asks for no password, so anyone who reaches it could sign in as any user",
+                d.listen
+            ),
+            "use a loopback address such as \"127.0.0.1:8788\", or remove [demo_provider] (it is for the quickstart only)",
+        ));
+        None
+    });
     Some(GatewayParts {
         server,
         catalog: CatalogSettings { separator },
         inbound,
         vault,
+        demo_provider,
         targets_dir,
     })
 }

@@ -24,6 +24,8 @@ pub enum AuthSpec {
     ClientCredentials(ClientCredentialsSpec),
     AwsSigv4(SigV4Spec),
     TokenExchange(TokenExchangeSpec),
+    /// Each user's own grant, obtained with their consent (3LO).
+    AuthorizationCode(Box<AuthorizationCodeSpec>),
 }
 
 impl AuthSpec {
@@ -34,6 +36,7 @@ impl AuthSpec {
             Self::ClientCredentials(_) => "oauth2_client_credentials",
             Self::AwsSigv4(_) => "aws_sigv4",
             Self::TokenExchange(_) => "token_exchange",
+            Self::AuthorizationCode(_) => "oauth2_authorization_code",
         }
     }
 
@@ -42,7 +45,7 @@ impl AuthSpec {
     /// user. Gateway credentials are shared by every caller, and so is their session.
     pub fn per_caller(&self) -> bool {
         match self {
-            Self::TokenExchange(_) => true,
+            Self::TokenExchange(_) | Self::AuthorizationCode(_) => true,
             Self::None | Self::ApiKey { .. } | Self::ClientCredentials(_) | Self::AwsSigv4(_) => {
                 false
             }
@@ -262,16 +265,7 @@ pub(super) fn compile(
                     resource: resource.as_deref(),
                 },
             );
-            // Checked completely above, so the file is ready when consent is served.
-            let section = cx.section;
-            if spec.is_some() {
-                cx.err(
-                    "mode",
-                    format!("`oauth2_authorization_code` (acting for each user after their consent) is not served by this version yet; the rest of this [{section}] table is valid"),
-                    "for now an MCP target can use the gateway's own credentials, shared by every caller (`api_key`, `oauth2_client_credentials`, `aws_sigv4`), or `token_exchange`",
-                );
-            }
-            None
+            spec.map(|s| AuthSpec::AuthorizationCode(Box::new(s)))
         }
         Some(AuthSection::AwsSigv4 {
             service,

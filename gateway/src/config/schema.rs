@@ -40,6 +40,15 @@ pub struct GatewayFile {
     pub dev_idp: Option<DevIdpSection>,
     #[serde(default)]
     pub vault: VaultSection,
+    pub demo_provider: Option<DemoProviderSection>,
+}
+
+/// `[demo_provider]`: run the "Acme Tasks" demo third-party service beside the gateway, so
+/// the quickstart can show user consent end to end. Loopback only.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoProviderSection {
+    pub listen: SocketAddr,
 }
 
 /// `[vault]`: where users' consented grants are kept, and the key that seals them.
@@ -92,6 +101,16 @@ pub struct IssuerSection {
     pub jwks_refetch_interval: Option<Duration>,
     #[serde(default)]
     pub claims: Vec<ClaimRuleSection>,
+    /// How the consent pages sign users in at this issuer (OpenID Connect).
+    pub consent_login: Option<ConsentLoginSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentLoginSection {
+    pub client_id: String,
+    pub client_secret: Option<SecretRef>,
+    pub scopes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

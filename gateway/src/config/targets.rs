@@ -158,7 +158,7 @@ fn check_listing_auth(
             errors.push(src.error(
                 "listing_auth",
                 format!("[auth] mode `{}` is the gateway's own credential, so the target's one shared session lists its tools already", a.mode()),
-                "remove [listing_auth]; it is for targets whose [auth] acts for each caller (token_exchange)",
+                "remove [listing_auth]; it is for targets whose [auth] acts for each caller (token_exchange, oauth2_authorization_code)",
             ));
             false
         }

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{InboundMode, IssuerSpec, ServerSettings, Snapshot};
 use crate::identity::Caller;
-pub use jwks::{KeySource, KeyStatus};
+pub use jwks::{KeyError, KeySource, KeyStatus};
 pub use verify::Issuer;
 
 /// Longest token accepted. Real access tokens are a few KB; larger ones are refused before

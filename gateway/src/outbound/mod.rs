@@ -174,6 +174,12 @@ pub trait CredentialProvider: Send + Sync + fmt::Debug {
     fn rejected(&self, _used: &Attachment) -> bool {
         false
     }
+
+    /// The users' grants, for a provider that acts with each user's consent (3LO): the
+    /// consent pages start and finish authorizations through it.
+    fn user_grants(&self) -> Option<&user_grants::UserGrants> {
+        None
+    }
 }
 
 /// The clock providers use for token expiry; injectable so tests can move time.
@@ -199,10 +205,59 @@ impl CredentialProvider for NoAuth {
     }
 }
 
-/// Build the provider for a target's `[auth]`. Expensive state (HTTP clients, token caches,
-/// AWS clients) lives in the provider, built once per target.
-pub fn provider(spec: &AuthSpec, http: reqwest::Client) -> Arc<dyn CredentialProvider> {
+/// What providers that act with a user's consent (3LO) are built with: where grants are kept
+/// and where the provider sends the user's browser back (`{public_url}/consent/callback`).
+#[derive(Debug, Clone)]
+pub struct ConsentWiring {
+    pub vault: crate::vault::Vault,
+    pub callback: Url,
+}
+
+/// A 3LO target in a command that keeps no vault (`check`, `tools`): it cannot act for users.
+#[derive(Debug)]
+struct NoVault;
+
+impl CredentialProvider for NoVault {
+    fn mode(&self) -> &'static str {
+        "oauth2_authorization_code"
+    }
+    fn attach<'a>(
+        &'a self,
+        _req: &'a OutboundRequest<'a>,
+    ) -> BoxFuture<'a, Result<Attachment, CredentialError>> {
+        Box::pin(async {
+            Err(CredentialError::Invalid(
+                "this command keeps no token vault, so it cannot act for a user; `portcullis serve` does".into(),
+            ))
+        })
+    }
+}
+
+/// Build the provider for target `target`'s `[auth]`. Expensive state (HTTP clients, token
+/// caches, AWS clients) lives in the provider, built once per target.
+pub fn provider(
+    target: &str,
+    spec: &AuthSpec,
+    http: reqwest::Client,
+    consent: Option<&ConsentWiring>,
+) -> Arc<dyn CredentialProvider> {
     match spec {
+        AuthSpec::AuthorizationCode(s) => match consent {
+            Some(c) => Arc::new(user_grants::UserGrants::new(
+                target,
+                Arc::new(authorization_code::LazyClient::new(
+                    (**s).clone(),
+                    c.callback.clone(),
+                    http,
+                    system_clock(),
+                )),
+                c.vault.clone(),
+                s.scopes.clone(),
+                s.tool_scopes.clone(),
+                system_clock(),
+            )),
+            None => Arc::new(NoVault),
+        },
         AuthSpec::None => Arc::new(NoAuth),
         AuthSpec::ApiKey { key, placement } => {
             Arc::new(api_key::ApiKey::new(key.clone(), placement.clone()))

@@ -7,9 +7,9 @@
 //! failure (the provider down or refusing the gateway's client, the vault unreadable) is
 //! reported as itself and the grant is kept.
 //!
-//! Not wired yet: no target mode builds this provider until the consent hand-off (pending
-//! consent, consent page, callback) lands; docs/consent.md keeps the status. The scopes a
-//! grant covers are the ones the user approved (stored at consent); a refresh never
+//! Built by `outbound::provider` for `mode = "oauth2_authorization_code"`; the consent pages
+//! (`consent/`) reach it through [`CredentialProvider::user_grants`] to start and finish a
+//! user's authorization with the same client. The scopes a grant covers are the ones the user approved (stored at consent); a refresh never
 //! replaces them with the provider's wording of them (GitHub answers `repo,gist`, Google
 //! expands aliases), which would make every later call ask for consent again.
 //!
@@ -26,7 +26,7 @@ use futures::future::BoxFuture;
 use http::header::AUTHORIZATION;
 use parking_lot::Mutex;
 
-use super::authorization_code::{AuthCodeError, AuthorizationCodeClient};
+use super::authorization_code::{AuthCodeError, LazyClient};
 use super::client_credentials::ClockDebug;
 use super::{Attachment, Clock, CredentialError, CredentialProvider, OutboundRequest};
 use crate::config::Secret;
@@ -46,7 +46,7 @@ const MAX_HANDED_OUT: usize = 10_000;
 #[derive(Debug)]
 pub struct UserGrants {
     target: String,
-    client: Arc<AuthorizationCodeClient>,
+    client: Arc<LazyClient>,
     vault: Vault,
     /// Scopes every grant must hold.
     scopes: Vec<String>,
@@ -67,7 +67,7 @@ pub struct UserGrants {
 impl UserGrants {
     pub fn new(
         target: impl Into<String>,
-        client: Arc<AuthorizationCodeClient>,
+        client: Arc<LazyClient>,
         vault: Vault,
         scopes: Vec<String>,
         tool_scopes: BTreeMap<String, Vec<String>>,
@@ -85,6 +85,25 @@ impl UserGrants {
             handed_out: Mutex::new(HashMap::new()),
             refused: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// The target this provider serves.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The target's OAuth client at its provider.
+    pub fn client(&self) -> &Arc<LazyClient> {
+        &self.client
+    }
+
+    /// Who the account is at, in words ("GitHub"; a custom provider's host).
+    pub fn provider_label(&self) -> String {
+        self.client.label(&self.target)
+    }
+
+    pub fn vault(&self) -> &Vault {
+        &self.vault
     }
 
     /// How many refreshes reached the provider (for metrics and tests).
@@ -210,8 +229,16 @@ impl UserGrants {
         let Some(refresh_token) = &grant.refresh_token else {
             return Err(consent(needed.to_vec()));
         };
+        let client = self.client.get().await.map_err(|e| match e {
+            AuthCodeError::Unreachable(why) => CredentialError::Unreachable(format!(
+                "discovering the provider's endpoints to refresh the user's token: {why}"
+            )),
+            other => CredentialError::Invalid(format!(
+                "the OAuth client of this target cannot be set up: {other}"
+            )),
+        })?;
         self.refreshes.fetch_add(1, Ordering::Relaxed);
-        let outcome = self.client.refresh(refresh_token, &grant.scopes).await;
+        let outcome = client.refresh(refresh_token, &grant.scopes).await;
         if outcome.as_ref().is_ok() || outcome.as_ref().is_err_and(AuthCodeError::grant_is_dead) {
             self.refused.lock().remove(key);
         }
@@ -302,6 +329,10 @@ fn missing(granted: &[String], needed: &[String]) -> Option<Vec<String>> {
 impl CredentialProvider for UserGrants {
     fn mode(&self) -> &'static str {
         "oauth2_authorization_code"
+    }
+
+    fn user_grants(&self) -> Option<&UserGrants> {
+        Some(self)
     }
 
     fn attach<'a>(

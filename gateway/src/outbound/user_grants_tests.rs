@@ -10,8 +10,9 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 
 use super::*;
+use crate::config::outbound::Provider as Preset;
 use crate::outbound::authorization_code::{
-    ClientAuthMethod, ClientRegistration, ProviderEndpoints,
+    AuthorizationCodeClient, ClientAuthMethod, ClientRegistration, ProviderEndpoints,
 };
 use crate::vault::{Kek, NewGrant};
 
@@ -102,7 +103,7 @@ async fn rig() -> Rig {
     .unwrap();
     let grants = Arc::new(UserGrants::new(
         "tasks",
-        Arc::new(client),
+        Arc::new(LazyClient::ready(Arc::new(client), Preset::Custom)),
         vault.clone(),
         vec!["tasks:read".into()],
         BTreeMap::from([("add_task".to_string(), vec!["tasks:write".to_string()])]),

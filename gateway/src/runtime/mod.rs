@@ -25,9 +25,10 @@ pub use reload::watch;
 
 use crate::catalog::{Catalog, follow_listings};
 use crate::config::{self, Snapshot};
+use crate::consent::Consents;
 use crate::events::{CatalogEvent, Hub};
 use crate::inbound::Authenticator;
-use crate::outbound::{self, HttpClientError};
+use crate::outbound::{self, ConsentWiring, HttpClientError};
 use crate::targets::{self, Wiring};
 use crate::vault::Vault;
 
@@ -51,6 +52,8 @@ pub struct Live {
     /// Users' consented grants; opened once, kept across reloads (`[vault]` changes at
     /// restart).
     vault: Vault,
+    /// The consent hand-off of calls (and the key of their `requestState`).
+    consents: Consents,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
     /// The problems of the last reload that failed (cleared by one that succeeds), for
@@ -67,6 +70,8 @@ pub enum StartFailed {
     HttpClient(#[from] HttpClientError),
     #[error("cannot open the token vault: {0}")]
     Vault(#[from] crate::vault::VaultError),
+    #[error("cannot set up user consent: {0}")]
+    Consent(String),
 }
 
 /// Why a reload changed nothing: each problem as `portcullis check` words it.
@@ -96,11 +101,25 @@ impl Live {
     ) -> Result<Arc<Self>, StartFailed> {
         let vault = Vault::from_settings(&snapshot.vault).await?;
         tokio::spawn(purge_expired_consents(vault.clone(), shutdown.clone()));
+        let public_url = &snapshot.server.public_url;
+        let callback = url::Url::parse(&format!(
+            "{}/consent/callback",
+            public_url.as_str().trim_end_matches('/')
+        ))
+        .map_err(|e| {
+            StartFailed::Consent(format!("public_url cannot carry the consent callback: {e}"))
+        })?;
         let wiring = Wiring {
             hub: Hub::new(),
             token_http: outbound::token_http_client()?,
+            consent: Some(ConsentWiring {
+                vault: vault.clone(),
+                callback,
+            }),
             shutdown: shutdown.clone(),
         };
+        let consents = Consents::new(vault.clone(), public_url, wiring.hub.clone())
+            .map_err(StartFailed::Consent)?;
         let targets = targets::compile(&snapshot.targets, None, &wiring)?;
         let catalog = Arc::new(Catalog::new(&snapshot, targets, &wiring.hub, None));
         let hub = wiring.hub.clone();
@@ -113,6 +132,7 @@ impl Live {
             wiring,
             inbound_http,
             vault,
+            consents,
             reloading: tokio::sync::Mutex::new(()),
             failed_reload: Mutex::new(None),
             reloads: AtomicU64::new(0),
@@ -126,6 +146,21 @@ impl Live {
             None => false,
         });
         Ok(live)
+    }
+
+    /// The consent hand-off of calls and the key of its `requestState`.
+    pub fn consents(&self) -> &Consents {
+        &self.consents
+    }
+
+    /// The inbound HTTP client (discovery and JWKS), also used by the consent pages' login.
+    pub fn inbound_http(&self) -> &reqwest::Client {
+        &self.inbound_http
+    }
+
+    /// The HTTP client of token endpoints.
+    pub fn token_http(&self) -> &reqwest::Client {
+        &self.wiring.token_http
     }
 
     /// The runtime in force. Load once per request.

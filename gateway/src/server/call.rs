@@ -23,7 +23,9 @@ use rmcp::{ErrorData, Peer, RoleServer};
 use super::call_error::{CallError, ClientKind, Era};
 use super::{Gateway, strip_meta};
 use crate::catalog::Catalog;
+use crate::consent::{Ask, Binding, Consents, StateRefused};
 use crate::identity::Caller;
+use crate::outbound::CredentialError;
 use crate::outbound::Principal;
 use crate::policy::{self, Decision};
 use crate::runtime::Runtime;
@@ -49,6 +51,8 @@ pub struct CallContext {
     pub deadline: Option<tokio::time::Instant>,
     /// The client's era and whether it can open URLs for its user (consent hand-off).
     pub client: ClientKind,
+    /// The client's MCP session (2025-11-25), told when a consent it asked for completes.
+    pub session_id: Option<String>,
     pub started: Instant,
 }
 
@@ -78,6 +82,10 @@ impl CallContext {
                 // Read only when a consent hand-off needs it (see `call_tool`).
                 url_elicitation: false,
             },
+            session_id: parts
+                .and_then(|p| p.headers.get("mcp-session-id"))
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
             started: Instant::now(),
         }
     }
@@ -96,8 +104,9 @@ pub(super) async fn call_tool(
     let mut call = CallContext::of(&req, &ctx);
     // One runtime for the whole call, even if a reload swaps it meanwhile.
     let runtime = gw.live().load();
+    let consents = gw.live().consents();
     let outcome = tokio::select! {
-        r = phases(&runtime, &mut call, req, &ctx) => r,
+        r = phases(&runtime, consents, &mut call, req, &ctx) => r,
         _ = ctx.ct.cancelled() => Err(CallError::Cancelled),
     };
     // Whether the client can open URLs for its user matters only to a consent hand-off: its
@@ -115,10 +124,20 @@ pub(super) async fn call_tool(
 /// Phases 2–5.
 async fn phases(
     runtime: &Runtime,
+    consents: &Consents,
     call: &mut CallContext,
     mut req: CallToolRequestParams,
     ctx: &RequestContext<RoleServer>,
 ) -> Result<CallToolResult, CallError> {
+    // A 2026-07-28 retry after a consent hand-off echoes the state it was given: it must
+    // have been sealed for this caller, tool and arguments, and not have expired.
+    let earlier = match req.request_state.take() {
+        Some(state) => Some(resume(consents, call, &state, req.arguments.as_ref())?),
+        None => None,
+    };
+    // Answers to the gateway's own input requests; nothing the upstream asked for.
+    req.input_responses = None;
+
     // 2. Resolve. A name not in the view may still be served: a target that just connected
     //    has its listing merged by a background task a moment later (merge it now), and a
     //    per-user target learns its tools from a user's own session (open this caller's).
@@ -148,15 +167,73 @@ async fn phases(
         });
     }
 
-    // 4. Credential.
-    target
+    // 4. Credential. A target acting with the user's consent may need it first: the caller
+    //    gets a link to give it (how depends on the client, see `call_error.rs`).
+    match target
         .credential(call.principal.as_ref(), &upstream_name)
-        .await?;
+        .await
+    {
+        Ok(()) => {}
+        Err(TargetError::Credential {
+            error: CredentialError::ConsentNeeded { scopes },
+            ..
+        }) => {
+            let caller = call.caller().ok_or_else(|| {
+                CallError::Internal("a consent is needed for a call without a caller".into())
+            })?;
+            return Err(consents
+                .ask(Ask {
+                    caller,
+                    tool: &call.tool,
+                    arguments: req.arguments.as_ref(),
+                    target: target.name(),
+                    provider: &target
+                        .user_grants()
+                        .map_or_else(|| target.name().to_string(), |g| g.provider_label()),
+                    scopes,
+                    session_id: call.session_id.as_deref(),
+                    earlier: earlier.as_deref(),
+                })
+                .await);
+        }
+        Err(e) => return Err(e.into()),
+    }
 
     // 5. Call upstream.
     req.name = upstream_name.into();
     strip_meta(&mut req.meta);
     call_upstream(&target, req, ctx, call).await
+}
+
+/// The consent a 2026 retry's `requestState` names. A refused state is logged with its reason;
+/// the caller hears one message for every reason (the spec asks not to help a forger).
+fn resume(
+    consents: &Consents,
+    call: &CallContext,
+    state: &str,
+    arguments: Option<&rmcp::model::JsonObject>,
+) -> Result<String, CallError> {
+    let Some(caller) = call.caller() else {
+        return Err(CallError::StateRefused(StateRefused::NotIssuedForThisCall));
+    };
+    consents
+        .resume(
+            state,
+            &Binding {
+                caller,
+                tool: &call.tool,
+                arguments,
+            },
+        )
+        .map_err(|why| {
+            tracing::warn!(
+                target: "portcullis::consent",
+                "refused the requestState of {}'s retry of `{}`: {why}",
+                caller.label(),
+                call.tool
+            );
+            CallError::StateRefused(why)
+        })
 }
 
 /// The gateway name to its target and upstream name. A name whose target has not connected

@@ -73,6 +73,10 @@ pub enum CallError {
         /// (`consent::request_state`), bound to the caller, the tool and the arguments.
         request_state: String,
     },
+    /// A 2026-07-28 retry echoed a `requestState` that was not sealed for this caller, tool
+    /// and arguments, or has expired.
+    #[error("the requestState of this retry was refused: {0}")]
+    StateRefused(crate::consent::StateRefused),
     /// The target's credential could not be obtained (token endpoint, STS, …).
     #[error("{0}")]
     Credential(TargetError),
@@ -100,7 +104,10 @@ impl CallError {
     /// Whether the gateway decided against the call (audited as `deny`), as opposed to the
     /// call failing on its way.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, Self::UnknownTool { .. } | Self::Forbidden { .. })
+        matches!(
+            self,
+            Self::UnknownTool { .. } | Self::Forbidden { .. } | Self::StateRefused(_)
+        )
     }
 
     /// What the caller receives. The one place call failures are mapped.
@@ -166,6 +173,11 @@ impl CallError {
                     )))
                 }
             },
+            // One message whatever the reason (the log says which): a forger learns nothing.
+            Self::StateRefused(_) => Err(ErrorData::invalid_params(
+                "the requestState of this retry was not issued for this caller, tool and arguments, or has expired; call the tool again without requestState to get a new consent link",
+                None,
+            )),
             // What the authorization server answered is the tool's failure as the user sees
             // it: a tool result the client shows, naming the target and the OAuth error.
             Self::Credential(e) => {
@@ -258,6 +270,10 @@ mod tests {
             ),
             ("cancelled", CallError::Cancelled),
             (
+                "state refused",
+                CallError::StateRefused(crate::consent::StateRefused::Expired),
+            ),
+            (
                 "internal",
                 CallError::Internal("route names no target".into()),
             ),
@@ -284,6 +300,7 @@ mod tests {
             ("timeout", _) => Expect::Code(-32001),
             ("upstream", _) => Expect::Code(-32602), // the upstream's own code, passed on
             ("cancelled", _) => Expect::Code(-32800),
+            ("state refused", _) => Expect::Code(-32602),
             ("internal", _) => Expect::Code(-32603),
             _ => unreachable!("{name}"),
         }
@@ -366,7 +383,7 @@ mod tests {
     #[test]
     fn refusals_are_the_gateways_decisions() {
         for (name, e) in all_variants() {
-            let refusal = matches!(name, "unknown tool" | "forbidden");
+            let refusal = matches!(name, "unknown tool" | "forbidden" | "state refused");
             assert_eq!(e.is_refusal(), refusal, "{name}");
         }
     }

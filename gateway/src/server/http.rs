@@ -80,6 +80,7 @@ pub fn router(gateway: Gateway, shutdown: CancellationToken) -> Router {
         .and_then(|a| a.dev_idp.clone())
         .map(dev_idp::routes)
         .unwrap_or_default();
+    let consent_routes = crate::consent::router(live.clone());
     let state = AppState { live };
     let request_id = http::HeaderName::from_static("x-request-id");
     Router::new()
@@ -107,6 +108,7 @@ pub fn router(gateway: Gateway, shutdown: CancellationToken) -> Router {
         )
         .with_state(state)
         .merge(dev_routes)
+        .merge(consent_routes)
         .merge(mcp_routes)
         .fallback(not_found)
         .layer(RequestBodyLimitLayer::new(settings.max_request_bytes))

@@ -46,6 +46,8 @@ struct Session {
     peer: Peer<RoleServer>,
     /// Resource URIs this session subscribed to.
     resources: HashSet<String>,
+    /// The `Mcp-Session-Id` the client uses, to tell it of its completed consents.
+    mcp_id: Option<String>,
 }
 
 impl Gateway {
@@ -140,6 +142,9 @@ async fn announce_changes(
             s.values()
                 .filter(|s| match &event {
                     CatalogEvent::ResourceUpdated(uri) => s.resources.contains(uri),
+                    CatalogEvent::ElicitationComplete { session, .. } => {
+                        s.mcp_id.as_deref() == Some(session.as_str())
+                    }
                     _ => true,
                 })
                 .map(|s| s.peer.clone())
@@ -153,6 +158,16 @@ async fn announce_changes(
                 CatalogEvent::ResourceUpdated(uri) => {
                     peer.notify_resource_updated(ResourceUpdatedNotificationParam::new(uri.clone()))
                         .await
+                }
+                // No typed API in rmcp for this 2025-11-25 notification.
+                CatalogEvent::ElicitationComplete { elicitation_id, .. } => {
+                    peer.send_notification(ServerNotification::CustomNotification(
+                        CustomNotification::new(
+                            "notifications/elicitation/complete",
+                            Some(serde_json::json!({ "elicitationId": elicitation_id })),
+                        ),
+                    ))
+                    .await
                 }
             };
             if let Err(e) = sent {
@@ -196,6 +211,12 @@ impl ServerHandler for Gateway {
     }
 
     async fn on_initialized(&self, ctx: rmcp::service::NotificationContext<RoleServer>) {
+        let mcp_id = ctx
+            .extensions
+            .get::<::http::request::Parts>()
+            .and_then(|p| p.headers.get("mcp-session-id"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let mut s = self.inner.sessions.lock();
         s.retain(|_, s| !s.peer.is_transport_closed());
         s.insert(
@@ -203,6 +224,7 @@ impl ServerHandler for Gateway {
             Session {
                 peer: ctx.peer,
                 resources: HashSet::new(),
+                mcp_id,
             },
         );
     }
@@ -455,8 +477,12 @@ impl ServerHandler for Gateway {
                     CatalogEvent::PromptsChanged => sink.notify_prompt_list_changed().await,
                     CatalogEvent::ResourcesChanged => sink.notify_resource_list_changed().await,
                     // Resource subscriptions are not accepted on `listen` (see
-                    // `accepted_subscription_filter`), so there is nothing to send.
-                    CatalogEvent::ResourceUpdated(_) => Ok(()),
+                    // `accepted_subscription_filter`), so there is nothing to send; a
+                    // completed consent is told to 2025-11-25 sessions only (a 2026 client
+                    // retries with its `requestState`).
+                    CatalogEvent::ResourceUpdated(_) | CatalogEvent::ElicitationComplete { .. } => {
+                        Ok(())
+                    }
                 };
                 match sent {
                     // A kind this client did not subscribe to: not for it, keep listening.

@@ -73,6 +73,8 @@ pub struct Wiring {
     pub hub: Hub,
     /// For the token endpoints of credential providers ([`outbound::token_http_client`]).
     pub token_http: reqwest::Client,
+    /// For targets that act with each user's consent; `None` in commands that keep no vault.
+    pub consent: Option<outbound::ConsentWiring>,
     pub shutdown: CancellationToken,
 }
 
@@ -102,11 +104,16 @@ pub fn compile(
 impl Target {
     /// A new target for `spec` with a new credential provider.
     fn build(spec: &TargetSpec, wiring: &Wiring) -> Result<Self, HttpClientError> {
-        let credentials = outbound::provider(&spec.auth, wiring.token_http.clone());
-        let listing_credentials = spec
-            .listing_auth
-            .as_ref()
-            .map(|a| outbound::provider(a, wiring.token_http.clone()));
+        let provider = |auth| {
+            outbound::provider(
+                &spec.name,
+                auth,
+                wiring.token_http.clone(),
+                wiring.consent.as_ref(),
+            )
+        };
+        let credentials = provider(&spec.auth);
+        let listing_credentials = spec.listing_auth.as_ref().map(provider);
         match &spec.kind {
             TargetKind::Mcp(transport) => McpTarget::start(
                 spec.clone(),
@@ -186,6 +193,13 @@ impl Target {
     pub async fn ensure_connected(&self) -> Result<(), TargetError> {
         match self {
             Self::Mcp(t) => t.ensure_connected().await,
+        }
+    }
+
+    /// The users' grants of a target that acts with each user's consent (3LO).
+    pub fn user_grants(&self) -> Option<&outbound::user_grants::UserGrants> {
+        match self {
+            Self::Mcp(t) => t.credentials().user_grants(),
         }
     }
 

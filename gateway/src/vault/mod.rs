@@ -21,8 +21,8 @@ mod tests;
 pub use error::VaultError;
 pub use kek::Kek;
 pub use records::{
-    Clock, Grant, GrantFilter, GrantKey, GrantSummary, NewGrant, NewPendingConsent, PendingConsent,
-    RefreshedTokens, SystemClock,
+    Authorized, Clock, Grant, GrantFilter, GrantKey, GrantSummary, NewGrant, NewPendingConsent,
+    PendingConsent, RefreshedTokens, SystemClock,
 };
 
 use std::fmt;
@@ -320,6 +320,57 @@ impl Vault {
         }
     }
 
+    /// The user approved pending consent `id` in the browser whose cookie is `browser`, and
+    /// is sent to the provider with `state`. Only the digests are kept: the callback must
+    /// bring back the same state from the same browser ([`Vault::take_authorized`]). A second
+    /// approval replaces the first. False when the consent is gone (expired or used).
+    pub async fn authorize_pending(
+        &self,
+        id: &str,
+        state: &str,
+        browser: &str,
+    ) -> Result<bool, VaultError> {
+        self.store
+            .authorize_pending(
+                &id_digest(id),
+                &id_digest(state),
+                &id_digest(browser),
+                self.clock.now(),
+            )
+            .await
+    }
+
+    /// The provider sent the browser back with `state`: take (once) the pending consent it
+    /// was issued for, if this is the browser that approved it.
+    pub async fn take_authorized(
+        &self,
+        state: &str,
+        browser: Option<&str>,
+    ) -> Result<Authorized, VaultError> {
+        let state_digest = id_digest(state);
+        if let Some(browser) = browser {
+            let row = self
+                .store
+                .take_authorized(&state_digest, &id_digest(browser))
+                .await?;
+            if let Some(row) = row {
+                if row.9 <= self.clock.now() {
+                    return Ok(Authorized::Expired);
+                }
+                // The id is not known here (only its digest): the row's digest stands in.
+                let digest = row.0.clone();
+                return self
+                    .open_pending(&digest, row)
+                    .map(|p| Authorized::Taken(Box::new(p)));
+            }
+        }
+        Ok(if self.store.state_known(&state_digest).await? {
+            Authorized::OtherBrowser
+        } else {
+            Authorized::Unknown
+        })
+    }
+
     /// Remove the pending consents that have expired; how many.
     pub async fn purge_expired(&self) -> Result<u64, VaultError> {
         self.store.purge_expired(self.clock.now()).await
@@ -432,7 +483,12 @@ fn pending_context(digest: &str, p: &PendingConsent) -> Context {
     ])
 }
 
-/// How a consent id is stored: its SHA-256, so the file holds no working consent link.
+/// How a consent id is stored: its SHA-256, so the file holds no working consent link. Also
+/// the consent's public name where the id must not travel (the MCP `elicitationId`).
+pub fn consent_digest(id: &str) -> String {
+    id_digest(id)
+}
+
 fn id_digest(id: &str) -> String {
     URL_SAFE_NO_PAD.encode(digest(&SHA256, id.as_bytes()))
 }

@@ -177,3 +177,18 @@ impl Clock for SystemClock {
             .unwrap_or(0)
     }
 }
+
+/// What [`super::Vault::take_authorized`] found for a callback's `state`.
+#[derive(Debug)]
+pub enum Authorized {
+    /// The consent, removed from the vault (a second callback finds nothing). Its `id` is
+    /// the digest of the consent id ([`super::consent_digest`]): the id itself is not stored.
+    Taken(Box<PendingConsent>),
+    /// The state is real but another browser (or none) approved it: nothing was taken.
+    OtherBrowser,
+    /// The consent was approved in this browser but has expired since; it was removed.
+    Expired,
+    /// No consent waits for this state: used already, replaced by a later approval, or never
+    /// issued.
+    Unknown,
+}

@@ -55,13 +55,27 @@ pub(super) type PendingRow = (
 
 /// The migrations, embedded; a new file in `migrations/sqlite/` is added here too.
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "vault".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/sqlite/0001_vault.sql").into_sql_str(),
-        false,
-    )])
+    let migration = |version, name: &str, sql: &'static str| {
+        Migration::new(
+            version,
+            name.to_string().into(),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![
+        migration(
+            1,
+            "vault",
+            include_str!("../../migrations/sqlite/0001_vault.sql"),
+        ),
+        migration(
+            2,
+            "consent browser",
+            include_str!("../../migrations/sqlite/0002_consent_browser.sql"),
+        ),
+    ])
 }
 
 /// What a refresh writes into a grant: sealed tokens, stored scopes, dates.
@@ -389,6 +403,59 @@ impl Store {
         .fetch_optional(&self.pool)
         .await
         .map_err(self.failed("take a pending consent"))
+    }
+
+    /// Record the authorization request of an approved pending consent (digests of its
+    /// `state` and of the approving browser's cookie). False when the consent is gone.
+    pub(super) async fn authorize_pending(
+        &self,
+        digest: &str,
+        state_digest: &str,
+        browser_digest: &str,
+        now: i64,
+    ) -> Result<bool, VaultError> {
+        let done = sqlx::query(
+            "UPDATE vault_pending SET state_digest = $1, browser_digest = $2 \
+             WHERE id_digest = $3 AND expires_at > $4",
+        )
+        .bind(state_digest)
+        .bind(browser_digest)
+        .bind(digest)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(self.failed("record an approved consent"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Take the pending consent whose authorization carried `state_digest`, only if the same
+    /// browser approved it (one statement, so a state is used once).
+    pub(super) async fn take_authorized(
+        &self,
+        state_digest: &str,
+        browser_digest: &str,
+    ) -> Result<Option<PendingRow>, VaultError> {
+        sqlx::query_as(
+            "DELETE FROM vault_pending WHERE state_digest = $1 AND browser_digest = $2 \
+             RETURNING id_digest, issuer, user_name, agent, target, scopes, pkce_verifier, \
+             session_id, created_at, expires_at",
+        )
+        .bind(state_digest)
+        .bind(browser_digest)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(self.failed("take an approved consent"))
+    }
+
+    /// Whether some pending consent's authorization carried `state_digest`.
+    pub(super) async fn state_known(&self, state_digest: &str) -> Result<bool, VaultError> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT 1 FROM vault_pending WHERE state_digest = $1")
+                .bind(state_digest)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(self.failed("look up a consent's state"))?;
+        Ok(row.is_some())
     }
 
     pub(super) async fn purge_expired(&self, now: i64) -> Result<u64, VaultError> {

@@ -50,7 +50,8 @@ const MAX_PENDING_FORMS: usize = 1_000;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub client_id: String,
-    pub client_secret: Secret,
+    /// `None`: the client is public (PKCE alone), as the quickstart registers the gateway.
+    pub client_secret: Option<Secret>,
     /// Compared exactly with the `redirect_uri` of each request.
     pub redirect_uris: Vec<Url>,
     /// Lifetime of access tokens.
@@ -83,7 +84,7 @@ impl Settings {
         };
         Ok(Self {
             client_id,
-            client_secret,
+            client_secret: Some(client_secret),
             redirect_uris,
             token_ttl,
         })
@@ -130,6 +131,32 @@ pub async fn serve(addr: SocketAddr, settings: Settings) -> anyhow::Result<()> {
     );
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+/// Serve on `listener` for as long as the process runs, beside the gateway (`[demo_provider]`
+/// in gateway.toml): one public client, `client_id`, redirecting to `redirect_uri`.
+pub fn spawn_beside_gateway(
+    listener: tokio::net::TcpListener,
+    client_id: &str,
+    redirect_uri: Url,
+) -> anyhow::Result<String> {
+    let addr = check_listen(listener.local_addr()?)?;
+    let base = format!("http://{addr}");
+    let app = router(
+        &base,
+        Settings {
+            client_id: client_id.to_string(),
+            client_secret: None,
+            redirect_uris: vec![redirect_uri],
+            token_ttl: Duration::from_secs(3600),
+        },
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("the demo provider stopped: {e}");
+        }
+    });
+    Ok(base)
 }
 
 /// The whole service for the base URL `issuer`.

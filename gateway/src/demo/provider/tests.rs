@@ -24,7 +24,7 @@ const CALLBACK: &str = "http://127.0.0.1:9/oauth/callback";
 fn settings() -> Settings {
     Settings {
         client_id: CLIENT.into(),
-        client_secret: Secret::new(SECRET),
+        client_secret: Some(Secret::new(SECRET)),
         redirect_uris: vec![Url::parse(CALLBACK).unwrap()],
         token_ttl: Duration::from_secs(600),
     }

@@ -140,6 +140,21 @@ fn authenticate(
                 .or_else(|| v.strip_prefix("basic "))
         });
     let in_body = form.get("client_secret");
+    let Some(registered) = &p.settings.client_secret else {
+        // A public client: no secret to check, its id must match (PKCE binds the code).
+        if basic.is_some() || in_body.is_some() {
+            return Err(invalid_client(
+                "this client is registered as public: send only client_id, no secret",
+            ));
+        }
+        return if form.get("client_id") == Some(&p.settings.client_id) {
+            Ok(())
+        } else {
+            Err(invalid_client(
+                "unknown client_id; send the gateway's client_id",
+            ))
+        };
+    };
     let (id, secret) = match (basic, in_body) {
         (Some(_), Some(_)) => {
             return Err(OAuthError::bad(
@@ -161,9 +176,7 @@ fn authenticate(
         }
     };
     let id_ok = id == p.settings.client_id;
-    let secret_ok: bool = digest(&secret)
-        .ct_eq(&digest(p.settings.client_secret.expose()))
-        .into();
+    let secret_ok: bool = digest(&secret).ct_eq(&digest(registered.expose())).into();
     if id_ok && secret_ok {
         Ok(())
     } else {

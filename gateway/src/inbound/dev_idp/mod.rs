@@ -186,6 +186,8 @@ pub fn issuer_spec(server: &ServerSettings) -> IssuerSpec {
         jwks_uri: None,
         jwks_refetch_interval: Duration::from_secs(30),
         claim_rules: vec![],
+        // The consent pages sign users in with the dev IdP's own login form instead.
+        consent_login: None,
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod endpoints;
 mod error;
+mod lazy;
 #[cfg(test)]
 mod tests;
 
@@ -28,6 +29,7 @@ use url::Url;
 
 pub use endpoints::ProviderEndpoints;
 pub use error::AuthCodeError;
+pub use lazy::LazyClient;
 
 use super::client_credentials::ClockDebug;
 use super::{Clock, oauth};
@@ -93,6 +95,12 @@ impl ClientRegistration {
     }
 }
 
+/// A fresh PKCE code verifier (32 random bytes, base64url; RFC 7636 §4.1), for S256.
+pub fn new_pkce_verifier() -> Secret {
+    let (_, verifier) = PkceCodeChallenge::new_random_sha256();
+    Secret::new(verifier.secret().clone())
+}
+
 /// An authorization request about to be sent to the user's browser.
 #[derive(Debug, Clone)]
 pub struct Authorization {
@@ -116,6 +124,8 @@ pub struct TokenGrant {
     pub granted_scopes: Vec<String>,
     /// Salesforce's `instance_url`: the API host of the user's organisation.
     pub instance_url: Option<String>,
+    /// The OpenID Connect ID token, when `openid` was asked for.
+    pub id_token: Option<Secret>,
 }
 
 /// Which kind of token [`AuthorizationCodeClient::revoke`] is given (RFC 7009 `token_type_hint`).
@@ -139,6 +149,9 @@ impl TokenKind {
 struct ProviderFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     instance_url: Option<String>,
+    /// OpenID Connect: when the client asked for `openid` (the consent pages' login).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
 }
 
 impl oauth2::ExtraTokenFields for ProviderFields {}
@@ -219,7 +232,14 @@ impl AuthorizationCodeClient {
     /// A new authorization request for `scopes`: a fresh PKCE verifier (S256, never plain)
     /// and a fresh `state`, both from a CSPRNG.
     pub fn begin(&self, scopes: &[String]) -> Authorization {
-        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        self.begin_with_verifier(scopes, &new_pkce_verifier())
+    }
+
+    /// A new authorization request for `scopes` with a fresh `state` and the PKCE challenge
+    /// of `verifier` (made by [`new_pkce_verifier`] and kept server-side until the exchange).
+    pub fn begin_with_verifier(&self, scopes: &[String], verifier: &Secret) -> Authorization {
+        let verifier = PkceCodeVerifier::new(verifier.expose().to_string());
+        let challenge = PkceCodeChallenge::from_code_verifier_sha256(&verifier);
         let mut req = self
             .oauth
             .authorize_url(|| CsrfToken::new_random_len(STATE_BYTES))
@@ -387,6 +407,7 @@ impl AuthorizationCodeClient {
             expires_at,
             granted_scopes,
             instance_url: tok.extra_fields().instance_url.clone(),
+            id_token: tok.extra_fields().id_token.clone().map(Secret::new),
         })
     }
 }

@@ -34,6 +34,8 @@ use users::UserSessions;
 #[derive(Debug, Clone)]
 pub struct McpTarget {
     sessions: Sessions,
+    /// The credential the sessions were opened with (shared with them).
+    credentials: Arc<dyn CredentialProvider>,
     /// The settings calls read (timeout, prefix, scopes); the sessions keep the ones they
     /// were opened with.
     spec: Arc<TargetSpec>,
@@ -70,7 +72,7 @@ impl McpTarget {
             spec,
             transport,
             http,
-            credentials,
+            credentials: credentials.clone(),
             changed: hub.listings,
             events: hub.events,
             shutdown,
@@ -82,6 +84,7 @@ impl McpTarget {
         };
         Ok(Self {
             sessions,
+            credentials,
             spec: handle_spec,
         })
     }
@@ -111,8 +114,14 @@ impl McpTarget {
         debug_assert!(self.serves(&spec));
         Self {
             sessions: self.sessions.clone(),
+            credentials: self.credentials.clone(),
             spec: Arc::new(spec),
         }
+    }
+
+    /// The credential provider of the target's sessions.
+    pub fn credentials(&self) -> &Arc<dyn CredentialProvider> {
+        &self.credentials
     }
 
     /// Whether two handles share their upstream sessions.
