@@ -2,4 +2,5 @@
 //! the agent, and (as it lands) the browser pages that bind the consent to that user. Grants
 //! themselves live in `vault/`; the OAuth client that obtains them in `outbound/`.
 
+pub mod pages;
 pub mod request_state;
