@@ -12,11 +12,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use askama::Template;
 use axum::extract::ConnectInfo;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode, header};
 
 use super::store::{Expiring, Unavailable, digest, random_token};
+use crate::consent::pages;
 
 /// The name suggested in the form.
 pub const SUGGESTED_USER: &str = "alice";
@@ -61,66 +63,44 @@ pub struct Page<'a> {
     pub form_token: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "dev_idp/login.html")]
+struct LoginPage<'a> {
+    page: &'a Page<'a>,
+    suggested_user: &'static str,
+    max_user_chars: usize,
+}
+
 /// The login page: development-only warning, the request, a user name field, sign in or
-/// cancel. Framing, caching and referrers are off: the page carries a live form token.
+/// cancel. On the gateway's base layout: framing, caching and referrers are off (the page
+/// carries a live form token) and nothing but the layout's stylesheet loads.
 pub fn render(page: &Page) -> Response {
-    let details: String = page
-        .details
-        .iter()
-        .map(|(k, v)| format!("<dt>{}</dt><dd>{}</dd>", escape(k), escape(v)))
-        .collect();
-    let body = format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Portcullis development login</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-body{{font-family:system-ui,sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
-.warn{{background:#fff3cd;border:2px solid #b58100;padding:.75rem 1rem;border-radius:6px}}
-dt{{font-weight:600}} dd{{margin:0 0 .5rem 0;word-break:break-all}}
-input[type=text]{{font-size:1.1rem;padding:.3rem;width:100%;box-sizing:border-box}}
-button{{font-size:1rem;padding:.4rem 1rem;margin:.75rem .5rem 0 0}}
-</style></head>
-<body>
-<h1>Portcullis development login</h1>
-<p class="warn"><strong>Development only.</strong> This page belongs to the gateway's built-in
-development identity provider (<code>[dev_idp]</code> in gateway.toml). It asks for no password:
-any user name is accepted, and whoever uses this machine can sign in as anyone. Never turn it on
-for a gateway other people use.</p>
-<p>{request}</p>
-<dl>{details}</dl>
-<form method="post" action="{action}">
-<input type="hidden" name="form_token" value="{token}">
-<label for="user">Sign in as user</label>
-<input type="text" id="user" name="user" value="{user}" required maxlength="{max}" autofocus>
-<button type="submit" name="decision" value="allow">Sign in</button>
-<button type="submit" name="decision" value="deny" formnovalidate>Cancel</button>
-</form>
-<p><small>This form works once and expires after a few minutes.</small></p>
-</body></html>
-"#,
-        request = escape(page.request),
-        action = escape(page.action),
-        token = escape(page.form_token),
-        user = SUGGESTED_USER,
-        max = MAX_USER_CHARS,
-    );
-    (StatusCode::OK, page_headers(), Html(body)).into_response()
+    pages::respond(
+        StatusCode::OK,
+        &LoginPage {
+            page,
+            suggested_user: SUGGESTED_USER,
+            max_user_chars: MAX_USER_CHARS,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage<'a> {
+    title: &'a str,
+    message: &'a str,
 }
 
 /// A page that explains why nothing more can happen here, and what to do.
 pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
-    let body = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title></head>\
-         <body style=\"font-family:system-ui,sans-serif;max-width:36rem;margin:2rem auto\">\
-         <h1>{t}</h1><p>{m}</p></body></html>\n",
-        t = escape(title),
-        m = escape(message),
-    );
-    (status, page_headers(), Html(body)).into_response()
+    pages::respond(status, &MessagePage { title, message })
 }
 
-/// Framing, caching, sniffing and referrers off: the pages carry live form tokens. Shared by
-/// every server-rendered page of the gateway.
+/// Framing, caching, sniffing and referrers off, scripts blocked, inline style allowed: for a
+/// page that carries its own `<style>` rather than the base layout (the demo provider's
+/// sign-in page). Pages on the layout send [`pages::security_headers`], which admits only the
+/// layout's stylesheet.
 pub fn page_headers() -> [(header::HeaderName, &'static str); 5] {
     [
         (
@@ -239,7 +219,7 @@ pub fn refuse_unless_direct_loopback(
               configure a real identity provider in [[inbound.issuers]] (docs/inbound.md).\n"
             .to_string(),
     };
-    Some((StatusCode::FORBIDDEN, page_headers(), why).into_response())
+    Some((StatusCode::FORBIDDEN, pages::security_headers(), why).into_response())
 }
 
 /// The header that shows a request was relayed by a proxy, if any: `Forwarded` (RFC 7239)
@@ -259,19 +239,11 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
         .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"))
 }
 
-/// HTML-escape text for element content and quoted attribute values.
+/// HTML-escape text for element content and quoted attribute values, as the templates do.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
+    // Writing into a String cannot fail.
+    let _ = askama::filters::Escaper::write_escaped_str(&pages::NamedEntities, &mut out, text);
     out
 }
 
@@ -364,6 +336,37 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn the_login_page_is_on_the_shared_layout_with_its_fields_and_warning() {
+        let details = [("Client", "mcp-remote".to_string())];
+        let resp = render(&Page {
+            request: "mcp-remote wants to call tools as you.",
+            details: &details,
+            action: "http://127.0.0.1:8787/dev-idp/authorize",
+            form_token: "tok",
+        });
+        let (_, layout) = pages::security_headers()[0];
+        assert_eq!(resp.headers()["content-security-policy"], layout);
+        let body =
+            futures::executor::block_on(axum::body::to_bytes(resp.into_body(), 1 << 20)).unwrap();
+        let html = String::from_utf8(body.to_vec()).unwrap();
+        for part in [
+            "<strong>Development only.</strong>",
+            "<form method=\"post\" action=\"http://127.0.0.1:8787/dev-idp/authorize\">",
+            "name=\"form_token\" value=\"tok\"",
+            "<label for=\"user\">Sign in as user</label>",
+            "id=\"user\" name=\"user\" value=\"alice\" required maxlength=\"64\"",
+            "name=\"decision\" value=\"allow\">Sign in</button>",
+            "name=\"decision\" value=\"deny\" formnovalidate>Cancel</button>",
+            "<dt>Client</dt><dd>mcp-remote</dd>",
+        ] {
+            assert!(html.contains(part), "{part} missing in {html}");
+        }
+        let error = error_page(StatusCode::BAD_REQUEST, "Check the user name", "Type one.");
+        assert_eq!(error.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(error.headers()["content-security-policy"], layout);
     }
 
     #[test]
