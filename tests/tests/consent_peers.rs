@@ -54,7 +54,7 @@ fn front(port: u16, idp: &Idp, upstream: &Gateway) -> Gateway {
         "[mcp]\nurl = \"{url}\"\n\n[auth]\nmode = \"oauth2_authorization_code\"\nprovider = \"custom\"\n\
          issuer = \"{issuer}\"\nclient_id = \"{CLIENT}\"\nclient_secret = \"env:E2E_CONSENT_SECRET\"\n\
          scopes = [\"mcp:read\"]\nresource = \"{url}\"\n\n\
-         [tools.echo]\ndescription = \"Echo\"\ninput_schema = {{ type = \"object\", properties = {{ text = {{ type = \"string\" }} }} }}\n",
+         [tools.demo__echo]\ndescription = \"Echo\"\ninput_schema = {{ type = \"object\", properties = {{ text = {{ type = \"string\" }} }} }}\n",
         url = upstream.url,
         issuer = idp.issuer
     );
@@ -104,7 +104,7 @@ async fn the_whole_loop_with_the_real_idp_chromium_and_the_python_sdk_in_both_er
         .arg(portcullis_e2e::repo_root().join("tests/py/consent_client.py"))
         .arg(&gw.url)
         .arg(token("alice"))
-        .arg("up__echo")
+        .arg("up__demo__echo")
         .arg(json!({"text": "hello from alice"}).to_string())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -145,20 +145,17 @@ async fn the_whole_loop_with_the_real_idp_chromium_and_the_python_sdk_in_both_er
     assert_eq!(report["completed"], true, "{report}");
     assert_eq!(report["ok"], true, "{report}");
     assert!(
-        report["text"].as_str().unwrap().contains("hello from alice"),
+        report["text"]
+            .as_str()
+            .unwrap()
+            .contains("hello from alice"),
         "{report}"
     );
 
     // 2. rmcp on 2026-07-28: input_required with a URL and a requestState; bob consents in
     //    Chromium; the retry with the state succeeds.
-    let bob = connect_as(
-        UrlClient,
-        &gw.url,
-        Some(&token("bob")),
-        Era::Modern,
-    )
-    .await;
-    let params = CallToolRequestParams::new("up__echo")
+    let bob = connect_as(UrlClient, &gw.url, Some(&token("bob")), Era::Modern).await;
+    let params = CallToolRequestParams::new("up__demo__echo")
         .with_arguments(tool_args(json!({"text": "hello from bob"})));
     let CallToolResponse::InputRequired(asked) =
         bob.peer().call_tool_once(params.clone()).await.unwrap()
@@ -166,8 +163,13 @@ async fn the_whole_loop_with_the_real_idp_chromium_and_the_python_sdk_in_both_er
         panic!("expected input_required");
     };
     let requests = serde_json::to_value(asked.input_requests.unwrap()).unwrap();
-    let link = requests["consent"]["params"]["url"].as_str().unwrap().to_string();
-    let seen = chromium.complete(&link, "bob", None, Decision::Approve).await;
+    let link = requests["consent"]["params"]["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let seen = chromium
+        .complete(&link, "bob", None, Decision::Approve)
+        .await;
     assert_eq!(seen.outcome, "done", "{seen:?}");
     let CallToolResponse::Complete(r) = bob
         .peer()
@@ -179,7 +181,9 @@ async fn the_whole_loop_with_the_real_idp_chromium_and_the_python_sdk_in_both_er
     };
     assert_ne!(r.is_error, Some(true), "{r:?}");
     assert!(
-        serde_json::to_string(&r).unwrap().contains("hello from bob"),
+        serde_json::to_string(&r)
+            .unwrap()
+            .contains("hello from bob"),
         "{r:?}"
     );
     bob.cancel().await.unwrap();
@@ -195,7 +199,8 @@ async fn the_whole_loop_with_the_real_idp_chromium_and_the_python_sdk_in_both_er
     let CallToolResponse::Complete(r) = carol
         .peer()
         .call_tool_once(
-            CallToolRequestParams::new("up__echo").with_arguments(tool_args(json!({"text": "x"}))),
+            CallToolRequestParams::new("up__demo__echo")
+                .with_arguments(tool_args(json!({"text": "x"}))),
         )
         .await
         .unwrap()
@@ -223,9 +228,18 @@ async fn the_whole_loop_with_the_real_idp_chromium_and_the_python_sdk_in_both_er
         .iter()
         .map(|v| v["caller"].as_str().unwrap())
         .collect();
-    assert!(callers.contains(&"alice via confidential-client"), "{callers:?}");
-    assert!(callers.contains(&"bob via confidential-client"), "{callers:?}");
-    assert!(!callers.iter().any(|c| c.starts_with("carol")), "{callers:?}");
+    assert!(
+        callers.contains(&"alice via confidential-client"),
+        "{callers:?}"
+    );
+    assert!(
+        callers.contains(&"bob via confidential-client"),
+        "{callers:?}"
+    );
+    assert!(
+        !callers.iter().any(|c| c.starts_with("carol")),
+        "{callers:?}"
+    );
 }
 
 /// An rmcp client that can open URLs for its user.
@@ -237,6 +251,9 @@ impl rmcp::ClientHandler for UrlClient {
         let mut caps = ClientCapabilities::default();
         caps.elicitation =
             Some(ElicitationCapability::new().with_url(UrlElicitationCapability::new()));
-        ClientConfig::new(caps, Implementation::new("url-capable-test-client", "1.0.0"))
+        ClientConfig::new(
+            caps,
+            Implementation::new("url-capable-test-client", "1.0.0"),
+        )
     }
 }

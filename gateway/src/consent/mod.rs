@@ -88,7 +88,7 @@ impl Consents {
         };
         let agent = ask.caller.agent.as_deref().unwrap_or("your agent");
         let message = format!(
-            "{agent} needs your permission to use your {provider} account (target `{target}`) on your behalf",
+            "{agent} needs your permission to use {provider} on your behalf (target `{target}`)",
             provider = ask.provider,
             target = ask.target,
         );

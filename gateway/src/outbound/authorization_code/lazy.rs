@@ -9,7 +9,9 @@ use tokio::sync::OnceCell;
 use url::Url;
 
 use super::{AuthCodeError, AuthorizationCodeClient, ClientRegistration, ProviderEndpoints};
-use crate::config::outbound::{AuthorizationCodeSpec, Provider};
+use crate::config::outbound::{
+    AuthorizationCodeSpec, Provider, ProviderEndpoints as ConfiguredEndpoints,
+};
 use crate::outbound::Clock;
 
 #[derive(Debug)]
