@@ -22,13 +22,22 @@ fn quickstart_copy(extra: &[(&str, &str)]) -> tempfile::TempDir {
         gateway.contains("listen = \"127.0.0.1:8787\""),
         "the quickstart listens on 127.0.0.1:8787"
     );
-    let gateway = gateway.replace("listen = \"127.0.0.1:8787\"", "listen = \"127.0.0.1:0\"");
+    // The demo provider's port is in gateway.toml and in the target that uses it.
+    let provider = format!("127.0.0.1:{}", portcullis_e2e::port_for_peer_script());
+    let gateway = gateway
+        .replace("listen = \"127.0.0.1:8787\"", "listen = \"127.0.0.1:0\"")
+        .replace("127.0.0.1:8788", &provider);
     std::fs::write(dir.path().join("gateway.toml"), gateway).unwrap();
     let targets = dir.path().join("targets");
     std::fs::create_dir(&targets).unwrap();
     for entry in std::fs::read_dir(root.join("targets")).unwrap() {
         let entry = entry.unwrap();
-        std::fs::copy(entry.path(), targets.join(entry.file_name())).unwrap();
+        let body = std::fs::read_to_string(entry.path()).unwrap();
+        std::fs::write(
+            targets.join(entry.file_name()),
+            body.replace("127.0.0.1:8788", &provider),
+        )
+        .unwrap();
     }
     for (name, body) in extra {
         std::fs::write(targets.join(format!("{name}.toml")), body).unwrap();
@@ -163,9 +172,11 @@ fn the_quickstart_config_checks_clean_from_a_fresh_directory() {
         "demo__word_count",
         "demo__slow",
         "demo__fail",
+        "tasks__list_tasks",
+        "tasks__add_task",
     ] {
         assert!(stdout.contains(tool), "{tool} missing from:\n{stdout}");
     }
-    assert!(stdout.contains("5 tools from 1 target."), "{stdout}");
+    assert!(stdout.contains("7 tools from 2 targets."), "{stdout}");
     assert!(Path::new(&dir.path().join("targets/demo.toml")).is_file());
 }

@@ -80,13 +80,21 @@ impl LazyClient {
             Provider::Salesforce => "Salesforce",
             Provider::Atlassian => "Atlassian",
             Provider::Custom => {
-                return self
-                    .resolved()
-                    .and_then(|c| {
-                        c.endpoints()
-                            .authorization_url
-                            .host_str()
-                            .map(str::to_string)
+                let configured = self.recipe.as_ref().map(|r| match &r.spec.endpoints {
+                    ConfiguredEndpoints::Discover { issuer } => issuer,
+                    ConfiguredEndpoints::Urls {
+                        authorization_url, ..
+                    } => authorization_url,
+                });
+                let resolved = self.resolved().map(|c| &c.endpoints().authorization_url);
+                return configured
+                    .or(resolved)
+                    .and_then(|u| {
+                        let host = u.host_str()?;
+                        Some(match u.port() {
+                            Some(p) => format!("{host}:{p}"),
+                            None => host.to_string(),
+                        })
                     })
                     .unwrap_or_else(|| fallback.to_string());
             }
