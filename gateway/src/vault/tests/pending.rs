@@ -89,3 +89,44 @@ async fn a_pending_consent_moved_to_another_user_does_not_open() {
         "and it is gone"
     );
 }
+
+#[tokio::test]
+async fn an_approved_consent_past_its_expiry_is_neither_shown_nor_given_to_its_callback() {
+    let f = Fixture::new();
+    let vault = f.open().await;
+    let created = vault
+        .create_pending(new_pending("verifier", T0 + 60))
+        .await
+        .unwrap();
+    assert!(
+        vault
+            .authorize_pending(&created.id, "state-1", "browser-1")
+            .await
+            .unwrap()
+    );
+    f.clock.set(T0 + 60);
+    assert!(vault.pending(&created.id).await.unwrap().is_none());
+    assert!(
+        !vault
+            .authorize_pending(&created.id, "state-2", "browser-1")
+            .await
+            .unwrap(),
+        "an expired consent cannot be approved again"
+    );
+    assert!(matches!(
+        vault
+            .take_authorized("state-1", Some("browser-1"))
+            .await
+            .unwrap(),
+        Authorized::Expired
+    ));
+    // The expired consent was removed by that callback: a replay finds nothing.
+    assert!(matches!(
+        vault
+            .take_authorized("state-1", Some("browser-1"))
+            .await
+            .unwrap(),
+        Authorized::Unknown
+    ));
+    assert!(vault.take_pending(&created.id).await.unwrap().is_none());
+}
