@@ -42,9 +42,14 @@ impl Page {
 
     /// The page's text, tags removed, for assertions on what a person reads.
     pub fn text(&self) -> String {
+        // Without the stylesheet: it is not what a person reads.
+        let body = match (self.body.find("<style"), self.body.find("</style>")) {
+            (Some(a), Some(b)) if a < b => format!("{}{}", &self.body[..a], &self.body[b..]),
+            _ => self.body.clone(),
+        };
         let mut out = String::new();
         let mut in_tag = false;
-        for c in self.body.chars() {
+        for c in body.chars() {
             match c {
                 '<' => in_tag = true,
                 '>' => {

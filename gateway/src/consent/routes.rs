@@ -468,15 +468,29 @@ async fn decide(State(pages): State<Pages>, Path(id): Path<String>, req: Request
     });
     let pending = match pending(&pages, &id).await {
         Ok(Some(p)) => p,
-        Ok(None) => return expired_link(),
+        Ok(None) => {
+            audit(
+                &headers,
+                started,
+                "consent/decide",
+                "unknown",
+                None,
+                Some((
+                    StatusCode::GONE,
+                    "a decision for an expired, used or unknown consent link",
+                )),
+            );
+            return expired_link();
+        }
         Err(r) => return r,
     };
     let (Some(browser), true) = (browser, token_ok) else {
+        // Nobody proved who sent it: not the consent's owner.
         audit(
             &headers,
             started,
             "consent/decide",
-            &label(&pending.user, pending.agent.as_deref()),
+            "unknown",
             Some(&pending.target),
             Some((
                 StatusCode::FORBIDDEN,
@@ -491,6 +505,17 @@ async fn decide(State(pages): State<Pages>, Path(id): Path<String>, req: Request
         );
     };
     let Some(who) = pages.0.browsers.signed_in(&browser, &pending.issuer) else {
+        audit(
+            &headers,
+            started,
+            "consent/decide",
+            "unknown",
+            Some(&pending.target),
+            Some((
+                StatusCode::FORBIDDEN,
+                "a consent decision from a browser whose sign-in has expired",
+            )),
+        );
         return expired_sign_in(&id);
     };
     if let Some(refused) = wrong_user(&headers, started, &who, &pending, "consent/decide") {
@@ -541,7 +566,20 @@ async fn decide(State(pages): State<Pages>, Path(id): Path<String>, req: Request
         .await
     {
         Ok(true) => {}
-        Ok(false) => return expired_link(),
+        Ok(false) => {
+            audit(
+                &headers,
+                started,
+                "consent/decide",
+                &who_label,
+                Some(&pending.target),
+                Some((
+                    StatusCode::GONE,
+                    "an approval of a consent that expired meanwhile",
+                )),
+            );
+            return expired_link();
+        }
         Err(e) => return vault_failed(&e),
     }
     audit(
@@ -606,7 +644,20 @@ async fn callback(State(pages): State<Pages>, req: Request) -> Response {
                 "Open the consent link again in one browser, with cookies allowed for this gateway, and approve there.",
             );
         }
-        Ok(Authorized::Expired) => return expired_link(),
+        Ok(Authorized::Expired) => {
+            audit(
+                headers,
+                started,
+                "consent/callback",
+                "unknown",
+                None,
+                Some((
+                    StatusCode::GONE,
+                    "a consent callback for a consent that expired",
+                )),
+            );
+            return expired_link();
+        }
         Ok(Authorized::Unknown) => {
             audit(
                 headers,
@@ -771,7 +822,9 @@ async fn dev_sign_in(State(pages): State<Pages>, req: Request) -> Response {
     ) {
         return refused;
     }
-    let browser = Browser::of(req.headers());
+    let started = Instant::now();
+    let headers = req.headers().clone();
+    let browser = Browser::of(&headers);
     let runtime = pages.0.live.load();
     let issuer = dev_idp::issuer_url(&runtime.snapshot.server);
     let body = match axum::body::to_bytes(req.into_body(), MAX_FORM_BYTES).await {
@@ -785,6 +838,17 @@ async fn dev_sign_in(State(pages): State<Pages>, req: Request) -> Response {
         Err(e) => return e.page(pages.0.dev_forms.lifetime()),
     };
     let Some(browser) = browser.filter(|b| same(&b.digest(), &back.browser)) else {
+        audit(
+            &headers,
+            started,
+            "consent/sign-in",
+            "unknown",
+            None,
+            Some((
+                StatusCode::FORBIDDEN,
+                "a development sign-in posted from another browser than the one shown the form",
+            )),
+        );
         return problem(
             StatusCode::FORBIDDEN,
             "This sign-in was started in another browser",
@@ -809,11 +873,26 @@ async fn dev_sign_in(State(pages): State<Pages>, req: Request) -> Response {
 
 /// `GET /consent/login/callback`: an issuer sends the browser back from sign-in.
 async fn oidc_callback(State(pages): State<Pages>, req: Request) -> Response {
+    let started = Instant::now();
     let asked = Asked::of(&req);
     drop(req);
     let params = asked.query;
     let get = |name: &str| field(&params, name);
+    let refused = |status: StatusCode, why: &str| {
+        audit(
+            &asked.headers,
+            started,
+            "consent/sign-in",
+            "unknown",
+            None,
+            Some((status, why)),
+        );
+    };
     if let Some(error) = get("error") {
+        refused(
+            StatusCode::FORBIDDEN,
+            "the identity provider ended the sign-in with an error",
+        );
         return problem(
             StatusCode::FORBIDDEN,
             "Sign-in did not complete",
@@ -822,6 +901,10 @@ async fn oidc_callback(State(pages): State<Pages>, req: Request) -> Response {
         );
     }
     let (Some(state), Some(code)) = (get("state"), get("code")) else {
+        refused(
+            StatusCode::BAD_REQUEST,
+            "a sign-in answer without state or code",
+        );
         return problem(
             StatusCode::BAD_REQUEST,
             "This is not a sign-in answer",
@@ -858,7 +941,13 @@ async fn oidc_callback(State(pages): State<Pages>, req: Request) -> Response {
             }
             Redirect::to(&then.path()).into_response()
         }
-        Err(f) => problem(f.status, "Sign-in failed", &f.what, &f.fix),
+        Err(f) => {
+            refused(
+                f.status,
+                &format!("a sign-in answer was refused: {}", f.what),
+            );
+            problem(f.status, "Sign-in failed", &f.what, &f.fix)
+        }
     }
 }
 
