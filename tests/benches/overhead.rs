@@ -1,6 +1,9 @@
 //! Gateway overhead per tool call: the same `echo` call made directly to the demo upstream
 //! (streamable HTTP) and through Portcullis in front of it (dev-IdP token, one upstream
-//! session), sequentially and with 16 concurrent callers. Prints percentiles; asserts nothing.
+//! session), sequentially and with 16 concurrent callers; then two credentials compared on
+//! the same upstream: an API key, and the calling user's own grant (3LO) read from the vault
+//! (a grant stored beforehand, so every call is a vault hit). Prints percentiles; asserts
+//! nothing.
 //!
 //! Run: `cargo bench -p portcullis-e2e --bench overhead` (release build; loopback only).
 #![allow(clippy::unwrap_used)] // a benchmark may panic on setup failures
@@ -84,19 +87,73 @@ async fn main() {
         spawn_until_line(cmd, "portcullis-demo", "http://", Duration::from_secs(60)).unwrap();
 
     let target = format!("[mcp]\nurl = \"{demo_url}\"\n");
+    // The upstream ignores credentials: the two differ only in the gateway's work.
+    let api_key = format!(
+        "[mcp]\nurl = \"{demo_url}\"\n[auth]\nmode = \"api_key\"\nkey = \"env:BENCH_API_KEY\"\n"
+    );
+    let three_lo = format!(
+        "[mcp]\nurl = \"{demo_url}\"\n[auth]\nmode = \"oauth2_authorization_code\"\nprovider = \"custom\"\n\
+         authorization_url = \"http://127.0.0.1:9/authorize\"\ntoken_url = \"http://127.0.0.1:9/token\"\n\
+         client_id = \"bench\"\nscopes = [\"read\"]\n\
+         [tools.echo]\ninput_schema = {{ type = \"object\" }}\n"
+    );
     let gw = tokio::task::spawn_blocking(move || {
-        Gateway::start("[dev_idp]\n", &[("demo", target)]).unwrap()
+        Gateway::start_with_env(
+            "[dev_idp]\n",
+            &[("demo", target), ("keyed", api_key), ("user", three_lo)],
+            &[("BENCH_API_KEY", "bench-api-key")],
+        )
+        .unwrap()
     })
     .await
     .unwrap();
-    let token = gw.dev_token(&["--user", "bench"]);
+    let token = gw.dev_token(&["--user", "bench", "--agent", "bench-agent"]);
+    seed_grant(&gw).await;
 
     run("direct to the demo upstream", &demo_url, None, "echo").await;
     run(
         "through Portcullis (JWT checked)",
         &gw.url,
-        Some(token),
+        Some(token.clone()),
         "demo__echo",
     )
     .await;
+    run(
+        "through Portcullis, api_key",
+        &gw.url,
+        Some(token.clone()),
+        "keyed__echo",
+    )
+    .await;
+    run(
+        "through Portcullis, 3LO vault hit",
+        &gw.url,
+        Some(token),
+        "user__echo",
+    )
+    .await;
+}
+
+/// Store bench's grant for target `user` in the running gateway's vault (SQLite allows a
+/// second process), as a consent would: no expiry, so every call is a vault hit.
+async fn seed_grant(gw: &Gateway) {
+    use portcullis::config::{Secret, SecretRef};
+    use portcullis::vault::{GrantKey, Kek, NewGrant, Vault};
+    let data = gw.dir.path().join(".data");
+    let kek = Kek::load(&SecretRef::File(data.join("vault.key")), gw.dir.path()).unwrap();
+    let vault = Vault::open(&data.join("vault.sqlite3"), kek).await.unwrap();
+    let key = GrantKey {
+        issuer: format!("{}/dev-idp", gw.base()),
+        user: "bench".into(),
+        agent: Some("bench-agent".into()),
+        target: "user".into(),
+    };
+    let grant = NewGrant {
+        scopes: vec!["read".into()],
+        access_token: Secret::new("bench-user-token"),
+        refresh_token: None,
+        expires_at: None,
+    };
+    vault.store_grant(&key, &grant).await.unwrap();
+    vault.close().await;
 }

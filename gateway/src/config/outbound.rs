@@ -246,6 +246,7 @@ pub(super) fn compile(
             tool_scopes,
             authorize_params,
             resource,
+            display_name,
         }) => {
             let spec = authorization_code::compile(
                 &mut cx,
@@ -263,6 +264,7 @@ pub(super) fn compile(
                     tool_scopes,
                     authorize_params,
                     resource: resource.as_deref(),
+                    display_name: display_name.as_deref(),
                 },
             );
             spec.map(|s| AuthSpec::AuthorizationCode(Box::new(s)))

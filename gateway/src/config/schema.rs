@@ -255,6 +255,7 @@ pub enum AuthSection {
         #[serde(default)]
         authorize_params: BTreeMap<String, String>,
         resource: Option<String>,
+        display_name: Option<String>,
     },
     AwsSigv4 {
         service: String,

@@ -31,6 +31,9 @@ pub struct AuthorizationCodeSpec {
     pub scope_param: &'static str,
     /// RFC 8707 `resource` sent on the authorization and token requests.
     pub resource: Option<String>,
+    /// How consent messages and pages name the provider ("Acme Tasks"); default the
+    /// preset's name, or a custom provider's host.
+    pub display_name: Option<String>,
 }
 
 /// Where the provider's endpoints come from.
@@ -198,10 +201,10 @@ pub(super) struct Section<'a> {
     pub tool_scopes: &'a BTreeMap<String, Vec<String>>,
     pub authorize_params: &'a BTreeMap<String, String>,
     pub resource: Option<&'a str>,
+    pub display_name: Option<&'a str>,
 }
 
-/// The checked settings; every problem is recorded in `cx`. (The caller refuses the mode
-/// until consent is served: no `AuthSpec` carries it yet.)
+/// The checked settings; every problem is recorded in `cx`.
 pub(super) fn compile(cx: &mut Ctx<'_>, s: &Section<'_>) -> Option<AuthorizationCodeSpec> {
     let names: Vec<&str> = Provider::ALL.iter().map(|p| p.name()).collect();
     let Some(provider) = Provider::parse(s.provider) else {
@@ -380,6 +383,11 @@ pub(super) fn compile(cx: &mut Ctx<'_>, s: &Section<'_>) -> Option<Authorization
         authorize_params,
         scope_param,
         resource,
+        display_name: s
+            .display_name
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string),
     })
 }
 

@@ -72,6 +72,13 @@ impl LazyClient {
     /// Who the account is at, in words: the preset's name ("GitHub"), or for `custom` the
     /// authorization server's host once known, else `fallback`.
     pub fn label(&self, fallback: &str) -> String {
+        if let Some(name) = self
+            .recipe
+            .as_ref()
+            .and_then(|r| r.spec.display_name.clone())
+        {
+            return name;
+        }
         let preset = match self.provider {
             Provider::Github => "GitHub",
             Provider::Google => "Google",

@@ -608,6 +608,7 @@ fn spec(endpoints: crate::config::outbound::ProviderEndpoints) -> AuthorizationC
         authorize_params: vec![("login_hint".into(), "alice".into())],
         scope_param: "user_scope",
         resource: Some("https://api.example/".into()),
+        display_name: None,
     }
 }
 
