@@ -351,6 +351,9 @@ pub fn follow_listings(
     rebuild: impl Fn() -> bool + Send + 'static,
 ) {
     let mut changes = hub.listings.subscribe();
+    // A target may have reported its listing before this subscription existed (a stdio
+    // target connects in milliseconds): that change is already "seen", so merge once now.
+    changes.mark_changed();
     tokio::spawn(async move {
         loop {
             tokio::select! {

@@ -104,6 +104,10 @@ impl Gateway {
     /// sessions).
     async fn listed_catalog(&self, ctx: &RequestContext<RoleServer>) -> Arc<Catalog> {
         let catalog = self.catalog();
+        // A listing merged by the background task a moment from now is served now.
+        if catalog.is_behind() {
+            catalog.rebuild();
+        }
         let principal =
             crate::outbound::Principal::of_request(ctx.extensions.get::<::http::request::Parts>());
         catalog.learn_user_listings(principal.as_ref()).await;

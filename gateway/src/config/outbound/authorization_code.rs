@@ -465,6 +465,7 @@ mod tests {
             tool_scopes: &EMPTY_SCOPES,
             authorize_params: &EMPTY_PARAMS,
             resource: None,
+            display_name: None,
         }
     }
 
