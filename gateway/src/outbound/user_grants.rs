@@ -290,7 +290,7 @@ impl UserGrants {
                 Err(CredentialError::Refused { code, description })
             }
             Err(AuthCodeError::Unreachable(why)) => Err(CredentialError::Unreachable(format!(
-                "refreshing the user's token: {why}"
+                "refreshing the user's token: {why}. The user's grant is kept; try again in a moment"
             ))),
             Err(other) => Err(CredentialError::Invalid(format!(
                 "refreshing the user's token failed: {other}"

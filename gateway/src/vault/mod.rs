@@ -25,6 +25,7 @@ pub use records::{
     PendingConsent, RefreshedTokens, SystemClock,
 };
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -50,12 +51,27 @@ fn first_revision() -> Result<i64, VaultError> {
     Ok((u64::from_be_bytes(bytes) >> 2) as i64 + 1)
 }
 
+/// How long an opened grant is served from memory. Every write through this vault (a
+/// consent, a refresh, a revocation by the grants page or after `invalid_grant`) updates the
+/// memory at once; this bounds only how long a change made by another process (`portcullis
+/// vault revoke`, another replica) takes to reach this one. A vault read costs a trip to the
+/// database thread and an AES-GCM open, twice per call (the credential phase and the HTTP
+/// attach): ~0.35 ms per call on the project's machine (docs/benchmarks.md).
+pub const GRANT_MEMORY: std::time::Duration = std::time::Duration::from_secs(5);
+/// Opened grants kept in memory at most.
+const GRANT_MEMORY_ENTRIES: usize = 10_000;
+
 /// The vault, open. Cloning is cheap and shares the connections.
 #[derive(Clone)]
 pub struct Vault {
     store: Store,
     keys: Arc<Keyring>,
     clock: Arc<dyn Clock>,
+    /// Recently opened grants (see [`GRANT_MEMORY`]).
+    opened: Arc<parking_lot::Mutex<HashMap<GrantKey, (std::time::Instant, Grant)>>>,
+    /// Grant writes finished through this vault: a read that overlapped one is not kept
+    /// (it may have read the row before the write).
+    writes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl fmt::Debug for Vault {
@@ -103,6 +119,8 @@ impl Vault {
             store,
             keys: Arc::new(Keyring::new(keys)?),
             clock,
+            opened: Arc::default(),
+            writes: Arc::default(),
         })
     }
 
@@ -148,10 +166,39 @@ impl Vault {
 
     /// The grant for `key`, opened. [`VaultError::Tampered`] when its row does not open.
     pub async fn grant(&self, key: &GrantKey) -> Result<Option<Grant>, VaultError> {
-        match self.store.grant(key).await? {
-            Some(row) => self.open_grant(key, row).map(Some),
-            None => Ok(None),
+        if let Some((at, grant)) = self.opened.lock().get(key)
+            && at.elapsed() < GRANT_MEMORY
+        {
+            return Ok(Some(grant.clone()));
         }
+        let read = std::time::Instant::now();
+        let writes = self.writes.load(std::sync::atomic::Ordering::SeqCst);
+        match self.store.grant(key).await? {
+            Some(row) => {
+                let grant = self.open_grant(key, row)?;
+                let mut opened = self.opened.lock();
+                if self.writes.load(std::sync::atomic::Ordering::SeqCst) == writes {
+                    if opened.len() >= GRANT_MEMORY_ENTRIES {
+                        opened.clear();
+                    }
+                    opened.insert(key.clone(), (read, grant.clone()));
+                }
+                Ok(Some(grant))
+            }
+            None => {
+                self.forget(key);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Drop `key`'s grant from memory: it was written, or may have been. Called after the
+    /// write; the count makes a read that overlapped the write not keep what it read.
+    fn forget(&self, key: &GrantKey) {
+        let mut opened = self.opened.lock();
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        opened.remove(key);
     }
 
     /// Store the grant a consent produced, replacing any grant for the same key.
@@ -175,7 +222,9 @@ impl Vault {
             now,
             now,
         );
-        self.store.upsert_grant(&row).await
+        let stored = self.store.upsert_grant(&row).await;
+        self.forget(key);
+        stored
     }
 
     /// Store what a refresh returned, if the grant is still at `revision` (the one read
@@ -200,12 +249,16 @@ impl Vault {
             scopes: scopes.as_deref(),
             now: self.clock.now(),
         };
-        self.store.update_tokens(key, revision, &update).await
+        let updated = self.store.update_tokens(key, revision, &update).await;
+        self.forget(key);
+        updated
     }
 
     /// Delete the grant for `key`; `true` if there was one.
     pub async fn delete_grant(&self, key: &GrantKey) -> Result<bool, VaultError> {
-        self.store.delete_grant(key, None).await
+        let deleted = self.store.delete_grant(key, None).await;
+        self.forget(key);
+        deleted
     }
 
     /// Delete the grant for `key` only if it is still at `revision` (after the provider
@@ -215,7 +268,9 @@ impl Vault {
         key: &GrantKey,
         revision: i64,
     ) -> Result<bool, VaultError> {
-        self.store.delete_grant(key, Some(revision)).await
+        let deleted = self.store.delete_grant(key, Some(revision)).await;
+        self.forget(key);
+        deleted
     }
 
     /// The grants `filter` selects, described without their tokens.
@@ -258,7 +313,12 @@ impl Vault {
 
     /// Delete the grants `filter` selects; how many there were.
     pub async fn delete_grants(&self, filter: &GrantFilter) -> Result<u64, VaultError> {
-        self.store.delete_matching(filter).await
+        let deleted = self.store.delete_matching(filter).await;
+        let mut opened = self.opened.lock();
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        opened.clear();
+        deleted
     }
 
     /// Store a consent waiting for the user, under a new unguessable id.

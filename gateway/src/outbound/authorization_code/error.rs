@@ -57,13 +57,15 @@ impl AuthCodeError {
     ///
     /// `invalid_grant` is RFC 6749's "the grant is dead". GitHub answers its own
     /// `bad_refresh_token` and `bad_verification_code` for the same condition (with HTTP 200),
-    /// so those count too.
+    /// and Slack `invalid_code` and `invalid_refresh_token`, so those count too.
     pub(super) fn from_oauth(code: &str, description: Option<&str>) -> Self {
         let description = description.map(clean_description).filter(|d| !d.is_empty());
         match code {
-            "invalid_grant" | "bad_refresh_token" | "bad_verification_code" => {
-                Self::InvalidGrant { description }
-            }
+            "invalid_grant"
+            | "bad_refresh_token"
+            | "bad_verification_code"
+            | "invalid_code"
+            | "invalid_refresh_token" => Self::InvalidGrant { description },
             other => Self::Refused {
                 code: clean(other, MAX_CODE_CHARS),
                 description,

@@ -370,6 +370,8 @@ impl AuthorizationCodeClient {
         oauth2::HttpRequest,
     ) -> futures::future::BoxFuture<'static, Result<oauth2::HttpResponse, Transport>> {
         let http = self.http.clone();
+        // Slack user scopes (`user_scope`): the user's token comes under `authed_user`.
+        let user_token_nested = self.registration.scope_param == "user_scope";
         move |r: oauth2::HttpRequest| {
             let http = http.clone();
             Box::pin(async move {
@@ -383,7 +385,11 @@ impl AuthorizationCodeClient {
                         resp.status()
                     )));
                 }
-                Ok(resp)
+                Ok(if user_token_nested {
+                    lift_authed_user(resp)
+                } else {
+                    resp
+                })
             })
         }
     }
@@ -410,6 +416,37 @@ impl AuthorizationCodeClient {
             id_token: tok.extra_fields().id_token.clone().map(Secret::new),
         })
     }
+}
+
+/// Slack answers a code exchange for user scopes with the user's token under `authed_user`
+/// (`{"ok":true,"authed_user":{"access_token":…,"refresh_token":…,"expires_in":…}}`) and no
+/// top-level `access_token`. Lift those fields to the top, where OAuth puts them; any other
+/// answer (an error, a refresh, which Slack answers at the top level) passes unchanged.
+/// Written here because the `oauth2` crate reads only RFC 6749's shape.
+fn lift_authed_user(resp: oauth2::HttpResponse) -> oauth2::HttpResponse {
+    let Ok(serde_json::Value::Object(body)) = serde_json::from_slice(resp.body()) else {
+        return resp;
+    };
+    let Some(serde_json::Value::Object(user)) = body.get("authed_user") else {
+        return resp;
+    };
+    if body.contains_key("access_token") || !user.contains_key("access_token") {
+        return resp;
+    }
+    let mut lifted = serde_json::Map::new();
+    for field in ["access_token", "token_type", "refresh_token", "expires_in"] {
+        if let Some(v) = user.get(field) {
+            lifted.insert(field.to_string(), v.clone());
+        }
+    }
+    // Slack separates scopes with commas; OAuth with spaces.
+    if let Some(scope) = user.get("scope").and_then(serde_json::Value::as_str) {
+        lifted.insert("scope".into(), scope.replace(',', " ").into());
+    }
+    lifted.entry("token_type").or_insert_with(|| "user".into());
+    let (parts, _) = resp.into_parts();
+    let body = serde_json::to_vec(&serde_json::Value::Object(lifted)).unwrap_or_default();
+    oauth2::HttpResponse::from_parts(parts, body)
 }
 
 /// The network failed, or the provider answered with a server error.

@@ -405,6 +405,47 @@ async fn other_oauth_errors_keep_the_grant() {
 }
 
 #[tokio::test]
+async fn slacks_user_token_under_authed_user_is_the_grant() {
+    let p = Provider::json(
+        StatusCode::OK,
+        serde_json::json!({
+            "ok": true, "app_id": "A1", "team": {"id": "T1"},
+            "authed_user": {"id": "U1", "scope": "search:read,chat:write", "access_token": "xoxp-1",
+                            "token_type": "user", "refresh_token": "xoxe-1", "expires_in": 43200}
+        }),
+    )
+    .await;
+    let mut reg = registration(&[]);
+    reg.scope_param = "user_scope".into();
+    let g = client(&p.base, reg)
+        .exchange(
+            "code",
+            &Secret::new("v".repeat(43)),
+            &scopes(&["search:read"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(g.access_token.expose(), "xoxp-1");
+    assert_eq!(g.refresh_token.as_ref().map(Secret::expose), Some("xoxe-1"));
+    assert_eq!(g.expires_at, Some(NOW as i64 + 43200));
+    assert_eq!(g.granted_scopes, scopes(&["search:read", "chat:write"]));
+
+    // Slack's errors come with HTTP 200 and `ok: false`: still errors.
+    let p = Provider::json(
+        StatusCode::OK,
+        serde_json::json!({"ok": false, "error": "invalid_code"}),
+    )
+    .await;
+    let mut reg = registration(&[]);
+    reg.scope_param = "user_scope".into();
+    let e = client(&p.base, reg)
+        .exchange("code", &Secret::new("v".repeat(43)), &[])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AuthCodeError::InvalidGrant { .. }), "{e:?}");
+}
+
+#[tokio::test]
 async fn an_error_sent_with_http_200_is_still_an_error() {
     // GitHub's token endpoint answers a dead refresh token this way.
     let p = Provider::json(

@@ -238,3 +238,57 @@ async fn listing_shows_no_token_and_deleting_follows_the_filter() {
     assert!(vault.delete_grant(&key("bob", "github")).await.unwrap());
     assert!(!vault.delete_grant(&key("bob", "github")).await.unwrap());
 }
+
+#[tokio::test]
+async fn every_write_through_the_vault_is_read_back_at_once_although_reads_are_kept_in_memory() {
+    let f = Fixture::new();
+    let vault = f.open().await;
+    let other = vault.clone(); // a clone shares the memory, as the consent pages' does
+    let alice = key("alice", "github");
+    vault
+        .store_grant(&alice, &new_grant("first", Some("r1")))
+        .await
+        .unwrap();
+    let read = vault.grant(&alice).await.unwrap().unwrap();
+    assert_eq!(read.access_token.expose(), "first");
+    // Refreshed: the next read has the new token.
+    let tokens = RefreshedTokens {
+        access_token: Secret::new("second"),
+        refresh_token: None,
+        expires_at: Some(T0 + 7200),
+        scopes: None,
+    };
+    assert!(
+        other
+            .replace_tokens_after_refresh(&alice, read.revision, &tokens)
+            .await
+            .unwrap()
+    );
+    let read = vault.grant(&alice).await.unwrap().unwrap();
+    assert_eq!(read.access_token.expose(), "second");
+    // Consented again: replaced at once.
+    other
+        .store_grant(&alice, &new_grant("third", None))
+        .await
+        .unwrap();
+    assert_eq!(
+        vault
+            .grant(&alice)
+            .await
+            .unwrap()
+            .unwrap()
+            .access_token
+            .expose(),
+        "third"
+    );
+    // Revoked (one grant, or by filter): gone at once.
+    assert!(other.delete_grant(&alice).await.unwrap());
+    assert!(vault.grant(&alice).await.unwrap().is_none());
+    other
+        .store_grant(&alice, &new_grant("fourth", None))
+        .await
+        .unwrap();
+    assert!(vault.grant(&alice).await.unwrap().is_some());
+    assert_eq!(other.delete_grants(&filter("alice")).await.unwrap(), 1);
+    assert!(vault.grant(&alice).await.unwrap().is_none());
+}
