@@ -693,6 +693,12 @@ async fn a_grant_is_revoked_only_from_its_owners_grants_page_with_its_form_token
     };
     assert_eq!(status, StatusCode::OK, "{}", page.text());
     assert!(page.text().contains("revoked"), "{}", page.text());
+    // Acme Tasks has an RFC 7009 endpoint: the grant was revoked there too.
+    assert!(
+        page.text().contains("revoked here and at the provider"),
+        "{}",
+        page.text()
+    );
     assert!(stack.vault_list("alice").is_empty());
     let again = list_tasks(&alice).await;
     assert!(link_in(&again).starts_with(&stack.url("/consent/")));

@@ -1132,7 +1132,7 @@ async fn revoke(State(pages): State<Pages>, req: Request) -> Response {
                 None => (&grant.access_token, TokenKind::AccessToken),
             };
             match client.revoke(token, kind).await {
-                Ok(()) => at_provider = " and at the provider",
+                Ok(()) => at_provider = " here and at the provider",
                 Err(e) => {
                     tracing::warn!(target: "portcullis::consent", "revoking {key} at the provider failed (deleted from the vault anyway): {e}");
                 }
