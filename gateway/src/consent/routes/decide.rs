@@ -12,12 +12,7 @@ pub(super) async fn show(
 ) -> Response {
     let started = Instant::now();
     let Some(browser) = Browser::of_or_new(req.headers()) else {
-        return problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Try again",
-            "The gateway could not make a random value.",
-            "Reload the page.",
-        );
+        return no_randomness();
     };
     let page = show_inner(&pages, &id, &Asked::of(&req), &browser, started).await;
     with_cookie(&pages, &browser, page)
@@ -75,12 +70,7 @@ async fn show_inner(
         .browsers
         .form_token(browser, Purpose::Decide(id.to_string()))
     else {
-        return problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Try again",
-            "The gateway could not make a random value.",
-            "Reload the page.",
-        );
+        return no_randomness();
     };
     let scopes: Vec<ScopeLine> = pending
         .scopes
@@ -115,12 +105,7 @@ pub(super) async fn decide(
     let headers = req.headers().clone();
     let browser = Browser::of(&headers);
     let Some(form) = form(req).await else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "This form could not be read",
-            "The form sent was too large or malformed.",
-            "Go back, reload the consent page and try again.",
-        );
+        return unreadable_form("Go back, reload the consent page and try again.");
     };
     let token_ok = browser.as_ref().is_some_and(|b| {
         pages.0.browsers.use_form_token(

@@ -7,12 +7,7 @@ use super::*;
 /// `GET /consent/grants`: the signed-in user's grants.
 pub(super) async fn grants(State(pages): State<Pages>, req: Request) -> Response {
     let Some(browser) = Browser::of_or_new(req.headers()) else {
-        return problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Try again",
-            "The gateway could not make a random value.",
-            "Reload the page.",
-        );
+        return no_randomness();
     };
     let page = grants_inner(&pages, &Asked::of(&req), &browser, None).await;
     with_cookie(&pages, &browser, page)
@@ -55,12 +50,7 @@ async fn grants_inner(
         Err(e) => return vault_failed(&e),
     };
     let Some(token) = pages.0.browsers.form_token(browser, Purpose::Revoke) else {
-        return problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Try again",
-            "The gateway could not make a random value.",
-            "Reload the page.",
-        );
+        return no_randomness();
     };
     let dates: Vec<(String, String)> = list
         .iter()
@@ -122,12 +112,7 @@ pub(super) async fn revoke(State(pages): State<Pages>, req: Request) -> Response
     let headers = asked.headers.clone();
     let browser = Browser::of(&headers);
     let Some(form) = form(req).await else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "This form could not be read",
-            "The form sent was too large or malformed.",
-            "Go back, reload the page and try again.",
-        );
+        return unreadable_form("Go back, reload the page and try again.");
     };
     let token_ok = browser.as_ref().is_some_and(|b| {
         pages.0.browsers.use_form_token(

@@ -100,6 +100,26 @@ fn with_cookie(pages: &Pages, browser: &Browser, mut response: Response) -> Resp
     response
 }
 
+/// The system's random number generator failed (it practically never does).
+fn no_randomness() -> Response {
+    problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again",
+        "The gateway could not make a random value.",
+        "Reload the page.",
+    )
+}
+
+/// A posted form over the size limit or not form-encoded; `fix` says where to go back to.
+fn unreadable_form(fix: &str) -> Response {
+    problem(
+        StatusCode::BAD_REQUEST,
+        "This form could not be read",
+        "The form sent was too large or malformed.",
+        fix,
+    )
+}
+
 fn problem(status: StatusCode, title: &str, what: &str, fix: &str) -> Response {
     pages::problem(status, &Problem { title, what, fix })
 }

@@ -41,14 +41,7 @@ pub(super) async fn signed_in(
                 browser: browser.digest(),
                 then: then.clone(),
             })
-            .map_err(|_| {
-                problem(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Try again",
-                    "The gateway could not make a random value.",
-                    "Reload the page.",
-                )
-            })?;
+            .map_err(|_| no_randomness())?;
         let request = match &then {
             Then::Consent(_) => {
                 "Sign in as the user whose agent asked for access, to review the request."
