@@ -835,6 +835,45 @@ impl Drop for MockServer {
 /// shared by the provider tests and the per-user session tests.
 pub mod web;
 
+/// Headers a reverse proxy in a test does not copy to the next hop: hop-by-hop ones and
+/// those the HTTP stack recomputes.
+const NOT_FORWARDED: &[&str] = &[
+    "host",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+    "content-length",
+];
+
+/// Whether a test's reverse proxy copies header `name` to the next hop.
+pub fn forwardable(name: &http::HeaderName) -> bool {
+    !NOT_FORWARDED.contains(&name.as_str())
+}
+
+/// The HTTP client of a test's reverse proxy: no system proxy, no redirects followed.
+pub fn proxy_http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client")
+}
+
+/// The client info of an MCP client that can open URLs for its user
+/// (`capabilities.elicitation.url`), as consent hand-offs need.
+pub fn url_elicitation_client(name: &str) -> ClientConfig {
+    let mut caps = rmcp::model::ClientCapabilities::default();
+    caps.elicitation = Some(
+        rmcp::model::ElicitationCapability::new()
+            .with_url(rmcp::model::UrlElicitationCapability::new()),
+    );
+    ClientConfig::new(caps, rmcp::model::Implementation::new(name, "1.0.0"))
+}
+
 pub mod exchanging_as {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Arc, Mutex};

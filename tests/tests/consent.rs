@@ -48,13 +48,7 @@ struct UrlCapable {
 
 impl ClientHandler for UrlCapable {
     fn get_info(&self) -> ClientConfig {
-        let mut caps = ClientCapabilities::default();
-        caps.elicitation =
-            Some(ElicitationCapability::new().with_url(UrlElicitationCapability::new()));
-        ClientConfig::new(
-            caps,
-            Implementation::new("url-capable-test-client", "1.0.0"),
-        )
+        portcullis_e2e::url_elicitation_client("url-capable-test-client")
     }
 
     async fn on_custom_notification(

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
 use portcullis_e2e::web::{Browser, Page};
@@ -744,33 +744,12 @@ struct RecordingProxy {
     seen: Arc<Mutex<Vec<Exchange>>>,
 }
 
-/// Hop-by-hop headers and those the HTTP stack recomputes for the next hop.
-const NOT_FORWARDED: &[&str] = &[
-    "host",
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-connection",
-    "content-length",
-];
-
-fn forwardable(name: &HeaderName) -> bool {
-    !NOT_FORWARDED.contains(&name.as_str())
-}
-
 impl RecordingProxy {
     async fn start(upstream: &str) -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let state = ProxyState {
             upstream: upstream.trim_end_matches('/').to_string(),
-            http: reqwest::Client::builder()
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
+            http: portcullis_e2e::proxy_http_client(),
             seen: seen.clone(),
         };
         let app = axum::Router::new().fallback(forward).with_state(state);
@@ -844,7 +823,7 @@ async fn forward(State(st): State<ProxyState>, req: Request) -> Response {
         format!("{}{path_and_query}", st.upstream),
     );
     for (name, value) in &parts.headers {
-        if forwardable(name) {
+        if portcullis_e2e::forwardable(name) {
             out = out.header(name, value);
         }
     }
@@ -854,7 +833,7 @@ async fn forward(State(st): State<ProxyState>, req: Request) -> Response {
     };
     let mut headers = HeaderMap::new();
     for (name, value) in resp.headers() {
-        if forwardable(name) {
+        if portcullis_e2e::forwardable(name) {
             headers.append(name, value.clone());
         }
     }

@@ -154,7 +154,13 @@ async fn the_whole_loop_with_the_real_idp_chromium_and_the_python_sdk_in_both_er
 
     // 2. rmcp on 2026-07-28: input_required with a URL and a requestState; bob consents in
     //    Chromium; the retry with the state succeeds.
-    let bob = connect_as(UrlClient, &gw.url, Some(&token("bob")), Era::Modern).await;
+    let bob = connect_as(
+        portcullis_e2e::url_elicitation_client("url-capable-test-client"),
+        &gw.url,
+        Some(&token("bob")),
+        Era::Modern,
+    )
+    .await;
     let params = CallToolRequestParams::new("up__demo__echo")
         .with_arguments(tool_args(json!({"text": "hello from bob"})));
     let CallToolResponse::InputRequired(asked) =
@@ -240,20 +246,4 @@ async fn the_whole_loop_with_the_real_idp_chromium_and_the_python_sdk_in_both_er
         !callers.iter().any(|c| c.starts_with("carol")),
         "{callers:?}"
     );
-}
-
-/// An rmcp client that can open URLs for its user.
-#[derive(Clone)]
-struct UrlClient;
-
-impl rmcp::ClientHandler for UrlClient {
-    fn get_info(&self) -> ClientConfig {
-        let mut caps = ClientCapabilities::default();
-        caps.elicitation =
-            Some(ElicitationCapability::new().with_url(UrlElicitationCapability::new()));
-        ClientConfig::new(
-            caps,
-            Implementation::new("url-capable-test-client", "1.0.0"),
-        )
-    }
 }

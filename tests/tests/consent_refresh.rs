@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
 use portcullis::config::{Secret, SecretRef};
@@ -80,7 +80,7 @@ async fn refresh_at_the_real_idp_single_flight_provider_error_and_invalid_grant(
     let seeded = alice.seed_expired_grant(&vault, "stale-access-token").await;
     provider.hold_refreshes();
     let client = connect_as(
-        UrlClient,
+        portcullis_e2e::url_elicitation_client("url-capable-test-client"),
         &door.url(),
         Some(&alice.caller_token),
         Era::Legacy,
@@ -147,7 +147,13 @@ async fn refresh_at_the_real_idp_single_flight_provider_error_and_invalid_grant(
     let bob = User::sign_in(&idp, "bob", &gw, &upstream);
     let seeded = bob.seed_expired_grant(&vault, "stale-access-token").await;
     let before = vault.grant(&bob.key).await.unwrap().unwrap();
-    let client = connect_as(UrlClient, &gw.url, Some(&bob.caller_token), Era::Legacy).await;
+    let client = connect_as(
+        portcullis_e2e::url_elicitation_client("url-capable-test-client"),
+        &gw.url,
+        Some(&bob.caller_token),
+        Era::Legacy,
+    )
+    .await;
     provider.set_failing(true);
     let text = tool_error_text(call(&client, "from bob").await);
     assert!(text.contains("refreshing the user's token"), "{text}");
@@ -177,7 +183,13 @@ async fn refresh_at_the_real_idp_single_flight_provider_error_and_invalid_grant(
     carol.seed_expired_grant(&vault, "stale-access-token").await;
     let garbage = "not-a-refresh-token-the-idp-issued";
     carol.replace_refresh_token(&vault, garbage).await;
-    let client = connect_as(UrlClient, &gw.url, Some(&carol.caller_token), Era::Legacy).await;
+    let client = connect_as(
+        portcullis_e2e::url_elicitation_client("url-capable-test-client"),
+        &gw.url,
+        Some(&carol.caller_token),
+        Era::Legacy,
+    )
+    .await;
     let e = match call(&client, "from carol").await {
         Err(ServiceError::McpError(e)) => e,
         other => panic!("expected -32042 asking carol to consent, got {other:?}"),
@@ -419,49 +431,8 @@ fn texts(r: &CallToolResult) -> String {
         .collect()
 }
 
-/// An rmcp client that can open URLs for its user.
-#[derive(Clone)]
-struct UrlClient;
-
-impl rmcp::ClientHandler for UrlClient {
-    fn get_info(&self) -> ClientConfig {
-        let mut caps = ClientCapabilities::default();
-        caps.elicitation =
-            Some(ElicitationCapability::new().with_url(UrlElicitationCapability::new()));
-        ClientConfig::new(
-            caps,
-            Implementation::new("url-capable-test-client", "1.0.0"),
-        )
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The proxies.
-
-/// Hop-by-hop headers and those the HTTP stack recomputes for the next hop.
-const NOT_FORWARDED: &[&str] = &[
-    "host",
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-connection",
-    "content-length",
-];
-
-fn forwardable(name: &HeaderName) -> bool {
-    !NOT_FORWARDED.contains(&name.as_str())
-}
-
-fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
 
 #[derive(Clone)]
 struct TokenProxyState {
@@ -493,7 +464,7 @@ impl TokenProxy {
         let arrived = Arc::new(watch::Sender::new(0));
         let state = TokenProxyState {
             token_url: token_url.to_string(),
-            http: http_client(),
+            http: portcullis_e2e::proxy_http_client(),
             sent: sent.clone(),
             failing: failing.clone(),
             open: open_rx,
@@ -599,7 +570,7 @@ impl FrontDoor {
         let accepted = Arc::new(watch::Sender::new(0));
         let state = FrontDoorState {
             gateway: gateway_base.to_string(),
-            http: http_client(),
+            http: portcullis_e2e::proxy_http_client(),
             accepted: accepted.clone(),
         };
         let app = axum::Router::new().fallback(forward).with_state(state);
@@ -640,7 +611,7 @@ async fn forward(State(st): State<FrontDoorState>, req: Request) -> Response {
         .http
         .request(parts.method.clone(), format!("{}{path}", st.gateway));
     for (name, value) in &parts.headers {
-        if forwardable(name) {
+        if portcullis_e2e::forwardable(name) {
             out = out.header(name, value);
         }
     }
@@ -653,7 +624,7 @@ async fn forward(State(st): State<FrontDoorState>, req: Request) -> Response {
     }
     let mut headers = HeaderMap::new();
     for (name, value) in resp.headers() {
-        if forwardable(name) {
+        if portcullis_e2e::forwardable(name) {
             headers.append(name, value.clone());
         }
     }

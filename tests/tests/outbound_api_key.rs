@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
 use portcullis_e2e::{ClosedPort, Gateway, McpClient, MockServer, Proc, binary};
@@ -76,34 +76,13 @@ struct RecordingProxy {
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
-/// Hop-by-hop headers and those the HTTP stack recomputes for the next hop.
-const NOT_FORWARDED: &[&str] = &[
-    "host",
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-connection",
-    "content-length",
-];
-
-fn forwardable(name: &HeaderName) -> bool {
-    !NOT_FORWARDED.contains(&name.as_str())
-}
-
 impl RecordingProxy {
     /// `upstream`: `http://ADDR` (no path); requests keep their path and query.
     async fn start(upstream: &str) -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let state = ProxyState {
             upstream: upstream.trim_end_matches('/').to_string(),
-            http: reqwest::Client::builder()
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
+            http: portcullis_e2e::proxy_http_client(),
             seen: seen.clone(),
         };
         let app = axum::Router::new().fallback(forward).with_state(state);
@@ -150,7 +129,7 @@ async fn forward(State(st): State<ProxyState>, req: Request) -> Response {
         format!("{}{path_and_query}", st.upstream),
     );
     for (name, value) in &parts.headers {
-        if forwardable(name) {
+        if portcullis_e2e::forwardable(name) {
             out = out.header(name, value);
         }
     }
@@ -160,7 +139,7 @@ async fn forward(State(st): State<ProxyState>, req: Request) -> Response {
     };
     let mut headers = HeaderMap::new();
     for (name, value) in resp.headers() {
-        if forwardable(name) {
+        if portcullis_e2e::forwardable(name) {
             headers.append(name, value.clone());
         }
     }
