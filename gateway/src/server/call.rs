@@ -51,8 +51,6 @@ pub struct CallContext {
     pub deadline: Option<tokio::time::Instant>,
     /// The client's era and whether it can open URLs for its user (consent hand-off).
     pub client: ClientKind,
-    /// The client's MCP session (2025-11-25), told when a consent it asked for completes.
-    pub session_id: Option<String>,
     pub started: Instant,
 }
 
@@ -82,10 +80,6 @@ impl CallContext {
                 // Read only when a consent hand-off needs it (see `call_tool`).
                 url_elicitation: false,
             },
-            session_id: parts
-                .and_then(|p| p.headers.get("mcp-session-id"))
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
             started: Instant::now(),
         }
     }
@@ -191,7 +185,12 @@ async fn phases(
                         .user_grants()
                         .map_or_else(|| target.name().to_string(), |g| g.provider_label()),
                     scopes,
-                    session_id: call.session_id.as_deref(),
+                    // The 2025-11-25 session to tell when the consent completes; read only here.
+                    session_id: ctx
+                        .extensions
+                        .get::<http::request::Parts>()
+                        .and_then(|p| p.headers.get("mcp-session-id"))
+                        .and_then(|v| v.to_str().ok()),
                     earlier: earlier.as_deref(),
                 })
                 .await);
