@@ -20,6 +20,7 @@ pub mod identity;
 pub mod inbound;
 pub mod outbound;
 pub mod policy;
+pub mod request_state;
 pub mod runtime;
 pub mod server;
 pub mod targets;

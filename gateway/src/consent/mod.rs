@@ -10,7 +10,6 @@
 mod browser;
 mod login;
 pub mod pages;
-pub mod request_state;
 mod routes;
 
 use std::time::Duration;
@@ -20,19 +19,19 @@ use rmcp::model::JsonObject;
 use crate::events::{CatalogEvent, Hub};
 use crate::identity::Caller;
 use crate::outbound::authorization_code::new_pkce_verifier;
+use crate::request_state::{Binding, RequestStates, Resume, STATE_TTL};
 use crate::server::call_error::CallError;
 use crate::vault::{NewPendingConsent, PendingConsent, Vault, VaultError, consent_digest};
-pub use request_state::{Binding, RequestStates, StateRefused};
 pub use routes::{Pages, router};
 
 /// How long a consent link stays usable: as long as the `requestState` of a 2026 retry.
-pub const CONSENT_TTL: Duration = request_state::STATE_TTL;
+pub const CONSENT_TTL: Duration = STATE_TTL;
 
 /// The consent hand-off of the call pipeline. One per process; kept across reloads.
 #[derive(Debug)]
 pub struct Consents {
     vault: Vault,
-    states: RequestStates,
+    states: std::sync::Arc<RequestStates>,
     /// `{public_url}` without a trailing slash.
     base: String,
     hub: Hub,
@@ -56,8 +55,12 @@ pub struct Ask<'a> {
 }
 
 impl Consents {
-    pub fn new(vault: Vault, public_url: &url::Url, hub: Hub) -> Result<Self, String> {
-        let states = RequestStates::generate().map_err(|e| e.to_string())?;
+    pub fn new(
+        vault: Vault,
+        states: std::sync::Arc<RequestStates>,
+        public_url: &url::Url,
+        hub: Hub,
+    ) -> Result<Self, String> {
         Ok(Self {
             vault,
             states,
@@ -93,12 +96,15 @@ impl Consents {
             target = ask.target,
         );
         let request_state = self.states.seal(
-            &pending.id,
+            Resume::Consent {
+                consent: pending.id.clone(),
+            },
             &Binding {
-                caller: ask.caller,
+                caller: Some(ask.caller),
                 tool: ask.tool,
                 arguments: ask.arguments,
             },
+            None,
         );
         tracing::info!(
             target: "portcullis::consent",
@@ -144,12 +150,6 @@ impl Consents {
                 expires_at: now + CONSENT_TTL.as_secs() as i64,
             })
             .await
-    }
-
-    /// The consent a 2026 retry's `requestState` names, if the state was sealed for this
-    /// caller, tool and arguments and has not expired.
-    pub fn resume(&self, state: &str, binding: &Binding<'_>) -> Result<String, StateRefused> {
-        self.states.open(state, binding)
     }
 
     /// A consent completed: tell the 2025-11-25 session that asked, if any.

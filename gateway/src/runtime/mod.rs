@@ -29,6 +29,8 @@ use crate::consent::Consents;
 use crate::events::{CatalogEvent, Hub};
 use crate::inbound::Authenticator;
 use crate::outbound::{self, ConsentWiring, HttpClientError};
+use crate::request_state::RequestStates;
+use crate::server::input::HeldCalls;
 use crate::targets::{self, Wiring};
 use crate::vault::Vault;
 
@@ -52,8 +54,13 @@ pub struct Live {
     /// Users' consented grants; opened once, kept across reloads (`[vault]` changes at
     /// restart).
     vault: Vault,
-    /// The consent hand-off of calls (and the key of their `requestState`).
+    /// The consent hand-off of calls.
     consents: Consents,
+    /// The key of every `requestState` (one per process: a restart makes older states
+    /// unusable, and their callers start again).
+    states: Arc<RequestStates>,
+    /// Upstream calls waiting for their 2026-07-28 callers' answers; kept across reloads.
+    held: HeldCalls,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
     /// The problems of the last reload that failed (cleared by one that succeeds), for
@@ -118,8 +125,15 @@ impl Live {
             }),
             shutdown: shutdown.clone(),
         };
-        let consents = Consents::new(vault.clone(), public_url, wiring.hub.clone())
-            .map_err(StartFailed::Consent)?;
+        let states =
+            Arc::new(RequestStates::generate().map_err(|e| StartFailed::Consent(e.to_string()))?);
+        let consents = Consents::new(
+            vault.clone(),
+            states.clone(),
+            public_url,
+            wiring.hub.clone(),
+        )
+        .map_err(StartFailed::Consent)?;
         let targets = targets::compile(&snapshot.targets, None, &wiring)?;
         let catalog = Arc::new(Catalog::new(&snapshot, targets, &wiring.hub, None));
         let hub = wiring.hub.clone();
@@ -133,6 +147,8 @@ impl Live {
             inbound_http,
             vault,
             consents,
+            states,
+            held: HeldCalls::default(),
             reloading: tokio::sync::Mutex::new(()),
             failed_reload: Mutex::new(None),
             reloads: AtomicU64::new(0),
@@ -148,9 +164,19 @@ impl Live {
         Ok(live)
     }
 
-    /// The consent hand-off of calls and the key of its `requestState`.
+    /// The consent hand-off of calls.
     pub fn consents(&self) -> &Consents {
         &self.consents
+    }
+
+    /// The key of every `requestState` this process gives 2026-07-28 callers.
+    pub fn states(&self) -> &RequestStates {
+        &self.states
+    }
+
+    /// Calls held while their 2026-07-28 callers answer what the upstream asked.
+    pub fn held(&self) -> &HeldCalls {
+        &self.held
     }
 
     /// The inbound HTTP client (discovery and JWKS), also used by the consent pages' login.

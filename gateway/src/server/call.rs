@@ -13,24 +13,29 @@
 
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ProtocolVersion, ResultType,
-    ServerNotification,
+    CallToolRequestParams, CallToolResponse, ClientCapabilities, InputRequests,
+    InputRequiredResult, ProtocolVersion, ResultType, ServerNotification,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, Peer, RoleServer};
 
-use super::call_error::{CallError, ClientKind, Era};
+use super::call_error::{CallError, ClientKind, Era, URL_ELICITATION_REQUIRED};
+use super::input::{self, Answered, Asked, Need, Waiting};
 use super::{Gateway, strip_meta};
 use crate::catalog::Catalog;
-use crate::consent::{Ask, Binding, Consents, StateRefused};
+use crate::consent::Ask;
 use crate::identity::Caller;
 use crate::outbound::CredentialError;
 use crate::outbound::Principal;
 use crate::policy::{self, Decision};
+use crate::request_state::{Binding, Resume, STATE_TTL, StateRefused};
+use crate::runtime::Live;
 use crate::runtime::Runtime;
 use crate::targets::relay::Relay;
-use crate::targets::{Health, Target, TargetError};
+use crate::targets::{Health, PendingCall, Target, TargetError};
 use crate::telemetry::{AuditEvent, Decision as AuditDecision, Outcome};
 
 /// What every phase of one call knows. Built from the request before the first phase.
@@ -98,18 +103,15 @@ pub(super) async fn call_tool(
     let mut call = CallContext::of(&req, &ctx);
     // One runtime for the whole call, even if a reload swaps it meanwhile.
     let runtime = gw.live().load();
-    let consents = gw.live().consents();
     let outcome = tokio::select! {
-        r = phases(&runtime, consents, &mut call, req, &ctx) => r,
+        r = phases(&runtime, gw.live(), &mut call, req, &ctx) => r,
         _ = ctx.ct.cancelled() => Err(CallError::Cancelled),
     };
     // Whether the client can open URLs for its user matters only to a consent hand-off: its
     // capabilities are read then, not on every call.
     if matches!(outcome, Err(CallError::ConsentRequired { .. })) {
-        call.client.url_elicitation = ctx
-            .client_capabilities()
-            .and_then(|c| c.elicitation)
-            .is_some_and(|e| e.url.is_some());
+        call.client.url_elicitation =
+            Need::UrlElicitation.declared_by(ctx.client_capabilities().as_ref());
     }
     // 6. Audit, then answer.
     audit(&call, outcome)
@@ -118,19 +120,19 @@ pub(super) async fn call_tool(
 /// Phases 2–5.
 async fn phases(
     runtime: &Runtime,
-    consents: &Consents,
+    live: &Live,
     call: &mut CallContext,
     mut req: CallToolRequestParams,
     ctx: &RequestContext<RoleServer>,
-) -> Result<CallToolResult, CallError> {
-    // A 2026-07-28 retry after a consent hand-off echoes the state it was given: it must
-    // have been sealed for this caller, tool and arguments, and not have expired.
-    let earlier = match req.request_state.take() {
-        Some(state) => Some(resume(consents, call, &state, req.arguments.as_ref())?),
+) -> Result<CallToolResponse, CallError> {
+    // A 2026-07-28 retry echoes the state it was given with `input_required`: it must have
+    // been sealed for this caller, tool and arguments, and not have expired.
+    let resumed = match req.request_state.take() {
+        Some(state) => Some(open_state(live, call, &state, req.arguments.as_ref())?),
         None => None,
     };
-    // Answers to the gateway's own input requests; nothing the upstream asked for.
-    req.input_responses = None;
+    // The answers belong to what the state resumes; without a state they answer nothing.
+    let answers = req.input_responses.take();
 
     // 2. Resolve. A name not in the view may still be served: a target that just connected
     //    has its listing merged by a background task a moment later (merge it now), and a
@@ -161,6 +163,40 @@ async fn phases(
         });
     }
 
+    // 3a. Resume what the state names: a held call goes on with the answers (its credential
+    //     was attached when it started); a 2026 upstream gets its own state back.
+    let mut earlier_consent = None;
+    match resumed {
+        Some(Resume::Held { call: id }) => {
+            let waiting = live
+                .held()
+                .take(&id)
+                .filter(|w| w.target == target.name())
+                .ok_or(CallError::StateRefused(StateRefused::Used))?;
+            req.name = upstream_name.into();
+            strip_meta(&mut req.meta);
+            return match waiting.answer(answers).map_err(CallError::BadAnswer)? {
+                Answered::All(pending) => drive(&target, req, pending, ctx, call, live).await,
+                Answered::Partly(waiting) => Ok(hold(live, call, &req, waiting, &target)),
+            };
+        }
+        Some(Resume::Upstream {
+            target: sealed_for,
+            state,
+        }) => {
+            if sealed_for != target.name() {
+                return Err(CallError::StateRefused(StateRefused::NotIssuedForThisCall));
+            }
+            // No state of its own: a 2025 upstream's -32042, retried as a plain call.
+            if state.is_some() {
+                req.input_responses = answers;
+            }
+            req.request_state = state;
+        }
+        Some(Resume::Consent { consent }) => earlier_consent = Some(consent),
+        None => {}
+    }
+
     // 4. Credential. A target acting with the user's consent may need it first: the caller
     //    gets a link to give it (how depends on the client, see `call_error.rs`).
     match target
@@ -175,7 +211,8 @@ async fn phases(
             let caller = call.caller().ok_or_else(|| {
                 CallError::Internal("a consent is needed for a call without a caller".into())
             })?;
-            return Err(consents
+            return Err(live
+                .consents()
                 .ask(Ask {
                     caller,
                     tool: &call.tool,
@@ -191,7 +228,7 @@ async fn phases(
                         .get::<http::request::Parts>()
                         .and_then(|p| p.headers.get("mcp-session-id"))
                         .and_then(|v| v.to_str().ok()),
-                    earlier: earlier.as_deref(),
+                    earlier: earlier_consent.as_deref(),
                 })
                 .await);
         }
@@ -201,38 +238,48 @@ async fn phases(
     // 5. Call upstream.
     req.name = upstream_name.into();
     strip_meta(&mut req.meta);
-    call_upstream(&target, req, ctx, call).await
+    let pending = target
+        .call_tool(
+            req.clone(),
+            ctx.meta.get_progress_token(),
+            call.principal.as_ref(),
+        )
+        .await?;
+    drive(&target, req, pending, ctx, call, live).await
 }
 
-/// The consent a 2026 retry's `requestState` names. A refused state is logged with its reason;
+/// What a 2026 retry's `requestState` resumes. A refused state is logged with its reason;
 /// the caller hears one message for every reason (the spec asks not to help a forger).
-fn resume(
-    consents: &Consents,
+fn open_state(
+    live: &Live,
     call: &CallContext,
     state: &str,
     arguments: Option<&rmcp::model::JsonObject>,
-) -> Result<String, CallError> {
-    let Some(caller) = call.caller() else {
-        return Err(CallError::StateRefused(StateRefused::NotIssuedForThisCall));
-    };
-    consents
-        .resume(
-            state,
-            &Binding {
-                caller,
-                tool: &call.tool,
-                arguments,
-            },
-        )
+) -> Result<Resume, CallError> {
+    live.states()
+        .open(state, &binding(call, arguments))
         .map_err(|why| {
+            let who = call
+                .caller()
+                .map_or_else(|| "an anonymous caller".to_string(), Caller::label);
             tracing::warn!(
-                target: "portcullis::consent",
-                "refused the requestState of {}'s retry of `{}`: {why}",
-                caller.label(),
+                target: "portcullis::calls",
+                "refused the requestState of {who}'s retry of `{}`: {why}",
                 call.tool
             );
             CallError::StateRefused(why)
         })
+}
+
+fn binding<'a>(
+    call: &'a CallContext,
+    arguments: Option<&'a rmcp::model::JsonObject>,
+) -> Binding<'a> {
+    Binding {
+        caller: call.caller(),
+        tool: &call.tool,
+        arguments,
+    }
 }
 
 /// The gateway name to its target and upstream name. A name whose target has not connected
@@ -271,16 +318,215 @@ fn resolve(
     })
 }
 
-async fn call_upstream(
+/// Phase 5 from a started upstream call to the caller's answer: the relays it sends are
+/// delivered; what it asks of the caller goes by era (`input.rs`): a 2025 caller is asked
+/// at once, a 2026 caller gets `input_required` while the call is held; a 2026 upstream's own
+/// `input_required` is passed through to a 2026 caller, or asked of a 2025 caller and the
+/// upstream called again with the answers (at most [`MAX_ROUNDS`] times).
+async fn drive(
     target: &Target,
-    req: CallToolRequestParams,
+    mut req: CallToolRequestParams,
+    mut pending: PendingCall<CallToolResponse>,
     ctx: &RequestContext<RoleServer>,
     call: &CallContext,
-) -> Result<CallToolResult, CallError> {
-    let progress = ctx.meta.get_progress_token();
-    let mut pending = target
-        .call_tool(req, progress, call.principal.as_ref())
-        .await?;
+    live: &Live,
+) -> Result<CallToolResponse, CallError> {
+    let mut caps = Capabilities::new(ctx);
+    for _round in 0..MAX_ROUNDS {
+        let step = match run(target, pending, ctx, call, &mut caps).await {
+            // A 2025 upstream's "open this URL first" error (-32042) does not exist in
+            // 2026-07-28: a 2026 caller gets the same URLs as `input_required`.
+            Err(CallError::Target(TargetError::Upstream { error, .. }))
+                if error.code == URL_ELICITATION_REQUIRED && call.client.era == Era::Stateless =>
+            {
+                let urls = input::url_elicitations(error.data.as_ref());
+                if urls.is_empty() {
+                    return Err(CallError::Target(TargetError::Upstream {
+                        target: target.name().to_string(),
+                        error,
+                    }));
+                }
+                caps.require(Need::UrlElicitation, call)?;
+                let asked = InputRequiredResult::new(Some(urls), None);
+                return Ok(pass_through(live, call, &req, target, asked));
+            }
+            other => other?,
+        };
+        match step {
+            Step::Done(CallToolResponse::InputRequired(asked)) => {
+                let requests = asked.input_requests.clone().unwrap_or_default();
+                for r in requests.values() {
+                    caps.require(Need::of(r), call)?;
+                }
+                if call.client.era == Era::Stateless {
+                    return Ok(pass_through(live, call, &req, target, asked));
+                }
+                // A 2025 caller: ask it each question, then call the upstream again.
+                let mut answers = BTreeMap::new();
+                for (key, request) in requests {
+                    let answer = ask_now(ctx, call, request).await?;
+                    answers.insert(key, answer);
+                }
+                req.input_responses = Some(input::as_input_responses(answers));
+                req.request_state = asked.request_state;
+                pending = target
+                    .call_tool(
+                        req.clone(),
+                        ctx.meta.get_progress_token(),
+                        call.principal.as_ref(),
+                    )
+                    .await?;
+            }
+            Step::Done(response) => return Ok(response),
+            Step::Ask(waiting) => return Ok(hold(live, call, &req, waiting, target)),
+        }
+    }
+    Err(CallError::Target(TargetError::Upstream {
+        target: target.name().to_string(),
+        error: ErrorData::internal_error(
+            format!(
+                "the upstream asked for input {MAX_ROUNDS} times in one call; the gateway stopped asking"
+            ),
+            None,
+        ),
+    }))
+}
+
+/// How many times one call may ask its 2025 caller for input (rmcp's default).
+const MAX_ROUNDS: usize = rmcp::model::DEFAULT_MRTR_MAX_ROUNDS;
+
+/// A 2026 upstream's `input_required`, handed to a 2026 caller: its questions unchanged, its
+/// state sealed inside ours, so it returns to this target for this caller, tool and arguments
+/// only.
+fn pass_through(
+    live: &Live,
+    call: &CallContext,
+    req: &CallToolRequestParams,
+    target: &Target,
+    asked: InputRequiredResult,
+) -> CallToolResponse {
+    let state = live.states().seal(
+        Resume::Upstream {
+            target: target.name().to_string(),
+            state: asked.request_state,
+        },
+        &binding(call, req.arguments.as_ref()),
+        Some(STATE_TTL),
+    );
+    CallToolResponse::InputRequired(InputRequiredResult::new(asked.input_requests, Some(state)))
+}
+
+/// Hold a call whose upstream asked a 2026 caller something, and answer `input_required`.
+fn hold(
+    live: &Live,
+    call: &CallContext,
+    req: &CallToolRequestParams,
+    waiting: Waiting,
+    target: &Target,
+) -> CallToolResponse {
+    let requests: InputRequests = waiting.input_requests();
+    let owner = call
+        .caller()
+        .map_or_else(|| "an anonymous caller".to_string(), Caller::label);
+    // Each round of questions gets the target's timeout to be answered.
+    let ttl = target.spec().call_timeout;
+    let id = live.held().hold(&owner, waiting, ttl);
+    let state = live.states().seal(
+        Resume::Held { call: id },
+        &binding(call, req.arguments.as_ref()),
+        Some(ttl),
+    );
+    CallToolResponse::InputRequired(InputRequiredResult::new(Some(requests), Some(state)))
+}
+
+/// Ask a 2025 caller one question of a 2026 upstream, as a server→client request.
+async fn ask_now(
+    ctx: &RequestContext<RoleServer>,
+    call: &CallContext,
+    request: rmcp::model::InputRequest,
+) -> Result<rmcp::model::ClientResult, CallError> {
+    let Some(request) = input::as_server_request(request) else {
+        return Err(CallError::Internal(
+            "the upstream asked for a kind of input the gateway does not know".into(),
+        ));
+    };
+    let deadline = call
+        .deadline
+        .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(60));
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if tokio::time::timeout_at(
+        deadline,
+        deliver(&ctx.peer, Relay::Request { request, reply }),
+    )
+    .await
+    .is_err()
+    {
+        return Err(CallError::Target(TargetError::Timeout {
+            target: call.target.clone().unwrap_or_default(),
+            after: deadline.saturating_duration_since(tokio::time::Instant::now()),
+        }));
+    }
+    match answer.await {
+        Ok(Ok(result)) => Ok(result),
+        Ok(Err(e)) => Err(CallError::Target(TargetError::Upstream {
+            target: call.target.clone().unwrap_or_default(),
+            error: e,
+        })),
+        Err(_) => Err(CallError::Internal("the caller's answer was lost".into())),
+    }
+}
+
+/// The caller's declared capabilities, read once and only when the upstream asks for
+/// something (most calls never do).
+struct Capabilities<'a> {
+    ctx: &'a RequestContext<RoleServer>,
+    read: Option<Option<ClientCapabilities>>,
+}
+
+impl<'a> Capabilities<'a> {
+    fn new(ctx: &'a RequestContext<RoleServer>) -> Self {
+        Self { ctx, read: None }
+    }
+
+    /// Refuse the call, rather than ask a caller something it cannot answer.
+    fn require(&mut self, need: Need, call: &CallContext) -> Result<(), CallError> {
+        let caps = self
+            .read
+            .get_or_insert_with(|| self.ctx.client_capabilities());
+        if need.declared_by(caps.as_ref()) {
+            return Ok(());
+        }
+        tracing::info!(
+            target: "portcullis::calls",
+            "`{}` asked its caller {}, which the caller's client did not declare; the call was ended",
+            call.tool,
+            need.asked()
+        );
+        Err(CallError::MissingCapability {
+            tool: call.tool.clone(),
+            target: call.target.clone().unwrap_or_default(),
+            need,
+        })
+    }
+}
+
+/// Where one stretch of an upstream call ended.
+enum Step {
+    /// The upstream answered (a result, or its own `input_required`).
+    Done(CallToolResponse),
+    /// A 2025 upstream asked a 2026 caller something: the call waits for the retry.
+    Ask(Waiting),
+}
+
+/// Await the upstream's answer, delivering its relays to the caller meanwhile, until the
+/// target's deadline.
+async fn run(
+    target: &Target,
+    mut pending: PendingCall<CallToolResponse>,
+    ctx: &RequestContext<RoleServer>,
+    call: &CallContext,
+    caps: &mut Capabilities<'_>,
+) -> Result<Step, CallError> {
     // The whole call, relays included, ends by the target's deadline: a client that never
     // answers a relayed request must not hold the call (and the relay slot) forever.
     let timeout = target.spec().call_timeout;
@@ -292,6 +538,7 @@ async fn call_upstream(
         after: timeout,
     };
     let mut saw_progress = false;
+    let mut asked = Vec::new();
     let result = loop {
         tokio::select! {
             // Relays first: a log line or progress sent just before the result must reach the
@@ -299,6 +546,38 @@ async fn call_upstream(
             biased;
             Some(relay) = pending.relays.recv() => {
                 saw_progress |= relay.is_progress();
+                let relay = match relay {
+                    // A 2025 caller is asked at once, on this call's response stream.
+                    Relay::Request { request, reply } if call.client.era == Era::Sessions => {
+                        match question(request, reply, call, caps, 0)? {
+                            Some(q) => match input::as_server_request(q.request) {
+                                Some(request) => Relay::Request { request, reply: q.reply },
+                                None => continue,
+                            },
+                            None => continue,
+                        }
+                    }
+                    Relay::Request { request, reply } => {
+                        match question(request, reply, call, caps, asked.len())? {
+                            Some(q) => {
+                                asked.push(q);
+                                // Any more questions already sent go in the same round.
+                                while let Ok(Relay::Request { request, reply }) = pending.relays.try_recv() {
+                                    if let Some(q) = question(request, reply, call, caps, asked.len())? {
+                                        asked.push(q);
+                                    }
+                                }
+                                return Ok(Step::Ask(Waiting {
+                                    pending,
+                                    asked,
+                                    target: target.name().to_string(),
+                                }));
+                            }
+                            None => continue,
+                        }
+                    }
+                    notification => notification,
+                };
                 if tokio::time::timeout_at(deadline, deliver(&ctx.peer, relay)).await.is_err() {
                     break Err(timed_out());
                 }
@@ -331,8 +610,44 @@ async fn call_upstream(
         let _ = tokio::time::timeout(Duration::from_secs(1), deliver(&ctx.peer, relay)).await;
     }
     let mut r = result?;
-    r.result_type.get_or_insert(ResultType::COMPLETE);
-    Ok(r)
+    if let CallToolResponse::Complete(r) = &mut r {
+        r.result_type.get_or_insert(ResultType::COMPLETE);
+    }
+    Ok(Step::Done(r))
+}
+
+/// An upstream's server→client request during a call, as a question for the caller; `None`
+/// when it is not one a caller can be asked (refused to the upstream here). A caller without
+/// the capability is never asked: the upstream is refused and the call ends.
+fn question(
+    request: rmcp::model::ServerRequest,
+    reply: tokio::sync::oneshot::Sender<Result<rmcp::model::ClientResult, ErrorData>>,
+    call: &CallContext,
+    caps: &mut Capabilities<'_>,
+    n: usize,
+) -> Result<Option<Asked>, CallError> {
+    let Some(request) = input::as_input_request(request) else {
+        let _ = reply.send(Err(ErrorData::invalid_request(
+            "the gateway relays only sampling, elicitation and roots requests to its callers",
+            None,
+        )));
+        return Ok(None);
+    };
+    if let Err(e) = caps.require(Need::of(&request), call) {
+        let _ = reply.send(Err(ErrorData::invalid_request(
+            format!(
+                "the gateway's caller does not support {}",
+                Need::of(&request).capability()
+            ),
+            None,
+        )));
+        return Err(e);
+    }
+    Ok(Some(Asked {
+        key: input::key_for(n + 1, &request),
+        request,
+        reply,
+    }))
 }
 
 /// How long a call that relayed progress waits, after the result, for the last report.
@@ -341,7 +656,7 @@ const STRAGGLER_GRACE: Duration = Duration::from_millis(10);
 /// Record the call and turn its outcome into the caller's answer.
 fn audit(
     call: &CallContext,
-    outcome: Result<CallToolResult, CallError>,
+    outcome: Result<CallToolResponse, CallError>,
 ) -> Result<CallToolResponse, ErrorData> {
     let caller = call
         .caller()
@@ -351,7 +666,7 @@ fn audit(
     event.target = call.target.clone();
     event.path = call.path.clone();
     let answer = match outcome {
-        Ok(r) => Ok(CallToolResponse::Complete(r)),
+        Ok(r) => Ok(r),
         Err(e) => {
             if e.is_refusal() {
                 event.decision = AuditDecision::Deny;

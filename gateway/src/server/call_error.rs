@@ -76,7 +76,18 @@ pub enum CallError {
     /// A 2026-07-28 retry echoed a `requestState` that was not sealed for this caller, tool
     /// and arguments, or has expired.
     #[error("the requestState of this retry was refused: {0}")]
-    StateRefused(crate::consent::StateRefused),
+    StateRefused(crate::request_state::StateRefused),
+    /// The upstream asked the caller for something the caller did not declare it can do
+    /// (sampling, elicitation, roots): asking would fail or hang, so the call ends here.
+    #[error("tool `{tool}` needs the client capability {}", need.capability())]
+    MissingCapability {
+        tool: String,
+        target: String,
+        need: super::input::Need,
+    },
+    /// A 2026-07-28 retry answered a question with something that is not an answer to it.
+    #[error("{0}")]
+    BadAnswer(super::input::BadAnswer),
     /// The target's credential could not be obtained (token endpoint, STS, …).
     #[error("{0}")]
     Credential(TargetError),
@@ -175,9 +186,26 @@ impl CallError {
             },
             // One message whatever the reason (the log says which): a forger learns nothing.
             Self::StateRefused(_) => Err(ErrorData::invalid_params(
-                "the requestState of this retry was not issued for this caller, tool and arguments, or has expired; call the tool again without requestState to get a new consent link",
+                "the requestState of this retry was not issued for this caller, tool and arguments, has expired, or was already used; call the tool again without requestState and inputResponses to start over",
                 None,
             )),
+            Self::BadAnswer(bad) => Err(ErrorData::invalid_params(
+                format!(
+                    "{bad}; the call was ended: call the tool again without requestState to start over"
+                ),
+                Some(json!({ "inputResponse": bad.key })),
+            )),
+            // The user sees why the tool could not run and what would make it work.
+            Self::MissingCapability { tool, target, need } => {
+                let text = format!(
+                    "tool `{tool}` (target `{target}`) asked your client {}, but your client did not declare the `{}` capability, so the gateway did not ask it and ended the call; use a client that supports it, or another tool",
+                    need.asked(),
+                    need.capability()
+                );
+                let mut r = CallToolResult::error(vec![ContentBlock::text(text)]);
+                r.result_type = Some(ResultType::COMPLETE);
+                Ok(CallToolResponse::Complete(r))
+            }
             // What the authorization server answered is the tool's failure as the user sees
             // it: a tool result the client shows, naming the target and the OAuth error.
             Self::Credential(e) => {
@@ -271,7 +299,23 @@ mod tests {
             ("cancelled", CallError::Cancelled),
             (
                 "state refused",
-                CallError::StateRefused(crate::consent::StateRefused::Expired),
+                CallError::StateRefused(crate::request_state::StateRefused::Expired),
+            ),
+            (
+                "missing capability",
+                CallError::MissingCapability {
+                    tool: "everything__trigger-sampling-request".into(),
+                    target: "everything".into(),
+                    need: super::super::input::Need::Sampling,
+                },
+            ),
+            (
+                "bad answer",
+                CallError::BadAnswer(super::super::input::BadAnswer {
+                    key: "sampling-1".into(),
+                    method: "sampling/createMessage",
+                    why: "missing field `model`".into(),
+                }),
             ),
             (
                 "internal",
@@ -300,7 +344,8 @@ mod tests {
             ("timeout", _) => Expect::Code(-32001),
             ("upstream", _) => Expect::Code(-32602), // the upstream's own code, passed on
             ("cancelled", _) => Expect::Code(-32800),
-            ("state refused", _) => Expect::Code(-32602),
+            ("state refused", _) | ("bad answer", _) => Expect::Code(-32602),
+            ("missing capability", _) => Expect::ToolError,
             ("internal", _) => Expect::Code(-32603),
             _ => unreachable!("{name}"),
         }
@@ -330,6 +375,10 @@ mod tests {
                     }
                     Ok(CallToolResponse::Complete(r)) => {
                         assert_eq!(r.is_error, Some(true), "{name}");
+                        if name == "missing capability" {
+                            let text = &r.content[0].as_text().unwrap().text;
+                            assert!(text.contains("`sampling` capability"), "{text}");
+                        }
                         if name == "consent" {
                             let text = &r.content[0].as_text().unwrap().text;
                             assert!(

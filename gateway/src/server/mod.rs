@@ -7,6 +7,7 @@ mod call;
 pub mod call_error;
 pub mod errors;
 pub mod http;
+pub mod input;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use rmcp::ErrorData;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientRequest, ProgressToken, Prompt, Resource,
+    CallToolRequestParams, CallToolResponse, ClientRequest, ProgressToken, Prompt, Resource,
     ResourceTemplate, ServerCapabilities, ServerResult, Tool,
 };
 use tokio_util::sync::CancellationToken;
@@ -37,17 +37,17 @@ pub enum Target {
 /// An in-flight call: the pending response, plus the channel on which an MCP upstream asks
 /// things of the caller meanwhile (sampling, elicitation, progress), which the caller serves
 /// while awaiting the response. A per-call kind has nothing to relay.
-pub struct PendingCall<'a, T> {
-    pub response: BoxFuture<'a, Result<T, TargetError>>,
+pub struct PendingCall<T> {
+    pub response: BoxFuture<'static, Result<T, TargetError>>,
     pub relays: RelayReceiver,
     /// Keep the call registered for relays until the caller is done with it.
     _relaying: Option<(Registration, InFlight)>,
 }
 
-impl<'a, T> PendingCall<'a, T> {
+impl<T> PendingCall<T> {
     /// A call whose upstream may relay messages to the caller while it runs.
     fn relayed(
-        response: BoxFuture<'a, Result<T, TargetError>>,
+        response: BoxFuture<'static, Result<T, TargetError>>,
         relays: RelayReceiver,
         registration: Registration,
         in_flight: InFlight,
@@ -60,7 +60,22 @@ impl<'a, T> PendingCall<'a, T> {
     }
 }
 
-impl<T> std::fmt::Debug for PendingCall<'_, T> {
+#[cfg(test)]
+impl<T> PendingCall<T> {
+    /// A call with nothing registered, for unit tests of what holds pending calls.
+    pub(crate) fn unregistered(
+        response: BoxFuture<'static, Result<T, TargetError>>,
+        relays: RelayReceiver,
+    ) -> Self {
+        Self {
+            response,
+            relays,
+            _relaying: None,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for PendingCall<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PendingCall").finish_non_exhaustive()
     }
@@ -230,7 +245,7 @@ impl Target {
         params: CallToolRequestParams,
         downstream_progress: Option<ProgressToken>,
         principal: Option<&Principal>,
-    ) -> Result<PendingCall<'_, CallToolResult>, TargetError> {
+    ) -> Result<PendingCall<CallToolResponse>, TargetError> {
         match self {
             Self::Mcp(t) => t.call_tool(params, downstream_progress, principal).await,
         }

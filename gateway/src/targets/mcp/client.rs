@@ -84,15 +84,13 @@ impl ClientHandler for UpstreamClient {
                 .with_url(Default::default()),
         );
         caps.roots = Some(Default::default());
-        // The session era (2025-11-25): upstreams then ask for sampling/elicitation with
-        // server→client requests, which the gateway relays to the right caller. (rmcp's
-        // default, 2026-07-28, would make them answer with `input_required` results, which
-        // the gateway does not pass through yet.)
+        // The era is negotiated when the session opens (`session.rs` `newest`): a 2025-11-25
+        // upstream asks with server→client requests, relayed here; a 2026-07-28 one answers
+        // `input_required`, which the call pipeline handles.
         ClientConfig::new(
             caps,
             Implementation::new("portcullis", env!("CARGO_PKG_VERSION")),
         )
-        .with_protocol_version(ProtocolVersion::V_2025_11_25)
     }
 
     async fn create_message(

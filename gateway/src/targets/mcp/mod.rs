@@ -234,13 +234,14 @@ impl McpTarget {
         }
     }
 
-    /// Start a `tools/call`. The caller polls the returned relays while awaiting the response.
+    /// Start a `tools/call`. The caller polls the returned relays while awaiting the response,
+    /// which is a result or (a 2026-07-28 upstream) its own `input_required`.
     pub async fn call_tool(
         &self,
         params: CallToolRequestParams,
         downstream_progress: Option<ProgressToken>,
         principal: Option<&Principal>,
-    ) -> Result<PendingCall<'_, CallToolResult>, TargetError> {
+    ) -> Result<PendingCall<CallToolResponse>, TargetError> {
         let session = self.session(principal)?;
         let tool = params.name.to_string();
         let mut request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
@@ -255,8 +256,11 @@ impl McpTarget {
         let target = self.name().to_string();
         let response = Box::pin(async move {
             match response.await? {
-                ServerResult::CallToolResult(r) => Ok(r),
-                ServerResult::EmptyResult(_) => Ok(CallToolResult::success(vec![])),
+                ServerResult::CallToolResult(r) => Ok(CallToolResponse::Complete(r)),
+                ServerResult::InputRequiredResult(r) => Ok(CallToolResponse::InputRequired(r)),
+                ServerResult::EmptyResult(_) => {
+                    Ok(CallToolResponse::Complete(CallToolResult::success(vec![])))
+                }
                 other => Err(unexpected(&target, &other)),
             }
         });
@@ -297,15 +301,18 @@ impl McpTarget {
 }
 
 fn unexpected(target: &str, got: &ServerResult) -> TargetError {
+    let message = match got {
+        // The gateway never asks for task execution (it declares no tasks capability to
+        // upstreams or callers), so a task here is the upstream's own choice.
+        ServerResult::CreateTaskResult(_) => "the upstream answered with a task (the MCP tasks extension), which the gateway does not relay: tools called through the gateway must answer in the call; ask the target's owner to run this tool without tasks".to_string(),
+        other => format!(
+            "the upstream answered with a result kind the gateway does not relay ({})",
+            result_kind(other)
+        ),
+    };
     TargetError::Upstream {
         target: target.to_string(),
-        error: ErrorData::internal_error(
-            format!(
-                "the upstream answered with a result kind the gateway does not relay ({})",
-                result_kind(got)
-            ),
-            None,
-        ),
+        error: ErrorData::internal_error(message, None),
     }
 }
 

@@ -16,10 +16,12 @@ use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use rmcp::model::*;
-use rmcp::service::{PeerRequestOptions, ServiceError};
+use rmcp::service::{
+    ClientLifecycleMode, PeerRequestOptions, ServiceError, serve_client_with_lifecycle_and_ct,
+};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::{ErrorData, Peer, RoleClient, ServiceExt};
+use rmcp::{ErrorData, Peer, RoleClient};
 use tokio::sync::{Notify, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -104,6 +106,49 @@ pub(super) type Started = (
     Registration,
     InFlight,
 );
+
+/// Open upstream sessions in the newest era the upstream speaks: 2026-07-28 when it answers
+/// `server/discover`, else the 2025-11-25 `initialize` handshake. The era decides how the
+/// upstream asks for input during a call (server→client requests, or `input_required`
+/// results); the call pipeline bridges either to either kind of caller (`server/input.rs`).
+fn newest() -> ClientLifecycleMode {
+    ClientLifecycleMode::Auto {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28, ProtocolVersion::V_2025_11_25],
+        legacy_version: Some(ProtocolVersion::V_2025_11_25),
+    }
+}
+
+/// Tells the upstream a request was abandoned (`notifications/cancelled`) when its response
+/// is dropped unanswered: the caller cancelled, or a call held for a 2026 caller's answers
+/// expired. Without it the upstream would keep working (and waiting) for nobody.
+struct CancelOnDrop(Option<(Peer<RoleClient>, RequestId)>);
+
+impl CancelOnDrop {
+    /// The request was answered: nothing to cancel.
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some((peer, id)) = self.0.take() else {
+            return;
+        };
+        if peer.is_transport_closed() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let note = CancelledNotificationParam::new(
+                    Some(id),
+                    Some("the gateway's caller abandoned the call".into()),
+                );
+                let _ = peer.notify_cancelled(note).await;
+            });
+        }
+    }
+}
 
 impl Session {
     /// The target's one shared session, kept up by a supervisor from now on.
@@ -282,11 +327,14 @@ impl Session {
             downstream_progress,
         );
         let this = self.clone();
+        let mut abandoned = CancelOnDrop(Some((peer, handle.id.clone())));
         let response = Box::pin(async move {
-            handle
+            let answer = handle
                 .await_response()
                 .await
-                .map_err(|e| this.fail(e, timeout, generation))
+                .map_err(|e| this.fail(e, timeout, generation));
+            abandoned.disarm();
+            answer
         });
         Ok((response, relays, registration, in_flight))
     }
@@ -472,8 +520,7 @@ impl Session {
                 };
                 let transport =
                     StreamableHttpClientTransport::with_client(client_with_credentials, config);
-                let running = client
-                    .serve_with_ct(transport, ct)
+                let running = serve_client_with_lifecycle_and_ct(client, transport, newest(), ct)
                     .await
                     .map_err(|e| OpenFailure::Handshake(cause::classify_init(&e)))?;
                 Ok((running, None))
@@ -487,7 +534,14 @@ impl Session {
                 )
                 .map_err(OpenFailure::Start)?;
                 let mut exit = child.exit;
-                match client.serve_with_ct((child.stdout, child.stdin), ct).await {
+                match serve_client_with_lifecycle_and_ct(
+                    client,
+                    (child.stdout, child.stdin),
+                    newest(),
+                    ct,
+                )
+                .await
+                {
                     Ok(running) => Ok((running, Some(exit))),
                     Err(e) => {
                         // A child that dies during the handshake: its exit says more than

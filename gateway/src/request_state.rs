@@ -1,11 +1,15 @@
-//! The `requestState` of a call that needs the user's consent, for 2026-07-28 clients: the
-//! gateway answers `input_required` with a URL to open and this state; the client retries the
-//! call with the state echoed. The state is attacker-controlled input, so it is sealed
-//! (HMAC, rmcp's `RequestStateCodec`) and bound — as associated data, never stored in it —
-//! to the caller (issuer, user, agent), the tool and a digest of the arguments. A state
-//! replayed by another user, for another tool or other arguments, tampered with, or older
-//! than its time to live does not open. It carries only the consent's id (no token, no user
-//! data: the codec signs, it does not encrypt).
+//! The `requestState` the gateway gives a 2026-07-28 caller with an `input_required` answer;
+//! the caller retries the call with the state echoed. Three things are resumed this way
+//! ([`Resume`]): a call waiting for the user's consent (`consent/`), a call held while the
+//! caller answers what its upstream asked (sampling, elicitation, roots: `server/input.rs`),
+//! and a 2026 upstream's own `input_required` passed through (its state carried inside ours).
+//!
+//! The state is attacker-controlled input, so it is sealed (HMAC, rmcp's `RequestStateCodec`)
+//! and bound — as associated data, never stored in it — to the caller (issuer, user, agent),
+//! the tool and a digest of the arguments. A state replayed by another user, for another tool
+//! or other arguments, tampered with, or older than its time to live does not open. It carries
+//! ids and an upstream's own opaque state, never a token or user data: the codec signs, it
+//! does not encrypt.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +20,8 @@ use sha2::{Digest, Sha256};
 
 use crate::identity::Caller;
 
-/// How long a state may be echoed: long enough to log in and approve, short enough that a
-/// leaked one is soon useless.
+/// How long a consent's state may be echoed: long enough to log in and approve, short enough
+/// that a leaked one is soon useless. Other states live as long as what they resume.
 pub const STATE_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// Seconds since the Unix epoch; injectable so tests move time.
@@ -40,18 +44,36 @@ impl std::fmt::Debug for RequestStates {
     }
 }
 
+/// What a retry resumes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "resume", rename_all = "snake_case")]
+pub enum Resume {
+    /// A call waiting for the user's consent: the pending consent's id.
+    Consent { consent: String },
+    /// A call held by this process while its caller answers what the upstream asked.
+    Held { call: String },
+    /// A 2026 upstream answered `input_required` itself: its target and its own state,
+    /// handed back to it (and to no other target) with the caller's answers.
+    Upstream {
+        target: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state: Option<String>,
+    },
+}
+
 /// What the state holds.
 #[derive(Debug, Serialize, Deserialize)]
 struct Sealed {
-    /// The pending consent this call waits for.
-    consent: String,
+    #[serde(flatten)]
+    resume: Resume,
     expires_at: i64,
 }
 
-/// What a state is bound to: who called which tool with which arguments.
-#[derive(Debug)]
+/// What a state is bound to: who called which tool with which arguments. `caller` is `None`
+/// only when inbound authentication is off.
+#[derive(Debug, Clone, Copy)]
 pub struct Binding<'a> {
-    pub caller: &'a Caller,
+    pub caller: Option<&'a Caller>,
     pub tool: &'a str,
     pub arguments: Option<&'a JsonObject>,
 }
@@ -62,11 +84,18 @@ impl Binding<'_> {
     /// still opens.
     fn associated_data(&self) -> Vec<u8> {
         let mut out = Vec::new();
+        let (issuer, user, agent) = self.caller.map_or(("", "", ""), |c| {
+            (
+                c.issuer.as_str(),
+                c.user.as_str(),
+                c.agent.as_deref().unwrap_or(""),
+            )
+        });
         for field in [
-            "portcullis-consent-state-v1",
-            self.caller.issuer.as_str(),
-            self.caller.user.as_str(),
-            self.caller.agent.as_deref().unwrap_or(""),
+            "portcullis-request-state-v2",
+            issuer,
+            user,
+            agent,
             self.tool,
         ] {
             out.extend_from_slice(&(field.len() as u64).to_be_bytes());
@@ -110,7 +139,7 @@ fn canonical(v: &serde_json::Value) -> String {
 /// The key for request states could not be made.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "cannot make the key that protects consent request states: the system's random number generator is unavailable; this is not a configuration problem: retry, and report it if it persists"
+    "cannot make the key that protects request states: the system's random number generator is unavailable; this is not a configuration problem: retry, and report it if it persists"
 )]
 pub struct NoStateKey;
 
@@ -123,6 +152,10 @@ pub enum StateRefused {
     NotIssuedForThisCall,
     #[error("it has expired")]
     Expired,
+    /// It opened, but what it resumes is gone: used already (a replay), or the held call
+    /// ended (its time ran out, or its caller started too many others).
+    #[error("it was already used, or the call it resumes has ended")]
+    Used,
 }
 
 impl RequestStates {
@@ -150,22 +183,24 @@ impl RequestStates {
         Self::new(key, STATE_TTL, clock)
     }
 
-    /// The state for a call waiting on consent `consent_id`.
-    pub fn seal(&self, consent_id: &str, binding: &Binding<'_>) -> String {
+    /// The state for a retry of the call `binding` names, usable for `ttl` (`None`: the
+    /// consent's [`STATE_TTL`]).
+    pub fn seal(&self, resume: Resume, binding: &Binding<'_>, ttl: Option<Duration>) -> String {
+        let ttl = ttl.unwrap_or(self.ttl);
         let sealed = Sealed {
-            consent: consent_id.to_string(),
-            expires_at: (self.clock)().saturating_add(self.ttl.as_secs() as i64),
+            resume,
+            expires_at: (self.clock)().saturating_add(ttl.as_secs().max(1) as i64),
         };
         let aad = binding.associated_data();
-        // Serializing two plain fields cannot fail.
+        // Serializing strings and a number cannot fail.
         let payload = serde_json::to_vec(&sealed).unwrap_or_default();
         self.codec
             .seal_with(&payload, &SealOptions::new().associated_data(&aad))
     }
 
-    /// The consent id an echoed state waits for, if the state was sealed here for exactly
-    /// this caller, tool and arguments and has not expired.
-    pub fn open(&self, state: &str, binding: &Binding<'_>) -> Result<String, StateRefused> {
+    /// What an echoed state resumes, if the state was sealed here for exactly this caller,
+    /// tool and arguments and has not expired.
+    pub fn open(&self, state: &str, binding: &Binding<'_>) -> Result<Resume, StateRefused> {
         let aad = binding.associated_data();
         let payload = self
             .codec
@@ -176,7 +211,7 @@ impl RequestStates {
         if (self.clock)() >= sealed.expires_at {
             return Err(StateRefused::Expired);
         }
-        Ok(sealed.consent)
+        Ok(sealed.resume)
     }
 }
 
@@ -202,6 +237,10 @@ mod tests {
         v.as_object().cloned().unwrap_or_default()
     }
 
+    fn consent(id: &str) -> Resume {
+        Resume::Consent { consent: id.into() }
+    }
+
     fn states() -> (RequestStates, Arc<AtomicI64>) {
         let now = Arc::new(AtomicI64::new(1_800_000_000));
         let t = now.clone();
@@ -215,12 +254,12 @@ mod tests {
         let alice = caller("alice");
         let a = args(serde_json::json!({ "repo": "portcullis", "opts": { "x": 1, "y": [2, 3] } }));
         let bound = Binding {
-            caller: &alice,
+            caller: Some(&alice),
             tool: "github__list_issues",
             arguments: Some(&a),
         };
-        let state = states.seal("consent-1", &bound);
-        assert_eq!(states.open(&state, &bound), Ok("consent-1".into()));
+        let state = states.seal(consent("consent-1"), &bound, None);
+        assert_eq!(states.open(&state, &bound), Ok(consent("consent-1")));
 
         // The same arguments in another key order: the same call.
         let reordered =
@@ -229,14 +268,14 @@ mod tests {
             arguments: Some(&reordered),
             ..bound
         };
-        assert_eq!(states.open(&state, &same), Ok("consent-1".into()));
+        assert_eq!(states.open(&state, &same), Ok(consent("consent-1")));
 
         // Replayed by bob, for another tool, with other arguments, without arguments.
         let bob = caller("bob");
         let other_args = args(serde_json::json!({ "repo": "other" }));
         for wrong in [
             Binding {
-                caller: &bob,
+                caller: Some(&bob),
                 ..bound
             },
             Binding {
@@ -249,6 +288,10 @@ mod tests {
             },
             Binding {
                 arguments: None,
+                ..bound
+            },
+            Binding {
+                caller: None,
                 ..bound
             },
         ] {
@@ -265,11 +308,11 @@ mod tests {
         let (states, now) = states();
         let alice = caller("alice");
         let bound = Binding {
-            caller: &alice,
+            caller: Some(&alice),
             tool: "t",
             arguments: None,
         };
-        let state = states.seal("consent-1", &bound);
+        let state = states.seal(consent("consent-1"), &bound, None);
         // Flip one character of the payload.
         let mut bytes = state.clone().into_bytes();
         let i = bytes.len() / 2;
@@ -293,5 +336,37 @@ mod tests {
         // Past its time to live.
         now.fetch_add(STATE_TTL.as_secs() as i64, Ordering::Relaxed);
         assert_eq!(states.open(&state, &bound), Err(StateRefused::Expired));
+    }
+
+    #[test]
+    fn every_kind_of_resume_round_trips_and_keeps_its_own_time_to_live() {
+        let (states, now) = states();
+        let alice = caller("alice");
+        let bound = Binding {
+            caller: Some(&alice),
+            tool: "t",
+            arguments: None,
+        };
+        let anonymous = Binding {
+            caller: None,
+            ..bound
+        };
+        let held = Resume::Held { call: "h1".into() };
+        let upstream = Resume::Upstream {
+            target: "docs".into(),
+            state: Some("the upstream's own opaque state".into()),
+        };
+        let short = Some(Duration::from_secs(30));
+        let s_held = states.seal(held.clone(), &bound, short);
+        let s_up = states.seal(upstream.clone(), &anonymous, short);
+        assert_eq!(states.open(&s_held, &bound), Ok(held));
+        assert_eq!(states.open(&s_up, &anonymous), Ok(upstream));
+        // Sealed without a caller (inbound authentication off): not a state for alice.
+        assert_eq!(
+            states.open(&s_up, &bound),
+            Err(StateRefused::NotIssuedForThisCall)
+        );
+        now.fetch_add(30, Ordering::Relaxed);
+        assert_eq!(states.open(&s_held, &bound), Err(StateRefused::Expired));
     }
 }
