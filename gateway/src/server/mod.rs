@@ -7,6 +7,7 @@ mod call;
 pub mod call_error;
 pub mod errors;
 pub mod http;
+mod pages;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::catalog::Catalog;
 use crate::events::CatalogEvent;
 use crate::runtime::Live;
 use crate::targets::Target;
+use pages::Listing;
 
 /// The handler for one session (2025-11-25) or one request (2026-07-28). The factory makes
 /// one per session with [`Gateway::for_session`]; all share [`Inner`].
@@ -114,6 +116,11 @@ impl Gateway {
         catalog
     }
 
+    /// Items per page of a listing, from the configuration in force (a reload may change it).
+    fn page_size(&self) -> usize {
+        self.inner.live.load().snapshot.catalog.page_size
+    }
+
     fn track_subscription(&self, uri: &str, subscribed: bool) {
         if let Some(s) = self.inner.sessions.lock().get_mut(&self.session) {
             if subscribed {
@@ -181,6 +188,11 @@ async fn announce_changes(
     }
 }
 
+/// The cursor a listing request continues from, if any.
+fn cursor(req: &Option<PaginatedRequestParams>) -> Option<&str> {
+    req.as_ref().and_then(|r| r.cursor.as_deref())
+}
+
 /// Results from a 2025-11-25 upstream carry no `resultType`; 2026-07-28 clients require it
 /// (rmcp strips it again for legacy clients).
 fn complete(result_type: &mut Option<ResultType>) {
@@ -235,20 +247,24 @@ impl ServerHandler for Gateway {
 
     async fn list_tools(
         &self,
-        _req: Option<PaginatedRequestParams>,
+        req: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         // The same authorizer as calls: a caller sees the tools it may call (or step up to).
         let parts = ctx.extensions.get::<::http::request::Parts>();
         let caller = crate::identity::caller_of(parts);
         let view = self.listed_catalog(&ctx).await.view();
-        let tools = view
-            .tools
-            .iter()
-            .filter(|t| crate::policy::listed(&view, caller, &t.name))
-            .cloned()
-            .collect();
-        Ok(ListToolsResult::with_all_items(tools))
+        let (tools, next) = pages::page(
+            Listing::Tools,
+            &view.tools,
+            |t| (&t.name, ""),
+            cursor(&req),
+            self.page_size(),
+            |t| crate::policy::listed(&view, caller, &t.name),
+        )?;
+        let mut result = ListToolsResult::with_all_items(tools);
+        result.next_cursor = next;
+        Ok(result)
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
@@ -270,12 +286,21 @@ impl ServerHandler for Gateway {
 
     async fn list_prompts(
         &self,
-        _req: Option<PaginatedRequestParams>,
+        req: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        Ok(ListPromptsResult::with_all_items(
-            self.listed_catalog(&ctx).await.view().prompts.clone(),
-        ))
+        let view = self.listed_catalog(&ctx).await.view();
+        let (prompts, next) = pages::page(
+            Listing::Prompts,
+            &view.prompts,
+            |p| (&p.name, ""),
+            cursor(&req),
+            self.page_size(),
+            |_| true,
+        )?;
+        let mut result = ListPromptsResult::with_all_items(prompts);
+        result.next_cursor = next;
+        Ok(result)
     }
 
     async fn get_prompt(
@@ -309,28 +334,42 @@ impl ServerHandler for Gateway {
 
     async fn list_resources(
         &self,
-        _req: Option<PaginatedRequestParams>,
+        req: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        Ok(ListResourcesResult::with_all_items(
-            self.listed_catalog(&ctx).await.view().resources.clone(),
-        ))
+        let view = self.listed_catalog(&ctx).await.view();
+        let (resources, next) = pages::page(
+            Listing::Resources,
+            &view.resources,
+            |r| (&r.uri, ""),
+            cursor(&req),
+            self.page_size(),
+            |_| true,
+        )?;
+        let mut result = ListResourcesResult::with_all_items(resources);
+        result.next_cursor = next;
+        Ok(result)
     }
 
     async fn list_resource_templates(
         &self,
-        _req: Option<PaginatedRequestParams>,
+        req: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        let templates = self
-            .listed_catalog(&ctx)
-            .await
-            .view()
-            .templates
-            .iter()
-            .map(|(_, t)| t.clone())
-            .collect();
-        Ok(ListResourceTemplatesResult::with_all_items(templates))
+        let view = self.listed_catalog(&ctx).await.view();
+        let (templates, next) = pages::page(
+            Listing::Templates,
+            &view.templates,
+            |(owner, t)| (&t.uri_template, owner),
+            cursor(&req),
+            self.page_size(),
+            |_| true,
+        )?;
+        let mut result = ListResourceTemplatesResult::with_all_items(
+            templates.into_iter().map(|(_, t)| t).collect(),
+        );
+        result.next_cursor = next;
+        Ok(result)
     }
 
     async fn read_resource(
