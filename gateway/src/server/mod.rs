@@ -5,6 +5,7 @@
 
 mod call;
 pub mod call_error;
+mod cors;
 pub mod errors;
 pub mod http;
 mod pages;
