@@ -9,6 +9,7 @@ mod cors;
 pub mod errors;
 pub mod http;
 mod pages;
+mod subscriptions;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -41,6 +42,9 @@ struct Inner {
     /// Live 2025-11-25 sessions, told about list changes and resource updates through their
     /// session stream.
     sessions: Mutex<HashMap<u64, Session>>,
+    /// Live 2026-07-28 listeners' watched resource URIs, by listener.
+    listeners: Mutex<HashMap<u64, HashSet<String>>>,
+    /// Numbers sessions and listeners.
     next_session: AtomicU64,
 }
 
@@ -59,6 +63,7 @@ impl Gateway {
         let inner = Arc::new(Inner {
             live,
             sessions: Mutex::new(HashMap::new()),
+            listeners: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
         });
         tokio::spawn(announce_changes(Arc::downgrade(&inner), events));
@@ -421,14 +426,9 @@ impl ServerHandler for Gateway {
         let target = resource_target(&self.catalog(), &req.uri)?;
         strip_meta(&mut req.meta);
         self.track_subscription(&req.uri, false);
-        // The upstream subscription is shared by every session: keep it while anyone wants it.
-        let still_wanted = self
-            .inner
-            .sessions
-            .lock()
-            .values()
-            .any(|s| s.resources.contains(&req.uri));
-        if still_wanted {
+        // The upstream subscription is shared by every client: keep it while anyone wants it
+        // (`subscriptions.rs`).
+        if self.inner.wanted(&req.uri) {
             return Ok(());
         }
         forward(
@@ -495,21 +495,35 @@ impl ServerHandler for Gateway {
         requested: &SubscriptionFilter,
     ) -> Option<SubscriptionFilter> {
         let mut accepted = requested.clone();
-        accepted.resource_subscriptions = None;
+        accepted.resource_subscriptions = subscriptions::watchable(&self.catalog(), requested);
         Some(accepted)
     }
 
     async fn listen(&self, ctx: SubscriptionContext) -> Result<(), ErrorData> {
         use rmcp::service::SubscriptionSendError;
+        // Before subscribing upstream, so the first update is not missed.
         let mut events = self.inner.live.subscribe();
+        let uris = ctx
+            .accepted()
+            .resource_subscriptions
+            .clone()
+            .unwrap_or_default();
+        // Held until this listener ends, however it ends; then released upstream.
+        let _watch = if uris.is_empty() {
+            None
+        } else {
+            Some(self.watch_resources(&uris, ctx.request_context()).await?)
+        };
         loop {
             let batch = tokio::select! {
                 _ = ctx.cancelled() => return Ok(()),
                 e = events.recv() => match e {
                     Ok(e) => vec![e],
-                    // Missed events: announce every kind, the client re-lists what it follows.
+                    // Missed events: announce every kind and every watched resource, the
+                    // client re-reads what it follows.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        vec![CatalogEvent::ToolsChanged, CatalogEvent::PromptsChanged, CatalogEvent::ResourcesChanged]
+                        let lists = [CatalogEvent::ToolsChanged, CatalogEvent::PromptsChanged, CatalogEvent::ResourcesChanged];
+                        lists.into_iter().chain(uris.iter().cloned().map(CatalogEvent::ResourceUpdated)).collect()
                     }
                     Err(_) => return Ok(()),
                 },
@@ -520,13 +534,11 @@ impl ServerHandler for Gateway {
                     CatalogEvent::ToolsChanged => sink.notify_tool_list_changed().await,
                     CatalogEvent::PromptsChanged => sink.notify_prompt_list_changed().await,
                     CatalogEvent::ResourcesChanged => sink.notify_resource_list_changed().await,
-                    // Resource subscriptions are not accepted on `listen` (see
-                    // `accepted_subscription_filter`), so there is nothing to send; a
-                    // completed consent is told to 2025-11-25 sessions only (a 2026 client
+                    // The sink drops URIs this listener does not watch.
+                    CatalogEvent::ResourceUpdated(uri) => sink.notify_resource_updated(uri).await,
+                    // A completed consent is told to 2025-11-25 sessions only (a 2026 client
                     // retries with its `requestState`).
-                    CatalogEvent::ResourceUpdated(_) | CatalogEvent::ElicitationComplete { .. } => {
-                        Ok(())
-                    }
+                    CatalogEvent::ElicitationComplete { .. } => Ok(()),
                 };
                 match sent {
                     // A kind this client did not subscribe to: not for it, keep listening.
@@ -547,8 +559,17 @@ async fn forward(
 ) -> Result<ServerResult, ErrorData> {
     let principal =
         crate::outbound::Principal::of_request(ctx.extensions.get::<::http::request::Parts>());
+    forward_as(target, request, principal.as_ref()).await
+}
+
+/// Send `request` to `target` on behalf of `principal`.
+async fn forward_as(
+    target: &Target,
+    request: ClientRequest,
+    principal: Option<&crate::outbound::Principal>,
+) -> Result<ServerResult, ErrorData> {
     target
-        .request(request, principal.as_ref())
+        .request(request, principal)
         .await
         .map_err(|e| errors::from_target(&e))
 }
