@@ -147,8 +147,10 @@ pub async fn cors(State(policy): State<CorsPolicy>, req: Request, next: Next) ->
         };
     }
     let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    // The answer depends on the Origin: a cache must not serve one origin's to another.
+    h.append(header::VARY, HeaderValue::from_static("origin"));
     if let Some(origin) = allowed {
-        let h = resp.headers_mut();
         allow_origin(h, origin);
         h.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
@@ -162,8 +164,6 @@ fn allow_origin(h: &mut HeaderMap, origin: &str) {
     if let Ok(v) = HeaderValue::from_str(origin) {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
     }
-    // The answer depends on the Origin: caches must not serve one origin's to another.
-    h.append(header::VARY, HeaderValue::from_static("origin"));
 }
 
 /// 204 with what the browser may do: the methods, and of the headers it asked for those
@@ -187,7 +187,9 @@ fn preflight_answer(origin: &str, request: &HeaderMap) -> Response {
     allow_origin(h, origin);
     h.append(
         header::VARY,
-        HeaderValue::from_static("access-control-request-method, access-control-request-headers"),
+        HeaderValue::from_static(
+            "origin, access-control-request-method, access-control-request-headers",
+        ),
     );
     h.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,

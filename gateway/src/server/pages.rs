@@ -153,6 +153,8 @@ mod tests {
         v
     }
 
+    // `page` hands the key function a `&T`, here `&String`.
+    #[allow(clippy::ptr_arg)]
     fn key(s: &String) -> Key<'_> {
         (s.as_str(), "")
     }
