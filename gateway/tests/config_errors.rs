@@ -106,6 +106,17 @@ fn bad_values_are_all_reported_at_once() {
 }
 
 #[test]
+fn a_page_size_of_zero_says_what_to_use() {
+    let e = errors_for("[catalog]\npage_size = 0\n", &[("a.toml", OK_TARGET)]);
+    insta::assert_snapshot!(e);
+    let e = errors_for("[catalog]\npage_size = -5\n", &[("a.toml", OK_TARGET)]);
+    assert!(
+        e.contains("gateway.toml:4:") && e.contains("catalog.page_size"),
+        "{e}"
+    );
+}
+
+#[test]
 fn toml_syntax_error_and_wrong_types() {
     let e = errors_for("", &[("broken.toml", "[mcp\nurl = \"http://x\"\n")]);
     insta::assert_snapshot!("syntax", e);
@@ -147,6 +158,7 @@ fn a_valid_config_compiles_with_defaults() {
     );
     assert!(!s.server.allowed_hosts.iter().any(|h| h.contains("evil")));
     assert_eq!(s.catalog.separator, "__");
+    assert_eq!(s.catalog.page_size, config::DEFAULT_PAGE_SIZE);
     let t = &s.targets[0];
     assert_eq!((t.name.as_str(), t.prefix.as_str()), ("demo", "demo"));
     assert_eq!(t.call_timeout, config::DEFAULT_CALL_TIMEOUT);

@@ -47,7 +47,8 @@ pub struct View {
     pub resources: Vec<Resource>,
     /// Resource URI → the name of the target that listed it first.
     pub resource_owner: HashMap<String, String>,
-    /// Resource templates with the name of the target that offers each.
+    /// Resource templates with the name of the target that offers each, by URI template
+    /// then target.
     pub templates: Vec<(String, ResourceTemplate)>,
     pub conflicts: Vec<Conflict>,
     /// `[tools.NAME]` settings naming a tool the target does not list (a typo would leave
@@ -275,9 +276,15 @@ impl Catalog {
                 }
             }
         }
-        // Deterministic order (the spec asks for it; clients cache by it).
+        // Deterministic order (the spec asks for it; clients cache by it), and the order
+        // listings are paged in: a cursor is the key of the last item served
+        // (`server/pages.rs`).
         view.tools.sort_by(|a, b| a.name.cmp(&b.name));
         view.prompts.sort_by(|a, b| a.name.cmp(&b.name));
+        view.resources.sort_by(|a, b| a.uri.cmp(&b.uri));
+        view.templates.sort_by(|(a_owner, a), (b_owner, b)| {
+            (&a.uri_template, a_owner).cmp(&(&b.uri_template, b_owner))
+        });
         let old = self.view.load();
         for c in view.conflicts.iter().filter(|c| !old.conflicts.contains(c)) {
             tracing::error!(target: "portcullis::catalog", "{}", c.0);
@@ -320,8 +327,8 @@ impl Catalog {
         }
     }
 
-    /// The target that serves a resource URI: the one that listed it, else the first whose
-    /// template matches it, else the only target offering resources.
+    /// The target that serves a resource URI: the one that listed it, else the first (by
+    /// name) whose template matches it, else the only target offering resources.
     pub fn resource_target(&self, view: &View, uri: &str) -> Option<&Target> {
         if let Some(owner) = view.resource_owner.get(uri) {
             return self.target(owner);
@@ -329,7 +336,8 @@ impl Catalog {
         if let Some((owner, _)) = view
             .templates
             .iter()
-            .find(|(_, t)| naming::template_matches(&t.uri_template, uri))
+            .filter(|(_, t)| naming::template_matches(&t.uri_template, uri))
+            .min_by(|(a, _), (b, _)| a.cmp(b))
         {
             return self.target(owner);
         }

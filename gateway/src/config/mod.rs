@@ -132,7 +132,12 @@ impl ServerSettings {
 pub struct CatalogSettings {
     /// Between a target's prefix and the upstream tool name: `github__list_repos`.
     pub separator: String,
+    /// Items per page of every listing the gateway serves (`[catalog] page_size`).
+    pub page_size: usize,
 }
+
+/// Items per page of a listing when `[catalog] page_size` is not set.
+pub const DEFAULT_PAGE_SIZE: usize = 500;
 
 /// One registered target.
 #[derive(Debug, Clone, PartialEq)]
@@ -304,6 +309,14 @@ fn compile_gateway(path: &Path, errors: &mut ConfigErrors) -> Option<GatewayPart
             "use only letters, digits, `_`, `-` or `.` (the default is `__`)",
         ));
     }
+    let page_size = file.catalog.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
+    if page_size == 0 {
+        errors.push(src.error(
+            "catalog.page_size",
+            "a page of 0 items would never let a client reach the end of a listing",
+            format!("use at least 1 (the default is {DEFAULT_PAGE_SIZE}); to serve each listing in one page, use a number larger than the catalog"),
+        ));
+    }
     src.drop_follow_ons(errors, checks_start);
     let targets_dir = (!src.removed_under("targets_dir"))
         .then(|| base.join(file.targets_dir.as_deref().unwrap_or(Path::new("targets"))));
@@ -338,7 +351,10 @@ fn compile_gateway(path: &Path, errors: &mut ConfigErrors) -> Option<GatewayPart
     });
     Some(GatewayParts {
         server,
-        catalog: CatalogSettings { separator },
+        catalog: CatalogSettings {
+            separator,
+            page_size,
+        },
         inbound,
         vault,
         demo_provider,

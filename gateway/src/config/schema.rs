@@ -148,6 +148,9 @@ pub struct ServerSection {
 #[serde(deny_unknown_fields)]
 pub struct CatalogSection {
     pub separator: Option<String>,
+    /// Items per page of `tools/list`, `prompts/list`, `resources/list` and
+    /// `resources/templates/list`.
+    pub page_size: Option<usize>,
 }
 
 /// `targets/NAME.toml`.

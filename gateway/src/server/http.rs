@@ -4,7 +4,8 @@
 //!
 //! DNS-rebinding protection is on by default: `/mcp` accepts only `Host` values derived from
 //! the public URL (plus any configured), and browser `Origin`s from the public URL's origin
-//! (plus any configured); everything else gets 403 before it reaches the handler.
+//! (plus any configured); everything else gets 403 before it reaches the handler. The same
+//! origins get CORS answers, so browser clients work (`server/cors.rs`).
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use super::Gateway;
+use super::cors::{CorsPolicy, cors};
 use crate::inbound::layer::{AuthState, require_caller};
 use crate::inbound::sessions::SESSION_IDLE;
 use crate::inbound::{KeyStatus, dev_idp, prm};
@@ -111,6 +113,11 @@ pub fn router(gateway: Gateway, shutdown: CancellationToken) -> Router {
         .merge(consent_routes)
         .merge(mcp_routes)
         .fallback(not_found)
+        // Outside the routes, so a preflight is answered before authentication and routing.
+        .layer(axum::middleware::from_fn_with_state(
+            CorsPolicy::new(&settings.allowed_origins),
+            cors,
+        ))
         .layer(RequestBodyLimitLayer::new(settings.max_request_bytes))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))

@@ -5,9 +5,12 @@
 
 mod call;
 pub mod call_error;
+mod cors;
 pub mod errors;
 pub mod http;
 pub mod input;
+mod pages;
+mod subscriptions;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -23,6 +26,7 @@ use crate::catalog::Catalog;
 use crate::events::CatalogEvent;
 use crate::runtime::Live;
 use crate::targets::Target;
+use pages::Listing;
 
 /// The handler for one session (2025-11-25) or one request (2026-07-28). The factory makes
 /// one per session with [`Gateway::for_session`]; all share [`Inner`].
@@ -39,6 +43,9 @@ struct Inner {
     /// Live 2025-11-25 sessions, told about list changes and resource updates through their
     /// session stream.
     sessions: Mutex<HashMap<u64, Session>>,
+    /// Live 2026-07-28 listeners' watched resource URIs, by listener.
+    listeners: Mutex<HashMap<u64, HashSet<String>>>,
+    /// Numbers sessions and listeners.
     next_session: AtomicU64,
 }
 
@@ -57,6 +64,7 @@ impl Gateway {
         let inner = Arc::new(Inner {
             live,
             sessions: Mutex::new(HashMap::new()),
+            listeners: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
         });
         tokio::spawn(announce_changes(Arc::downgrade(&inner), events));
@@ -113,6 +121,11 @@ impl Gateway {
             crate::outbound::Principal::of_request(ctx.extensions.get::<::http::request::Parts>());
         catalog.learn_user_listings(principal.as_ref()).await;
         catalog
+    }
+
+    /// Items per page of a listing, from the configuration in force (a reload may change it).
+    fn page_size(&self) -> usize {
+        self.inner.live.load().snapshot.catalog.page_size
     }
 
     fn track_subscription(&self, uri: &str, subscribed: bool) {
@@ -182,6 +195,11 @@ async fn announce_changes(
     }
 }
 
+/// The cursor a listing request continues from, if any.
+fn cursor(req: &Option<PaginatedRequestParams>) -> Option<&str> {
+    req.as_ref().and_then(|r| r.cursor.as_deref())
+}
+
 /// Results from a 2025-11-25 upstream carry no `resultType`; 2026-07-28 clients require it
 /// (rmcp strips it again for legacy clients).
 fn complete(result_type: &mut Option<ResultType>) {
@@ -236,20 +254,24 @@ impl ServerHandler for Gateway {
 
     async fn list_tools(
         &self,
-        _req: Option<PaginatedRequestParams>,
+        req: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         // The same authorizer as calls: a caller sees the tools it may call (or step up to).
         let parts = ctx.extensions.get::<::http::request::Parts>();
         let caller = crate::identity::caller_of(parts);
         let view = self.listed_catalog(&ctx).await.view();
-        let tools = view
-            .tools
-            .iter()
-            .filter(|t| crate::policy::listed(&view, caller, &t.name))
-            .cloned()
-            .collect();
-        Ok(ListToolsResult::with_all_items(tools))
+        let (tools, next) = pages::page(
+            Listing::Tools,
+            &view.tools,
+            |t| (&t.name, ""),
+            cursor(&req),
+            self.page_size(),
+            |t| crate::policy::listed(&view, caller, &t.name),
+        )?;
+        let mut result = ListToolsResult::with_all_items(tools);
+        result.next_cursor = next;
+        Ok(result)
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
@@ -271,12 +293,21 @@ impl ServerHandler for Gateway {
 
     async fn list_prompts(
         &self,
-        _req: Option<PaginatedRequestParams>,
+        req: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        Ok(ListPromptsResult::with_all_items(
-            self.listed_catalog(&ctx).await.view().prompts.clone(),
-        ))
+        let view = self.listed_catalog(&ctx).await.view();
+        let (prompts, next) = pages::page(
+            Listing::Prompts,
+            &view.prompts,
+            |p| (&p.name, ""),
+            cursor(&req),
+            self.page_size(),
+            |_| true,
+        )?;
+        let mut result = ListPromptsResult::with_all_items(prompts);
+        result.next_cursor = next;
+        Ok(result)
     }
 
     async fn get_prompt(
@@ -310,28 +341,42 @@ impl ServerHandler for Gateway {
 
     async fn list_resources(
         &self,
-        _req: Option<PaginatedRequestParams>,
+        req: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        Ok(ListResourcesResult::with_all_items(
-            self.listed_catalog(&ctx).await.view().resources.clone(),
-        ))
+        let view = self.listed_catalog(&ctx).await.view();
+        let (resources, next) = pages::page(
+            Listing::Resources,
+            &view.resources,
+            |r| (&r.uri, ""),
+            cursor(&req),
+            self.page_size(),
+            |_| true,
+        )?;
+        let mut result = ListResourcesResult::with_all_items(resources);
+        result.next_cursor = next;
+        Ok(result)
     }
 
     async fn list_resource_templates(
         &self,
-        _req: Option<PaginatedRequestParams>,
+        req: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        let templates = self
-            .listed_catalog(&ctx)
-            .await
-            .view()
-            .templates
-            .iter()
-            .map(|(_, t)| t.clone())
-            .collect();
-        Ok(ListResourceTemplatesResult::with_all_items(templates))
+        let view = self.listed_catalog(&ctx).await.view();
+        let (templates, next) = pages::page(
+            Listing::Templates,
+            &view.templates,
+            |(owner, t)| (&t.uri_template, owner),
+            cursor(&req),
+            self.page_size(),
+            |_| true,
+        )?;
+        let mut result = ListResourceTemplatesResult::with_all_items(
+            templates.into_iter().map(|(_, t)| t).collect(),
+        );
+        result.next_cursor = next;
+        Ok(result)
     }
 
     async fn read_resource(
@@ -382,14 +427,9 @@ impl ServerHandler for Gateway {
         let target = resource_target(&self.catalog(), &req.uri)?;
         strip_meta(&mut req.meta);
         self.track_subscription(&req.uri, false);
-        // The upstream subscription is shared by every session: keep it while anyone wants it.
-        let still_wanted = self
-            .inner
-            .sessions
-            .lock()
-            .values()
-            .any(|s| s.resources.contains(&req.uri));
-        if still_wanted {
+        // The upstream subscription is shared by every client: keep it while anyone wants it
+        // (`subscriptions.rs`).
+        if self.inner.wanted(&req.uri) {
             return Ok(());
         }
         forward(
@@ -456,21 +496,35 @@ impl ServerHandler for Gateway {
         requested: &SubscriptionFilter,
     ) -> Option<SubscriptionFilter> {
         let mut accepted = requested.clone();
-        accepted.resource_subscriptions = None;
+        accepted.resource_subscriptions = subscriptions::watchable(&self.catalog(), requested);
         Some(accepted)
     }
 
     async fn listen(&self, ctx: SubscriptionContext) -> Result<(), ErrorData> {
         use rmcp::service::SubscriptionSendError;
+        // Before subscribing upstream, so the first update is not missed.
         let mut events = self.inner.live.subscribe();
+        let uris = ctx
+            .accepted()
+            .resource_subscriptions
+            .clone()
+            .unwrap_or_default();
+        // Held until this listener ends, however it ends; then released upstream.
+        let _watch = if uris.is_empty() {
+            None
+        } else {
+            Some(self.watch_resources(&uris, ctx.request_context()).await?)
+        };
         loop {
             let batch = tokio::select! {
                 _ = ctx.cancelled() => return Ok(()),
                 e = events.recv() => match e {
                     Ok(e) => vec![e],
-                    // Missed events: announce every kind, the client re-lists what it follows.
+                    // Missed events: announce every kind and every watched resource, the
+                    // client re-reads what it follows.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        vec![CatalogEvent::ToolsChanged, CatalogEvent::PromptsChanged, CatalogEvent::ResourcesChanged]
+                        let lists = [CatalogEvent::ToolsChanged, CatalogEvent::PromptsChanged, CatalogEvent::ResourcesChanged];
+                        lists.into_iter().chain(uris.iter().cloned().map(CatalogEvent::ResourceUpdated)).collect()
                     }
                     Err(_) => return Ok(()),
                 },
@@ -481,13 +535,11 @@ impl ServerHandler for Gateway {
                     CatalogEvent::ToolsChanged => sink.notify_tool_list_changed().await,
                     CatalogEvent::PromptsChanged => sink.notify_prompt_list_changed().await,
                     CatalogEvent::ResourcesChanged => sink.notify_resource_list_changed().await,
-                    // Resource subscriptions are not accepted on `listen` (see
-                    // `accepted_subscription_filter`), so there is nothing to send; a
-                    // completed consent is told to 2025-11-25 sessions only (a 2026 client
+                    // The sink drops URIs this listener does not watch.
+                    CatalogEvent::ResourceUpdated(uri) => sink.notify_resource_updated(uri).await,
+                    // A completed consent is told to 2025-11-25 sessions only (a 2026 client
                     // retries with its `requestState`).
-                    CatalogEvent::ResourceUpdated(_) | CatalogEvent::ElicitationComplete { .. } => {
-                        Ok(())
-                    }
+                    CatalogEvent::ElicitationComplete { .. } => Ok(()),
                 };
                 match sent {
                     // A kind this client did not subscribe to: not for it, keep listening.
@@ -508,8 +560,17 @@ async fn forward(
 ) -> Result<ServerResult, ErrorData> {
     let principal =
         crate::outbound::Principal::of_request(ctx.extensions.get::<::http::request::Parts>());
+    forward_as(target, request, principal.as_ref()).await
+}
+
+/// Send `request` to `target` on behalf of `principal`.
+async fn forward_as(
+    target: &Target,
+    request: ClientRequest,
+    principal: Option<&crate::outbound::Principal>,
+) -> Result<ServerResult, ErrorData> {
     target
-        .request(request, principal.as_ref())
+        .request(request, principal)
         .await
         .map_err(|e| errors::from_target(&e))
 }
