@@ -8,8 +8,10 @@
 //! - 2026-07-28 (suite 0.2.0-alpha.12, `--requirements 2026-07-28`): stateless requests with
 //!   `_meta`; the same tools ask for input with `input_required` results and a sealed
 //!   `requestState` (`rounds.rs`, `asking.rs`); per-request `logLevel`; `subscriptions/listen`;
-//!   the diagnostics `test_missing_capability`, `test_logging_tool`, `test_streaming_elicitation`
-//!   and `test_trigger_tool_change`. The tasks extension (SEP-2663) is not implemented.
+//!   the diagnostics `test_missing_capability`, `test_logging_tool`, `test_streaming_elicitation`,
+//!   `test_trigger_tool_change` and `test_trigger_prompt_change` (which announce to 2025-11-25
+//!   sessions too, so a gateway in front can pass the change on). The tasks extension (SEP-2663)
+//!   is not implemented.
 //!
 //! The end-to-end tests put it behind the gateway and run the suite through the gateway. Run
 //! directly, every scored scenario passes, so a scenario that fails through the gateway points at
@@ -41,7 +43,7 @@ use anyhow::{Context as _, bail};
 use rmcp::{
     ErrorData, Peer, RoleServer, ServerHandler,
     model::*,
-    service::{RequestContext, SubscriptionContext, SubscriptionSink},
+    service::{NotificationContext, RequestContext, SubscriptionContext, SubscriptionSink},
     transport::streamable_http_server::{
         StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
     },
@@ -159,12 +161,14 @@ impl Fixture {
     }
 }
 
-/// What outlives a request: the `requestState` seal, the open `subscriptions/listen` streams (a
-/// stateless `test_trigger_tool_change` must reach them) and what they watch.
+/// What outlives a request: the `requestState` seal, the open `subscriptions/listen` streams and
+/// 2025-11-25 sessions (a `test_trigger_*_change` call must reach them all) and what they watch.
 struct Shared {
     rounds: Rounds,
     listeners: std::sync::Mutex<HashMap<u64, SubscriptionSink>>,
     next_listener: AtomicU64,
+    /// Initialized 2025-11-25 sessions; dropped once a notification to them fails.
+    sessions: std::sync::Mutex<Vec<Peer<RoleServer>>>,
     /// `test://watched-resource` as 2026-07-28 requests see it (sessions have their own).
     watched_revision: Arc<AtomicU64>,
 }
@@ -175,6 +179,7 @@ impl Shared {
             rounds: Rounds::with_fresh_key(),
             listeners: std::sync::Mutex::default(),
             next_listener: AtomicU64::new(0),
+            sessions: std::sync::Mutex::default(),
             watched_revision: Arc::default(),
         }
     }
@@ -184,10 +189,48 @@ impl Shared {
         self.listeners.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The open listen streams, without holding the lock while sending to them.
-    fn listeners(&self) -> Vec<SubscriptionSink> {
-        self.listener_map().values().cloned().collect()
+    /// Announces a list change on every listen stream that asked for it and in every 2025-11-25
+    /// session; the answer says how many were told.
+    async fn announce(&self, change: ListChange) -> String {
+        let listeners: Vec<_> = self.listener_map().values().cloned().collect();
+        let mut streams = 0;
+        for listener in &listeners {
+            // A stream that did not ask for this kind of change refuses it: not an error.
+            let sent = match change {
+                ListChange::Tools => listener.notify_tool_list_changed().await,
+                ListChange::Prompts => listener.notify_prompt_list_changed().await,
+            };
+            streams += usize::from(sent.is_ok());
+        }
+        let sessions = std::mem::take(&mut *self.session_list());
+        let mut open = Vec::with_capacity(sessions.len());
+        for peer in sessions {
+            let sent = match change {
+                ListChange::Tools => peer.notify_tool_list_changed().await,
+                ListChange::Prompts => peer.notify_prompt_list_changed().await,
+            };
+            if sent.is_ok() {
+                open.push(peer);
+            }
+        }
+        let told = format!(
+            "Announced a {change:?} list change to {streams} of {} listen streams and {} sessions",
+            listeners.len(),
+            open.len()
+        );
+        self.session_list().extend(open);
+        told
     }
+
+    fn session_list(&self) -> std::sync::MutexGuard<'_, Vec<Peer<RoleServer>>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ListChange {
+    Tools,
+    Prompts,
 }
 
 #[derive(Default)]
@@ -215,6 +258,7 @@ impl ServerHandler for Fixture {
             .enable_logging()
             .enable_completions()
             .enable_prompts()
+            .enable_prompts_list_changed()
             .enable_resources()
             .enable_resources_subscribe()
             .enable_tools()
@@ -231,6 +275,11 @@ impl ServerHandler for Fixture {
     /// Both eras: `initialize` negotiates up to 2025-11-25, `_meta` may ask for 2026-07-28.
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
         Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2026_07_28))
+    }
+
+    /// A 2025-11-25 session is open: list changes are announced to it from now on.
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.shared.session_list().push(context.peer);
     }
 
     async fn list_tools(
@@ -469,6 +518,15 @@ fn answering_tools() -> Vec<Tool> {
             json_schema_2020_12(),
         ),
         tool(
+            "test_custom_header",
+            "Echoes its value, which 2026-07-28 clients also send as the Mcp-Param-Value header",
+            json!({
+                "type": "object",
+                "properties": { "value": { "type": "string", "x-mcp-header": "Value" } },
+                "required": ["value"]
+            }),
+        ),
+        tool(
             "test_missing_capability",
             "Needs the sampling capability: without it in the request, -32021",
             no_args(),
@@ -480,7 +538,12 @@ fn answering_tools() -> Vec<Tool> {
         ),
         tool(
             "test_trigger_tool_change",
-            "Announces notifications/tools/list_changed on every open subscriptions/listen stream",
+            "Announces notifications/tools/list_changed to every listen stream and session",
+            no_args(),
+        ),
+        tool(
+            "test_trigger_prompt_change",
+            "Announces notifications/prompts/list_changed to every listen stream and session",
             no_args(),
         ),
     ]
@@ -529,6 +592,8 @@ impl Fixture {
                 let name = args.get("name").and_then(Value::as_str).unwrap_or("world");
                 ok_text(format!("Hello, {name}!"))
             }
+            // rmcp checks the Mcp-Param-Value header against the argument before this runs.
+            "test_custom_header" => ok_text(format!("Value: {}", str_arg(args, "value")?)),
             "test_missing_capability" => {
                 let declared = ctx.client_capabilities().unwrap_or_default();
                 if declared.sampling.is_none() {
@@ -542,19 +607,9 @@ impl Fixture {
                     .await;
                 ok_text("Logging tool completed")
             }
-            "test_trigger_tool_change" => {
-                let listeners = self.shared.listeners();
-                let mut told = 0;
-                for listener in &listeners {
-                    // A stream that did not ask for tool changes refuses them: not an error.
-                    if listener.notify_tool_list_changed().await.is_ok() {
-                        told += 1;
-                    }
-                }
-                ok_text(format!(
-                    "Announced a tool list change to {told} of {} listen streams",
-                    listeners.len()
-                ))
+            "test_trigger_tool_change" => ok_text(self.shared.announce(ListChange::Tools).await),
+            "test_trigger_prompt_change" => {
+                ok_text(self.shared.announce(ListChange::Prompts).await)
             }
             other => {
                 return Err(ErrorData::invalid_params(
@@ -625,13 +680,15 @@ async fn with_progress(ctx: &RequestContext<RoleServer>) -> CallToolResult {
     ok_text("Tool with progress executed successfully")
 }
 
-/// SEP-1613: keywords a gateway must pass through untouched.
+/// SEP-1613 and SEP-2106: keywords a gateway must pass through untouched (`$defs` with `$anchor`,
+/// composition, conditionals).
 fn json_schema_2020_12() -> Value {
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
         "$defs": {
             "address": {
+                "$anchor": "address",
                 "type": "object",
                 "properties": { "street": { "type": "string" }, "city": { "type": "string" } }
             }
@@ -640,6 +697,10 @@ fn json_schema_2020_12() -> Value {
             "name": { "type": "string" },
             "address": { "$ref": "#/$defs/address" }
         },
+        "allOf": [{ "anyOf": [{ "required": ["name"] }, { "required": ["address"] }] }],
+        "if": { "properties": { "name": { "const": "admin" } }, "required": ["name"] },
+        "then": { "required": ["address"] },
+        "else": true,
         "additionalProperties": false
     })
 }
