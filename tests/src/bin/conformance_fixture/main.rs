@@ -62,6 +62,10 @@ const PNG_BASE64: &str =
 const WAV_BASE64: &str =
     "UklGRjQAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YRAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
+const TRIGGER_TOOL: &str =
+    "Changes the tool list and announces it to every listen stream and session";
+/// A prompt whose description changes with each `test_trigger_prompt_change`.
+const CHANGES_PROMPT: &str = "test_prompt_changes";
 const STATIC_TEXT_URI: &str = "test://static-text";
 const STATIC_BINARY_URI: &str = "test://static-binary";
 const WATCHED_URI: &str = "test://watched-resource";
@@ -169,6 +173,9 @@ struct Shared {
     next_listener: AtomicU64,
     /// Initialized 2025-11-25 sessions; dropped once a notification to them fails.
     sessions: std::sync::Mutex<Vec<Peer<RoleServer>>>,
+    /// How often each `test_trigger_*_change` ran: the lists show it, so each run changes them.
+    tool_changes: AtomicU64,
+    prompt_changes: AtomicU64,
     /// `test://watched-resource` as 2026-07-28 requests see it (sessions have their own).
     watched_revision: Arc<AtomicU64>,
 }
@@ -180,6 +187,8 @@ impl Shared {
             listeners: std::sync::Mutex::default(),
             next_listener: AtomicU64::new(0),
             sessions: std::sync::Mutex::default(),
+            tool_changes: AtomicU64::new(0),
+            prompt_changes: AtomicU64::new(0),
             watched_revision: Arc::default(),
         }
     }
@@ -192,6 +201,7 @@ impl Shared {
     /// Announces a list change on every listen stream that asked for it and in every 2025-11-25
     /// session; the answer says how many were told.
     async fn announce(&self, change: ListChange) -> String {
+        self.counter(change).fetch_add(1, Ordering::Relaxed);
         let listeners: Vec<_> = self.listener_map().values().cloned().collect();
         let mut streams = 0;
         for listener in &listeners {
@@ -220,6 +230,17 @@ impl Shared {
         );
         self.session_list().extend(open);
         told
+    }
+
+    fn counter(&self, change: ListChange) -> &AtomicU64 {
+        match change {
+            ListChange::Tools => &self.tool_changes,
+            ListChange::Prompts => &self.prompt_changes,
+        }
+    }
+
+    fn changes(&self, change: ListChange) -> u64 {
+        self.counter(change).load(Ordering::Relaxed)
     }
 
     fn session_list(&self) -> std::sync::MutexGuard<'_, Vec<Peer<RoleServer>>> {
@@ -287,7 +308,14 @@ impl ServerHandler for Fixture {
         _request: Option<PaginatedRequestParams>,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(tools()))
+        // The trigger's description counts the changes, so a change is a real one: a gateway
+        // that announces only real changes passes it on.
+        let changes = self.shared.changes(ListChange::Tools);
+        let mut all = tools();
+        for tool in all.iter_mut().filter(|t| t.name == "test_trigger_tool_change") {
+            tool.description = Some(format!("{TRIGGER_TOOL} (changes so far: {changes})").into());
+        }
+        Ok(ListToolsResult::with_all_items(all))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
@@ -318,6 +346,9 @@ impl ServerHandler for Fixture {
     ) -> Result<ListPromptsResult, ErrorData> {
         let mut all = prompts();
         all.extend(asking::prompts());
+        let changes = self.shared.changes(ListChange::Prompts);
+        let description = format!("Says how often test_trigger_prompt_change ran: {changes}");
+        all.push(Prompt::new(CHANGES_PROMPT, Some(description), None));
         Ok(ListPromptsResult::with_all_items(all))
     }
 
@@ -332,6 +363,12 @@ impl ServerHandler for Fixture {
                 request_state: request.request_state,
             };
             return asking::get_prompt(&self.shared.rounds, &ctx, resume).await;
+        }
+        if request.name == CHANGES_PROMPT {
+            let changes = self.shared.changes(ListChange::Prompts);
+            let text = format!("The prompt list has changed {changes} times.");
+            let message = PromptMessage::new(Role::User, ContentBlock::text(text));
+            return Ok(GetPromptResult::new(vec![message]).into());
         }
         let args = request.arguments.unwrap_or_default();
         get_prompt(&request.name, &args).map(Into::into)
@@ -536,14 +573,10 @@ fn answering_tools() -> Vec<Tool> {
             "Logs one info message, only if the request asked for a log level",
             no_args(),
         ),
-        tool(
-            "test_trigger_tool_change",
-            "Announces notifications/tools/list_changed to every listen stream and session",
-            no_args(),
-        ),
+        tool("test_trigger_tool_change", TRIGGER_TOOL, no_args()),
         tool(
             "test_trigger_prompt_change",
-            "Announces notifications/prompts/list_changed to every listen stream and session",
+            "Changes the prompt list and announces it to every listen stream and session",
             no_args(),
         ),
     ]
