@@ -134,9 +134,8 @@ pub async fn call(
         "test_input_required_result_elicitation" => Box::new(|round| Ok(greeting(round))),
         "test_input_required_result_sampling" => Box::new(|round| Ok(capital(round))),
         "test_input_required_result_list_roots" => Box::new(|round| Ok(roots(round))),
-        "test_input_required_result_request_state" | "test_input_required_result_tampered_state" => {
-            Box::new(|round| Ok(confirmation(round)))
-        }
+        "test_input_required_result_request_state"
+        | "test_input_required_result_tampered_state" => Box::new(|round| Ok(confirmation(round))),
         "test_input_required_result_multiple_inputs" => Box::new(|round| Ok(all_at_once(round))),
         "test_input_required_result_multi_round" => Box::new(|round| Ok(two_rounds(round))),
         "test_input_required_result_capabilities" => {

@@ -312,7 +312,10 @@ impl ServerHandler for Fixture {
         // that announces only real changes passes it on.
         let changes = self.shared.changes(ListChange::Tools);
         let mut all = tools();
-        for tool in all.iter_mut().filter(|t| t.name == "test_trigger_tool_change") {
+        for tool in all
+            .iter_mut()
+            .filter(|t| t.name == "test_trigger_tool_change")
+        {
             tool.description = Some(format!("{TRIGGER_TOOL} (changes so far: {changes})").into());
         }
         Ok(ListToolsResult::with_all_items(all))

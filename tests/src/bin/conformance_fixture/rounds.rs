@@ -326,20 +326,20 @@ impl Ask {
                 let params = Self::elicit_params(message, schema)?;
                 let reply = peer.create_elicitation(params).await;
                 reply
-                    .map(|r| serde_json::to_value(r))
+                    .map(serde_json::to_value)
                     .map_err(|e| format!("Elicitation failed: {e}"))
             }
             Self::Sample { prompt, max_tokens } => {
                 let params = Self::sample_params(prompt, max_tokens);
                 let reply = peer.create_message(params).await;
                 reply
-                    .map(|r| serde_json::to_value(r))
+                    .map(serde_json::to_value)
                     .map_err(|e| format!("Sampling failed: {e}"))
             }
             Self::Roots => {
                 let reply = peer.list_roots().await;
                 reply
-                    .map(|r| serde_json::to_value(r))
+                    .map(serde_json::to_value)
                     .map_err(|e| format!("Listing roots failed: {e}"))
             }
         };
