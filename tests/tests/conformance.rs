@@ -2,7 +2,8 @@
 //! implements the suite's tools, prompts and resources, with an empty prefix so names are
 //! unchanged. Both lines of the suite run: 0.1.16 (protocol 2025-11-25; expected failures, none
 //! today, in tests/conformance-expected-failures.yml) and 0.2.0-alpha.12 with the scenarios the
-//! 2026-07-28 revision requires (tests/conformance-2026-expected-failures.yml).
+//! 2026-07-28 revision requires (tests/conformance-2026-expected-failures.yml; the fixture alone
+//! passes them all).
 #![allow(clippy::unwrap_used)] // tests and their harness may panic on setup failures
 
 use std::path::Path;
@@ -126,6 +127,27 @@ fn gateway_in_front_of_server_everything_matches_its_baseline_and_adds_rebinding
     let (ok, report) = run_suite(&peers, Line::Sessions, &gw.url, &baseline);
     assert!(ok, "new failures or stale baseline entries:\n{report}");
     assert!(report.contains("✓ dns-rebinding-protection"), "{report}");
+}
+
+/// The fixture alone passes every scenario the 2026-07-28 revision requires (warnings count as
+/// failures here), so what fails through the gateway is the gateway's.
+#[test]
+fn conformance_2026_requirements_all_pass_against_the_fixture_alone() {
+    let Some(peers) = peers() else { return };
+    let (_fixture, fixture_url) = spawn_until_line(
+        Command::new(env!("CARGO_BIN_EXE_conformance-fixture")),
+        "conformance-fixture",
+        "http://",
+        Duration::from_secs(30),
+    )
+    .expect("fixture starts");
+    let dir = tempfile::tempdir().unwrap();
+    let nothing = dir.path().join("nothing-expected.yml");
+    std::fs::write(&nothing, "server: []\n").unwrap();
+    let (ok, report) = run_suite(&peers, Line::Stateless, &fixture_url, &nothing);
+    assert!(ok, "the fixture fails a 2026-07-28 requirement:\n{report}");
+    let passed = passed_checks(&report);
+    assert!(passed >= 140, "only {passed} checks passed:\n{report}");
 }
 
 /// The 2026-07-28 line of the suite (0.2.0-alpha.12, exactly the server scenarios that revision
