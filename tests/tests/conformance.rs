@@ -1,21 +1,37 @@
 //! The MCP conformance suite, run against the gateway fronting a fixture upstream that
 //! implements the suite's tools, prompts and resources, with an empty prefix so names are
-//! unchanged. Expected failures (none today) live in tests/conformance-expected-failures.yml.
+//! unchanged. Both lines of the suite run: 0.1.16 (protocol 2025-11-25; expected failures, none
+//! today, in tests/conformance-expected-failures.yml) and 0.2.0-alpha.12 with the scenarios the
+//! 2026-07-28 revision requires (tests/conformance-2026-expected-failures.yml; the fixture alone
+//! passes them all).
 #![allow(clippy::unwrap_used)] // tests and their harness may panic on setup failures
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use portcullis_e2e::{Gateway, peers, repo_root, spawn_until_line};
+use portcullis_e2e::{Gateway, Proc, peers, repo_root, spawn_until_line};
 
-/// Run the suite against the gateway with an expected-failures file: (exit 0?, report).
-fn run_suite(peers: &Path, gw: &Gateway, baseline: &Path) -> (bool, String) {
+/// Which line of the suite to run.
+#[derive(Clone, Copy)]
+enum Line {
+    /// 0.1.16, its active server scenarios (protocol 2025-11-25).
+    Sessions,
+    /// 0.2.0-alpha.12, exactly the server scenarios the 2026-07-28 revision requires.
+    Stateless,
+}
+
+/// Run the suite against `url` with an expected-failures file: (exit 0?, report).
+fn run_suite(peers: &Path, line: Line, url: &str, baseline: &Path) -> (bool, String) {
     // The DNS-rebinding scenario needs a `localhost` URL (it swaps the Host header).
-    let url = gw.url.replace("127.0.0.1", "localhost");
-    let out = Command::new("bash")
-        .arg(peers.join("mcp/conformance.sh"))
-        .arg(&url)
+    let url = url.replace("127.0.0.1", "localhost");
+    let mut cmd = Command::new("bash");
+    cmd.arg(peers.join("mcp/conformance.sh")).arg(&url);
+    if let Line::Stateless = line {
+        cmd.env("CONFORMANCE_LINE", "2026")
+            .args(["--requirements", "2026-07-28"]);
+    }
+    let out = cmd
         .arg("--baseline")
         .arg(baseline)
         .output()
@@ -25,10 +41,22 @@ fn run_suite(peers: &Path, gw: &Gateway, baseline: &Path) -> (bool, String) {
     (out.status.success(), report)
 }
 
-#[test]
-fn conformance_suite_passes_through_the_gateway() {
-    let Some(peers) = peers() else { return };
-    let (_fixture, fixture_url) = spawn_until_line(
+/// The number of passed checks in the suite's `Total: N passed, M failed` line.
+fn passed_checks(report: &str) -> u32 {
+    let total = report
+        .lines()
+        .find(|l| l.starts_with("Total:"))
+        .expect("suite summary");
+    total
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("passed count")
+}
+
+/// The fixture and the gateway in front of it, with an empty prefix.
+fn fixture_behind_gateway() -> (Proc, Gateway) {
+    let (fixture, fixture_url) = spawn_until_line(
         Command::new(env!("CARGO_BIN_EXE_conformance-fixture")),
         "conformance-fixture",
         "http://",
@@ -37,21 +65,20 @@ fn conformance_suite_passes_through_the_gateway() {
     .expect("fixture starts");
     let target = format!("prefix = \"\"\n[mcp]\nurl = \"{fixture_url}\"\n");
     let gw = Gateway::start("", &[("fixture", target)]).expect("gateway starts");
+    (fixture, gw)
+}
+
+#[test]
+fn conformance_suite_passes_through_the_gateway() {
+    let Some(peers) = peers() else { return };
+    let (_fixture, gw) = fixture_behind_gateway();
     let baseline = repo_root().join("tests/conformance-expected-failures.yml");
-    let (ok, report) = run_suite(&peers, &gw, &baseline);
+    let (ok, report) = run_suite(&peers, Line::Sessions, &gw.url, &baseline);
     assert!(ok, "conformance failures beyond the baseline:\n{report}");
     // Guard against a suite that ran nothing: the summary must count real passes, including
     // the scenarios that exercise relays through the gateway.
-    let total = report
-        .lines()
-        .find(|l| l.starts_with("Total:"))
-        .expect("suite summary");
-    let passed: u32 = total
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .expect("passed count");
-    assert!(passed >= 40, "{total}");
+    let passed = passed_checks(&report);
+    assert!(passed >= 40, "only {passed} checks passed:\n{report}");
     for scenario in [
         "tools-call-sampling",
         "tools-call-elicitation",
@@ -97,7 +124,65 @@ fn gateway_in_front_of_server_everything_matches_its_baseline_and_adds_rebinding
     let dir = tempfile::tempdir().unwrap();
     let baseline = dir.path().join("baseline.yml");
     std::fs::write(&baseline, ours).unwrap();
-    let (ok, report) = run_suite(&peers, &gw, &baseline);
+    let (ok, report) = run_suite(&peers, Line::Sessions, &gw.url, &baseline);
     assert!(ok, "new failures or stale baseline entries:\n{report}");
     assert!(report.contains("✓ dns-rebinding-protection"), "{report}");
+}
+
+/// The fixture alone passes every scenario the 2026-07-28 revision requires (warnings count as
+/// failures here), so what fails through the gateway is the gateway's.
+#[test]
+fn conformance_2026_requirements_all_pass_against_the_fixture_alone() {
+    let Some(peers) = peers() else { return };
+    let (_fixture, fixture_url) = spawn_until_line(
+        Command::new(env!("CARGO_BIN_EXE_conformance-fixture")),
+        "conformance-fixture",
+        "http://",
+        Duration::from_secs(30),
+    )
+    .expect("fixture starts");
+    let dir = tempfile::tempdir().unwrap();
+    let nothing = dir.path().join("nothing-expected.yml");
+    std::fs::write(&nothing, "server: []\n").unwrap();
+    let (ok, report) = run_suite(&peers, Line::Stateless, &fixture_url, &nothing);
+    assert!(ok, "the fixture fails a 2026-07-28 requirement:\n{report}");
+    let passed = passed_checks(&report);
+    assert!(passed >= 140, "only {passed} checks passed:\n{report}");
+}
+
+/// The 2026-07-28 line of the suite (0.2.0-alpha.12, exactly the server scenarios that revision
+/// requires, run statelessly) through the gateway in front of the same fixture. Run directly
+/// against the fixture, every scored scenario passes; what fails through the gateway, and why,
+/// is in tests/conformance-2026-expected-failures.yml. The suite fails the run on a failure not
+/// listed there and on a listed one that now passes, so the file follows the gateway.
+#[test]
+fn conformance_2026_requirements_through_the_gateway() {
+    let Some(peers) = peers() else { return };
+    let (_fixture, gw) = fixture_behind_gateway();
+    let baseline = repo_root().join("tests/conformance-2026-expected-failures.yml");
+    let (ok, report) = run_suite(&peers, Line::Stateless, &gw.url, &baseline);
+    assert!(
+        ok,
+        "2026-07-28 conformance differs from the expected failures:\n{report}"
+    );
+    assert!(
+        report.contains(" server-stateless: "),
+        "not the 2026-07-28 scenarios:\n{report}"
+    );
+    // Guard against a suite that ran nothing: real passes, stateless scenarios among them.
+    let passed = passed_checks(&report);
+    assert!(passed >= 100, "only {passed} checks passed:\n{report}");
+    for scenario in [
+        "tools-call-with-progress",
+        "sep-2164-resource-not-found",
+        "caching",
+        "completion-complete",
+        "dns-rebinding-protection",
+        "input-required-result-unsupported-methods",
+    ] {
+        assert!(
+            report.contains(&format!("✓ {scenario}")),
+            "{scenario} did not pass:\n{report}"
+        );
+    }
 }

@@ -1,10 +1,21 @@
 //! `conformance-fixture`: an MCP server over streamable HTTP that implements every fixture the MCP
-//! conformance suite (npm `@modelcontextprotocol/conformance` 0.1.16, server mode) calls: the
-//! `test_*` tools, prompts and `test://` resources, completion, logging and subscriptions.
+//! conformance suite (npm `@modelcontextprotocol/conformance`, server mode) calls: the `test_*`
+//! tools, prompts and `test://` resources, completion, logging and subscriptions.
+//!
+//! It serves both protocol eras on one endpoint, as the suite's two lines test them:
+//! - 2025-11-25 (suite 0.1.16): `initialize` opens a session; sampling, elicitation and roots are
+//!   server-to-client requests; `logging/setLevel`, `resources/subscribe`;
+//! - 2026-07-28 (suite 0.2.0-alpha.12, `--requirements 2026-07-28`): stateless requests with
+//!   `_meta`; the same tools ask for input with `input_required` results and a sealed
+//!   `requestState` (`rounds.rs`, `asking.rs`); per-request `logLevel`; `subscriptions/listen`;
+//!   the diagnostics `test_missing_capability`, `test_logging_tool`, `test_streaming_elicitation`,
+//!   `test_trigger_tool_change` and `test_trigger_prompt_change` (which announce to 2025-11-25
+//!   sessions too, so a gateway in front can pass the change on). The tasks extension (SEP-2663)
+//!   is not implemented.
 //!
 //! The end-to-end tests put it behind the gateway and run the suite through the gateway. Run
-//! directly, every scenario passes, so a scenario that fails through the gateway points at the
-//! gateway.
+//! directly, every scored scenario passes, so a scenario that fails through the gateway points at
+//! the gateway.
 //!
 //! Usage: `conformance-fixture [--port N]`. It binds 127.0.0.1 (port 0 = ephemeral), prints one
 //! line `http://127.0.0.1:PORT/mcp` on stdout once listening, and logs to stderr.
@@ -12,6 +23,9 @@
 // The 2025-11-25 suite exercises logging, sampling and resources/subscribe, which rmcp marks
 // deprecated because SEP-2577 drops them from 2026-07-28. Serving them is this fixture's purpose.
 #![allow(deprecated)]
+
+mod asking;
+mod rounds;
 
 use std::{
     borrow::Cow,
@@ -29,13 +43,15 @@ use anyhow::{Context as _, bail};
 use rmcp::{
     ErrorData, Peer, RoleServer, ServerHandler,
     model::*,
-    service::RequestContext,
+    service::{NotificationContext, RequestContext, SubscriptionContext, SubscriptionSink},
     transport::streamable_http_server::{
         StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
     },
 };
 use serde_json::{Value, json};
 use tokio::{sync::Mutex, task::AbortHandle};
+
+use rounds::{Resume, Rounds, is_stateless};
 
 const USAGE: &str = "usage: conformance-fixture [--port N]   (N = 0 picks a free port)";
 
@@ -46,6 +62,10 @@ const PNG_BASE64: &str =
 const WAV_BASE64: &str =
     "UklGRjQAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YRAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
+const TRIGGER_TOOL: &str =
+    "Changes the tool list and announces it to every listen stream and session";
+/// A prompt whose description changes with each `test_trigger_prompt_change`.
+const CHANGES_PROMPT: &str = "test_prompt_changes";
 const STATIC_TEXT_URI: &str = "test://static-text";
 const STATIC_BINARY_URI: &str = "test://static-binary";
 const WATCHED_URI: &str = "test://watched-resource";
@@ -85,13 +105,15 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot bind 127.0.0.1:{port}"))?;
     let addr = listener.local_addr()?;
     // Legacy sessions give 2025-11-25 clients an Mcp-Session-Id, which server-to-client requests
-    // (sampling, elicitation) need. Only loopback Host headers pass: that is the DNS-rebinding
-    // protection the suite checks, and the gateway reaches the fixture through 127.0.0.1.
+    // (sampling, elicitation) need; 2026-07-28 requests are served statelessly whatever this says.
+    // Only loopback Host headers pass: that is the DNS-rebinding protection the suite checks, and
+    // the gateway reaches the fixture through 127.0.0.1.
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(true)
         .with_allowed_hosts(["localhost", "127.0.0.1"]);
+    let shared = Arc::new(Shared::new());
     let service = StreamableHttpService::new(
-        || Ok(Fixture::default()),
+        move || Ok(Fixture::new(shared.clone())),
         Arc::new(LocalSessionManager::default()),
         config,
     );
@@ -125,11 +147,111 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<u
     Ok(Some(port))
 }
 
-/// The handler of one MCP session. The service factory builds a fresh one per session, so a log
-/// level or a subscription never leaks between the suite's many connections.
-#[derive(Clone, Default)]
+/// The handler of one MCP session (2025-11-25) or one request (2026-07-28). The service factory
+/// builds a fresh one for each, so a log level or a subscription never leaks between the suite's
+/// many connections; what requests share is in [`Shared`].
+#[derive(Clone)]
 struct Fixture {
     session: Arc<Session>,
+    shared: Arc<Shared>,
+}
+
+impl Fixture {
+    fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            session: Arc::default(),
+            shared,
+        }
+    }
+}
+
+/// What outlives a request: the `requestState` seal, the open `subscriptions/listen` streams and
+/// 2025-11-25 sessions (a `test_trigger_*_change` call must reach them all) and what they watch.
+struct Shared {
+    rounds: Rounds,
+    listeners: std::sync::Mutex<HashMap<u64, SubscriptionSink>>,
+    next_listener: AtomicU64,
+    /// Initialized 2025-11-25 sessions; dropped once a notification to them fails.
+    sessions: std::sync::Mutex<Vec<Peer<RoleServer>>>,
+    /// How often each `test_trigger_*_change` ran: the lists show it, so each run changes them.
+    tool_changes: AtomicU64,
+    prompt_changes: AtomicU64,
+    /// `test://watched-resource` as 2026-07-28 requests see it (sessions have their own).
+    watched_revision: Arc<AtomicU64>,
+}
+
+impl Shared {
+    fn new() -> Self {
+        Self {
+            rounds: Rounds::with_fresh_key(),
+            listeners: std::sync::Mutex::default(),
+            next_listener: AtomicU64::new(0),
+            sessions: std::sync::Mutex::default(),
+            tool_changes: AtomicU64::new(0),
+            prompt_changes: AtomicU64::new(0),
+            watched_revision: Arc::default(),
+        }
+    }
+
+    fn listener_map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, SubscriptionSink>> {
+        // A poisoned lock only means a panic elsewhere; the map itself is still whole.
+        self.listeners.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Announces a list change on every listen stream that asked for it and in every 2025-11-25
+    /// session; the answer says how many were told.
+    async fn announce(&self, change: ListChange) -> String {
+        self.counter(change).fetch_add(1, Ordering::Relaxed);
+        let listeners: Vec<_> = self.listener_map().values().cloned().collect();
+        let mut streams = 0;
+        for listener in &listeners {
+            // A stream that did not ask for this kind of change refuses it: not an error.
+            let sent = match change {
+                ListChange::Tools => listener.notify_tool_list_changed().await,
+                ListChange::Prompts => listener.notify_prompt_list_changed().await,
+            };
+            streams += usize::from(sent.is_ok());
+        }
+        let sessions = std::mem::take(&mut *self.session_list());
+        let mut open = Vec::with_capacity(sessions.len());
+        for peer in sessions {
+            let sent = match change {
+                ListChange::Tools => peer.notify_tool_list_changed().await,
+                ListChange::Prompts => peer.notify_prompt_list_changed().await,
+            };
+            if sent.is_ok() {
+                open.push(peer);
+            }
+        }
+        let told = format!(
+            "Announced a {change:?} list change to {streams} of {} listen streams and {} sessions",
+            listeners.len(),
+            open.len()
+        );
+        self.session_list().extend(open);
+        told
+    }
+
+    fn counter(&self, change: ListChange) -> &AtomicU64 {
+        match change {
+            ListChange::Tools => &self.tool_changes,
+            ListChange::Prompts => &self.prompt_changes,
+        }
+    }
+
+    fn changes(&self, change: ListChange) -> u64 {
+        self.counter(change).load(Ordering::Relaxed)
+    }
+
+    fn session_list(&self) -> std::sync::MutexGuard<'_, Vec<Peer<RoleServer>>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ListChange {
+    Tools,
+    Prompts,
 }
 
 #[derive(Default)]
@@ -157,9 +279,11 @@ impl ServerHandler for Fixture {
             .enable_logging()
             .enable_completions()
             .enable_prompts()
+            .enable_prompts_list_changed()
             .enable_resources()
             .enable_resources_subscribe()
             .enable_tools()
+            .enable_tool_list_changed()
             .build();
         ServerConfig::new(capabilities)
             .with_server_info(Implementation::new(
@@ -169,11 +293,14 @@ impl ServerHandler for Fixture {
             .with_instructions("Fixtures for the MCP conformance suite (server scenarios).")
     }
 
-    /// The suite's scenarios are 2025-era: sampling and elicitation are server-to-client requests,
-    /// which 2026-07-28 stateless requests cannot carry. Offering only versions with an
-    /// `initialize` handshake makes version-probing clients fall back to a session.
+    /// Both eras: `initialize` negotiates up to 2025-11-25, `_meta` may ask for 2026-07-28.
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
-        Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25))
+        Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2026_07_28))
+    }
+
+    /// A 2025-11-25 session is open: list changes are announced to it from now on.
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.shared.session_list().push(context.peer);
     }
 
     async fn list_tools(
@@ -181,7 +308,17 @@ impl ServerHandler for Fixture {
         _request: Option<PaginatedRequestParams>,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(tools()))
+        // The trigger's description counts the changes, so a change is a real one: a gateway
+        // that announces only real changes passes it on.
+        let changes = self.shared.changes(ListChange::Tools);
+        let mut all = tools();
+        for tool in all
+            .iter_mut()
+            .filter(|t| t.name == "test_trigger_tool_change")
+        {
+            tool.description = Some(format!("{TRIGGER_TOOL} (changes so far: {changes})").into());
+        }
+        Ok(ListToolsResult::with_all_items(all))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
@@ -194,6 +331,14 @@ impl ServerHandler for Fixture {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let args = request.arguments.unwrap_or_default();
+        let resume = Resume {
+            answers: request.input_responses,
+            request_state: request.request_state,
+        };
+        let rounds = &self.shared.rounds;
+        if let Some(response) = asking::call(rounds, &ctx, &request.name, &args, resume).await {
+            return response;
+        }
         self.call(&request.name, &args, &ctx).await.map(Into::into)
     }
 
@@ -202,14 +347,32 @@ impl ServerHandler for Fixture {
         _request: Option<PaginatedRequestParams>,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        Ok(ListPromptsResult::with_all_items(prompts()))
+        let mut all = prompts();
+        all.extend(asking::prompts());
+        let changes = self.shared.changes(ListChange::Prompts);
+        let description = format!("Says how often test_trigger_prompt_change ran: {changes}");
+        all.push(Prompt::new(CHANGES_PROMPT, Some(description), None));
+        Ok(ListPromptsResult::with_all_items(all))
     }
 
     async fn get_prompt(
         &self,
         request: GetPromptRequestParams,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
+        if request.name == asking::PROMPT {
+            let resume = Resume {
+                answers: request.input_responses,
+                request_state: request.request_state,
+            };
+            return asking::get_prompt(&self.shared.rounds, &ctx, resume).await;
+        }
+        if request.name == CHANGES_PROMPT {
+            let changes = self.shared.changes(ListChange::Prompts);
+            let text = format!("The prompt list has changed {changes} times.");
+            let message = PromptMessage::new(Role::User, ContentBlock::text(text));
+            return Ok(GetPromptResult::new(vec![message]).into());
+        }
         let args = request.arguments.unwrap_or_default();
         get_prompt(&request.name, &args).map(Into::into)
     }
@@ -233,8 +396,12 @@ impl ServerHandler for Fixture {
     async fn set_level(
         &self,
         request: SetLevelRequestParams,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        // 2026-07-28 removed the method: the level travels in each request's `_meta`.
+        if is_stateless(&ctx) {
+            return Err(ErrorData::method_not_found::<SetLevelRequestMethod>());
+        }
         let severity = severity(request.level);
         self.session.min_severity.store(severity, Ordering::Relaxed);
         Ok(())
@@ -263,9 +430,14 @@ impl ServerHandler for Fixture {
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        let revision = self.session.watched_revision.load(Ordering::Relaxed);
+        let watched = if is_stateless(&ctx) {
+            &self.shared.watched_revision
+        } else {
+            &self.session.watched_revision
+        };
+        let revision = watched.load(Ordering::Relaxed);
         let contents = read_resource(&request.uri, revision)?;
         Ok(ReadResourceResult::new(vec![contents]).into())
     }
@@ -298,6 +470,35 @@ impl ServerHandler for Fixture {
         }
         Ok(())
     }
+
+    /// 2026-07-28 `subscriptions/listen`: whatever of the request the capabilities cover.
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(requested.supported_by(&self.get_info().capabilities))
+    }
+
+    /// Keeps the stream where `test_trigger_tool_change` finds it, and changes
+    /// `test://watched-resource` on it while it is subscribed, until the client goes away.
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let key = self.shared.next_listener.fetch_add(1, Ordering::Relaxed);
+        let sink = context.sink().clone();
+        let watched = sink
+            .accepted()
+            .resource_subscriptions
+            .as_ref()
+            .is_some_and(|uris| uris.iter().any(|uri| uri == WATCHED_URI));
+        let revision = self.shared.watched_revision.clone();
+        let ticker = watched.then(|| spawn_listen_ticker(sink.clone(), revision));
+        self.shared.listener_map().insert(key, sink);
+        context.cancelled().await;
+        self.shared.listener_map().remove(&key);
+        if let Some(ticker) = ticker {
+            ticker.abort();
+        }
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -306,14 +507,14 @@ impl ServerHandler for Fixture {
 
 /// Every tool, with the names, arguments and schemas the suite expects.
 fn tools() -> Vec<Tool> {
+    let mut all = answering_tools();
+    all.extend(asking::tools());
+    all
+}
+
+/// The tools that answer without asking the client for anything.
+fn answering_tools() -> Vec<Tool> {
     let no_args = || json!({ "type": "object", "properties": {} });
-    let string_arg = |name: &str, description: &str| {
-        json!({
-            "type": "object",
-            "properties": { name: { "type": "string", "description": description } },
-            "required": [name]
-        })
-    };
     let tool = |name: &'static str, description: &'static str, schema: Value| {
         Tool::new(name, description, object(schema))
     };
@@ -347,26 +548,6 @@ fn tools() -> Vec<Tool> {
             no_args(),
         ),
         tool(
-            "test_sampling",
-            "Asks the client to sample an LLM reply to the prompt",
-            string_arg("prompt", "The prompt to send to the LLM"),
-        ),
-        tool(
-            "test_elicitation",
-            "Asks the client for a username and an email address",
-            string_arg("message", "The message to show the user"),
-        ),
-        tool(
-            "test_elicitation_sep1034_defaults",
-            "Elicits fields of every primitive type, each with a default (SEP-1034)",
-            no_args(),
-        ),
-        tool(
-            "test_elicitation_sep1330_enums",
-            "Elicits the five enum schema variants (SEP-1330)",
-            no_args(),
-        ),
-        tool(
             "test_reconnection",
             "Answers after a short pause (the SSE polling scenario, SEP-1699)",
             no_args(),
@@ -375,6 +556,31 @@ fn tools() -> Vec<Tool> {
             "json_schema_2020_12_tool",
             "Tool with JSON Schema 2020-12 features",
             json_schema_2020_12(),
+        ),
+        tool(
+            "test_custom_header",
+            "Echoes its value, which 2026-07-28 clients also send as the Mcp-Param-Value header",
+            json!({
+                "type": "object",
+                "properties": { "value": { "type": "string", "x-mcp-header": "Value" } },
+                "required": ["value"]
+            }),
+        ),
+        tool(
+            "test_missing_capability",
+            "Needs the sampling capability: without it in the request, -32021",
+            no_args(),
+        ),
+        tool(
+            "test_logging_tool",
+            "Logs one info message, only if the request asked for a log level",
+            no_args(),
+        ),
+        tool("test_trigger_tool_change", TRIGGER_TOOL, no_args()),
+        tool(
+            "test_trigger_prompt_change",
+            "Changes the prompt list and announces it to every listen stream and session",
+            no_args(),
         ),
     ]
 }
@@ -407,24 +613,11 @@ impl Fixture {
                     .with_mime_type("application/json"),
                 ),
             ]),
-            "test_tool_with_logging" => self.with_logging(&ctx.peer).await,
+            "test_tool_with_logging" => self.with_logging(ctx).await,
             "test_tool_with_progress" => with_progress(ctx).await,
             "test_error_handling" => CallToolResult::error(vec![ContentBlock::text(
                 "This tool intentionally returns an error for testing",
             )]),
-            "test_sampling" => sample(ctx, str_arg(args, "prompt")?).await,
-            "test_elicitation" => {
-                let message = str_arg(args, "message")?;
-                elicit(ctx, message, user_info_schema(), "User response").await?
-            }
-            "test_elicitation_sep1034_defaults" => {
-                let message = "Please review these values; every field has a default";
-                elicit(ctx, message, defaults_schema(), "Elicitation completed").await?
-            }
-            "test_elicitation_sep1330_enums" => {
-                let message = "Please pick from each kind of enum";
-                elicit(ctx, message, enums_schema(), "Elicitation completed").await?
-            }
             // The SSE polling scenario would like the POST stream closed mid-call and the answer
             // replayed after reconnection; rmcp offers no way to close it, so it answers in line.
             "test_reconnection" => {
@@ -434,6 +627,25 @@ impl Fixture {
             "json_schema_2020_12_tool" => {
                 let name = args.get("name").and_then(Value::as_str).unwrap_or("world");
                 ok_text(format!("Hello, {name}!"))
+            }
+            // rmcp checks the Mcp-Param-Value header against the argument before this runs.
+            "test_custom_header" => ok_text(format!("Value: {}", str_arg(args, "value")?)),
+            "test_missing_capability" => {
+                let declared = ctx.client_capabilities().unwrap_or_default();
+                if declared.sampling.is_none() {
+                    let needed = ClientCapabilities::builder().enable_sampling().build();
+                    return Err(ErrorData::missing_required_client_capability(needed));
+                }
+                ok_text("The client declared sampling")
+            }
+            "test_logging_tool" => {
+                self.log(ctx, LoggingLevel::Info, "logLevel was requested")
+                    .await;
+                ok_text("Logging tool completed")
+            }
+            "test_trigger_tool_change" => ok_text(self.shared.announce(ListChange::Tools).await),
+            "test_trigger_prompt_change" => {
+                ok_text(self.shared.announce(ListChange::Prompts).await)
             }
             other => {
                 return Err(ErrorData::invalid_params(
@@ -445,7 +657,7 @@ impl Fixture {
         Ok(result)
     }
 
-    async fn with_logging(&self, peer: &Peer<RoleServer>) -> CallToolResult {
+    async fn with_logging(&self, ctx: &RequestContext<RoleServer>) -> CallToolResult {
         let steps = [
             "Tool execution started",
             "Tool processing data",
@@ -455,19 +667,29 @@ impl Fixture {
             if i > 0 {
                 tokio::time::sleep(STEP_DELAY).await;
             }
-            self.log(peer, LoggingLevel::Info, message).await;
+            self.log(ctx, LoggingLevel::Info, message).await;
         }
         ok_text("Tool with logging executed successfully")
     }
 
-    /// Sends a `notifications/message` unless the client's `logging/setLevel` filters it out.
-    async fn log(&self, peer: &Peer<RoleServer>, level: LoggingLevel, message: &str) {
-        if severity(level) < self.session.min_severity.load(Ordering::Relaxed) {
+    /// Sends a `notifications/message` if the client asked for this level or a less severe one:
+    /// with `logging/setLevel` in a 2025-11-25 session (everything until it does), with
+    /// `_meta.logLevel` in a 2026-07-28 request (nothing without it).
+    async fn log(&self, ctx: &RequestContext<RoleServer>, level: LoggingLevel, message: &str) {
+        let least = if is_stateless(ctx) {
+            match ctx.meta.log_level() {
+                Some(requested) => severity(requested),
+                None => return,
+            }
+        } else {
+            self.session.min_severity.load(Ordering::Relaxed)
+        };
+        if severity(level) < least {
             return;
         }
         let param = LoggingMessageNotificationParam::new(level, json!(message))
             .with_logger("conformance-fixture");
-        if let Err(err) = peer.notify_logging_message(param).await {
+        if let Err(err) = ctx.peer.notify_logging_message(param).await {
             tracing::debug!(%err, "log notification not delivered");
         }
     }
@@ -494,146 +716,15 @@ async fn with_progress(ctx: &RequestContext<RoleServer>) -> CallToolResult {
     ok_text("Tool with progress executed successfully")
 }
 
-/// `sampling/createMessage` to the client. A client without the capability, or a failed request,
-/// is a tool error the caller can read, not a protocol error.
-async fn sample(ctx: &RequestContext<RoleServer>, prompt: &str) -> CallToolResult {
-    if ctx
-        .client_capabilities()
-        .is_none_or(|caps| caps.sampling.is_none())
-    {
-        return err_text("The client did not declare the sampling capability");
-    }
-    let params = CreateMessageRequestParams::new(vec![SamplingMessage::user_text(prompt)], 100);
-    match ctx.peer.create_message(params).await {
-        Ok(reply) => {
-            let text = reply
-                .message
-                .content
-                .into_vec()
-                .iter()
-                .find_map(|block| block.as_text().map(|t| t.text.clone()))
-                .unwrap_or_default();
-            ok_text(format!("LLM response: {text}"))
-        }
-        Err(err) => err_text(format!("Sampling failed: {err}")),
-    }
-}
-
-/// Form-mode `elicitation/create` to the client; the result reads `{label}: action=...,
-/// content=...`. As with sampling, a client that cannot answer gets a tool error.
-async fn elicit(
-    ctx: &RequestContext<RoleServer>,
-    message: &str,
-    schema: Value,
-    label: &str,
-) -> Result<CallToolResult, ErrorData> {
-    if ctx
-        .client_capabilities()
-        .is_none_or(|caps| caps.elicitation.is_none())
-    {
-        return Ok(err_text(
-            "The client did not declare the elicitation capability",
-        ));
-    }
-    let requested_schema: ElicitationSchema = serde_json::from_value(schema)
-        .map_err(|err| ErrorData::internal_error(format!("bad fixture schema: {err}"), None))?;
-    let params = ElicitRequestParams::FormElicitationParams {
-        meta: None,
-        message: message.to_owned(),
-        requested_schema,
-    };
-    let answer = match ctx.peer.create_elicitation(params).await {
-        Ok(answer) => answer,
-        Err(err) => return Ok(err_text(format!("Elicitation failed: {err}"))),
-    };
-    let action = serde_json::to_value(answer.action).unwrap_or(Value::Null);
-    let action = action.as_str().unwrap_or("unknown");
-    let content = answer.content.unwrap_or(Value::Null);
-    Ok(ok_text(format!(
-        "{label}: action={action}, content={content}"
-    )))
-}
-
-fn user_info_schema() -> Value {
-    json!({
-        "type": "object",
-        "properties": {
-            "username": { "type": "string", "description": "User's response" },
-            "email": { "type": "string", "description": "User's email address" }
-        },
-        "required": ["username", "email"]
-    })
-}
-
-/// SEP-1034: a default for every primitive type.
-fn defaults_schema() -> Value {
-    json!({
-        "type": "object",
-        "properties": {
-            "name": { "type": "string", "description": "User name", "default": "John Doe" },
-            "age": { "type": "integer", "description": "User age", "default": 30 },
-            "score": { "type": "number", "description": "User score", "default": 95.5 },
-            "status": {
-                "type": "string",
-                "description": "User status",
-                "enum": ["active", "inactive", "pending"],
-                "default": "active"
-            },
-            "verified": { "type": "boolean", "description": "Verification status", "default": true }
-        }
-    })
-}
-
-/// SEP-1330: the five enum shapes (untitled/titled single, legacy enumNames, untitled/titled
-/// multi).
-fn enums_schema() -> Value {
-    let titled = |titles: [&str; 3]| {
-        let values = ["value1", "value2", "value3"];
-        let pairs = values.iter().zip(titles);
-        pairs
-            .map(|(value, title)| json!({ "const": value, "title": title }))
-            .collect::<Vec<_>>()
-    };
-    json!({
-        "type": "object",
-        "properties": {
-            "untitledSingle": {
-                "type": "string",
-                "description": "Select one option",
-                "enum": ["option1", "option2", "option3"]
-            },
-            "titledSingle": {
-                "type": "string",
-                "description": "Select one option with titles",
-                "oneOf": titled(["First Option", "Second Option", "Third Option"])
-            },
-            "legacyEnum": {
-                "type": "string",
-                "description": "Select one option (legacy)",
-                "enum": ["opt1", "opt2", "opt3"],
-                "enumNames": ["Option One", "Option Two", "Option Three"]
-            },
-            "untitledMulti": {
-                "type": "array",
-                "description": "Select multiple options",
-                "items": { "type": "string", "enum": ["option1", "option2", "option3"] }
-            },
-            "titledMulti": {
-                "type": "array",
-                "description": "Select multiple options with titles",
-                "items": { "anyOf": titled(["First Choice", "Second Choice", "Third Choice"]) }
-            }
-        }
-    })
-}
-
-/// SEP-1613: keywords a gateway must pass through untouched.
+/// SEP-1613 and SEP-2106: keywords a gateway must pass through untouched (`$defs` with `$anchor`,
+/// composition, conditionals).
 fn json_schema_2020_12() -> Value {
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
         "$defs": {
             "address": {
+                "$anchor": "address",
                 "type": "object",
                 "properties": { "street": { "type": "string" }, "city": { "type": "string" } }
             }
@@ -642,6 +733,10 @@ fn json_schema_2020_12() -> Value {
             "name": { "type": "string" },
             "address": { "$ref": "#/$defs/address" }
         },
+        "allOf": [{ "anyOf": [{ "required": ["name"] }, { "required": ["address"] }] }],
+        "if": { "properties": { "name": { "const": "admin" } }, "required": ["name"] },
+        "then": { "required": ["address"] },
+        "else": true,
         "additionalProperties": false
     })
 }
@@ -810,6 +905,27 @@ fn spawn_ticker(peer: Peer<RoleServer>, revision: Arc<AtomicU64>) -> AbortHandle
     task.abort_handle()
 }
 
+/// The same for a 2026-07-28 `subscriptions/listen` stream: the revision is the one stateless
+/// reads see.
+fn spawn_listen_ticker(sink: SubscriptionSink, revision: Arc<AtomicU64>) -> AbortHandle {
+    let task = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(WATCH_PERIOD);
+        ticks.tick().await; // The first tick completes at once.
+        loop {
+            ticks.tick().await;
+            revision.fetch_add(1, Ordering::Relaxed);
+            let update = ResourceUpdatedNotification::new(ResourceUpdatedNotificationParam::new(
+                WATCHED_URI,
+            ));
+            let update = ServerNotification::ResourceUpdatedNotification(update);
+            if sink.send(update).await.is_err() {
+                break; // The stream is closed.
+            }
+        }
+    });
+    task.abort_handle()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
@@ -878,16 +994,13 @@ mod tests {
         }
     }
 
-    /// rmcp parses elicitation schemas into typed enums; make sure no keyword the suite checks
-    /// is lost on the way back out.
     #[test]
-    fn elicitation_schemas_survive_rmcp_types() {
-        for schema in [user_info_schema(), defaults_schema(), enums_schema()] {
-            let typed: ElicitationSchema =
-                serde_json::from_value(schema.clone()).expect("schema parses");
-            let back = serde_json::to_value(typed).expect("schema serializes");
-            assert_eq!(back["properties"], schema["properties"]);
-        }
+    fn tool_names_are_unique() {
+        let mut names: Vec<_> = tools().into_iter().map(|tool| tool.name).collect();
+        let count = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), count);
     }
 
     #[test]
