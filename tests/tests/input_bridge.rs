@@ -456,3 +456,136 @@ async fn an_upstreams_url_elicitation_error_reaches_each_era_in_its_own_terms() 
         "{result:?}"
     );
 }
+
+/// A client that answers `register_name`'s two questions and `ask_llm`'s sampling, recording
+/// the keys of what it was asked.
+#[derive(Clone)]
+struct Registrar {
+    asked: Arc<Mutex<Vec<String>>>,
+}
+
+#[allow(deprecated)] // sampling: what the 2026-only upstream asks for
+impl ClientHandler for Registrar {
+    fn get_info(&self) -> ClientConfig {
+        Answers::able().get_info()
+    }
+
+    async fn create_message(
+        &self,
+        _params: CreateMessageRequestParams,
+        _ctx: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        self.asked.lock().unwrap().push("sampling".into());
+        Ok(CreateMessageResult::new(
+            SamplingMessage::assistant_text(SAMPLED),
+            "test-model".into(),
+        ))
+    }
+
+    async fn create_elicitation(
+        &self,
+        params: ElicitRequestParams,
+        _ctx: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        let message = match &params {
+            ElicitRequestParams::FormElicitationParams { message, .. } => message.clone(),
+            _ => String::new(),
+        };
+        self.asked.lock().unwrap().push(message.clone());
+        let content = if message.starts_with("What name") {
+            json!({ "name": "Ada" })
+        } else {
+            json!({ "confirm": true })
+        };
+        Ok(ElicitResult::new(ElicitationAction::Accept).with_content(content))
+    }
+}
+
+/// An upstream that speaks only 2026-07-28 and asks with `input_required` itself
+/// (tests/src/bin/stateless_upstream.rs): the gateway opens its session the 2026 way; a 2026
+/// caller gets the upstream's questions passed through (the upstream's state sealed inside
+/// the gateway's, two rounds), a 2025 caller is asked them as server→client requests.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_2026_only_upstream_that_asks_with_input_required_serves_both_eras() {
+    let (_upstream, url) = portcullis_e2e::spawn_until_line(
+        std::process::Command::new(env!("CARGO_BIN_EXE_stateless-upstream")),
+        "stateless-upstream",
+        "http://",
+        std::time::Duration::from_secs(30),
+    )
+    .expect("the 2026-only upstream starts");
+    let target = format!("prefix = \"st\"\n[mcp]\nurl = \"{url}\"\n");
+    let gw = Gateway::start(GATEWAY, &[("stateless", target)]).expect("gateway starts");
+    let token = gw.dev_token(&["--user", "gina", "--agent", "bridge-test"]);
+
+    for era in [Era::Legacy, Era::Modern] {
+        let asked = Arc::<Mutex<Vec<String>>>::default();
+        let c = connect_as(
+            Registrar {
+                asked: asked.clone(),
+            },
+            &gw.url,
+            Some(&token),
+            era,
+        )
+        .await;
+        let done = c.call_tool(params("st__register_name", json!({}))).await;
+        let done = done.unwrap_or_else(|e| panic!("{era:?}: {e}"));
+        assert_eq!(text(&done), "Registered \"Ada\"", "{era:?}: {done:?}");
+        let asked_now = asked.lock().unwrap().clone();
+        assert_eq!(
+            asked_now,
+            vec![
+                "What name should be registered?".to_string(),
+                "Register the name \"Ada\"?".to_string()
+            ],
+            "{era:?}"
+        );
+        let answered = c
+            .call_tool(params("st__ask_llm", json!({ "question": "why?" })))
+            .await
+            .unwrap_or_else(|e| panic!("{era:?}: {e}"));
+        assert_eq!(
+            text(&answered),
+            format!("The LLM answered: {SAMPLED}"),
+            "{era:?}"
+        );
+        c.cancel().await.ok();
+    }
+
+    // The 2026 caller's view of one round: the upstream's own key, and a state that is the
+    // gateway's (the upstream's sealed inside: handed to another user, it is refused).
+    let modern = connect_as(Answers::able(), &gw.url, Some(&token), Era::Modern).await;
+    let first = modern
+        .peer()
+        .call_tool_once(params("st__register_name", json!({})))
+        .await
+        .unwrap();
+    let CallToolResponse::InputRequired(asked) = first else {
+        panic!("expected input_required, got {first:?}")
+    };
+    assert!(asked.input_requests.as_ref().unwrap().contains_key("name"));
+    let mut retry = params("st__register_name", json!({}));
+    retry.request_state = asked.request_state;
+    retry.input_responses = Some(
+        [(
+            "name".to_string(),
+            json!({ "action": "accept", "content": { "name": "Mallory" } }),
+        )]
+        .into_iter()
+        .collect(),
+    );
+    let other = gw.dev_token(&["--user", "mallory", "--agent", "bridge-test"]);
+    let mallory = connect_as(Answers::able(), &gw.url, Some(&other), Era::Modern).await;
+    let err = mallory
+        .peer()
+        .call_tool_once(retry.clone())
+        .await
+        .unwrap_err();
+    assert_refused(&err);
+    let second = modern.peer().call_tool_once(retry).await.unwrap();
+    assert!(
+        matches!(&second, CallToolResponse::InputRequired(r) if r.input_requests.as_ref().unwrap().contains_key("confirm")),
+        "{second:?}"
+    );
+}

@@ -35,7 +35,7 @@ use crate::request_state::{Binding, Resume, STATE_TTL, StateRefused};
 use crate::runtime::Live;
 use crate::runtime::Runtime;
 use crate::targets::relay::Relay;
-use crate::targets::{Health, PendingCall, Target, TargetError};
+use crate::targets::{CallerMeta, Health, PendingCall, Target, TargetError};
 use crate::telemetry::{AuditEvent, Decision as AuditDecision, Outcome};
 
 /// What every phase of one call knows. Built from the request before the first phase.
@@ -131,7 +131,7 @@ async fn phases(
         Some(state) => Some(open_state(live, call, &state, req.arguments.as_ref())?),
         None => None,
     };
-    // The answers belong to what the state resumes; without a state they answer nothing.
+    // The answers belong to what the state resumes (or, without one, to the upstream).
     let answers = req.input_responses.take();
 
     // 2. Resolve. A name not in the view may still be served: a target that just connected
@@ -187,14 +187,13 @@ async fn phases(
             if sealed_for != target.name() {
                 return Err(CallError::StateRefused(StateRefused::NotIssuedForThisCall));
             }
-            // No state of its own: a 2025 upstream's -32042, retried as a plain call.
-            if state.is_some() {
-                req.input_responses = answers;
-            }
             req.request_state = state;
+            req.input_responses = answers;
         }
+        // Answers to the gateway's own consent link: nothing for the upstream.
         Some(Resume::Consent { consent }) => earlier_consent = Some(consent),
-        None => {}
+        // Answers without a state are for a stateless upstream to read, or ignore.
+        None => req.input_responses = answers,
     }
 
     // 4. Credential. A target acting with the user's consent may need it first: the caller
@@ -239,13 +238,24 @@ async fn phases(
     req.name = upstream_name.into();
     strip_meta(&mut req.meta);
     let pending = target
-        .call_tool(
-            req.clone(),
-            ctx.meta.get_progress_token(),
-            call.principal.as_ref(),
-        )
+        .call_tool(req.clone(), caller_meta(ctx, call), call.principal.as_ref())
         .await?;
     drive(&target, req, pending, ctx, call, live).await
+}
+
+/// What the caller declared, for a 2026-07-28 upstream (see [`CallerMeta`]). A 2025-11-25
+/// caller set its log level on its session, which the gateway does not forward (upstream
+/// sessions are shared): it gets every level, as from a 2025 upstream.
+#[allow(deprecated)] // logging: what 2025-era callers and upstreams still use
+fn caller_meta(ctx: &RequestContext<RoleServer>, call: &CallContext) -> CallerMeta {
+    CallerMeta {
+        progress: ctx.meta.get_progress_token(),
+        capabilities: ctx.client_capabilities(),
+        log_level: match call.client.era {
+            Era::Stateless => ctx.meta.log_level(),
+            Era::Sessions => Some(rmcp::model::LoggingLevel::Debug),
+        },
+    }
 }
 
 /// What a 2026 retry's `requestState` resumes. A refused state is logged with its reason;
@@ -370,11 +380,7 @@ async fn drive(
                 req.input_responses = Some(input::as_input_responses(answers));
                 req.request_state = asked.request_state;
                 pending = target
-                    .call_tool(
-                        req.clone(),
-                        ctx.meta.get_progress_token(),
-                        call.principal.as_ref(),
-                    )
+                    .call_tool(req.clone(), caller_meta(ctx, call), call.principal.as_ref())
                     .await?;
             }
             Step::Done(response) => return Ok(response),

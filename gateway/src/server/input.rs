@@ -332,6 +332,27 @@ pub fn url_elicitations(data: Option<&serde_json::Value>) -> InputRequests {
         .collect()
 }
 
+/// Ask a 2025-11-25 caller one question of a 2026 upstream, as a server→client request on the
+/// caller's current response stream.
+pub async fn ask_now(
+    peer: &rmcp::Peer<rmcp::RoleServer>,
+    request: InputRequest,
+) -> Result<ClientResult, ErrorData> {
+    let Some(request) = as_server_request(request) else {
+        return Err(ErrorData::internal_error(
+            "the upstream asked for a kind of input the gateway does not know",
+            None,
+        ));
+    };
+    peer.send_request(request).await.map_err(|e| match e {
+        rmcp::service::ServiceError::McpError(e) => e,
+        _ => ErrorData::internal_error(
+            "the gateway's caller could not answer: its connection ended",
+            None,
+        ),
+    })
+}
+
 /// Keys for questions from a 2025 upstream (which names none).
 pub fn key_for(n: usize, request: &InputRequest) -> String {
     let kind = match Need::of(request) {

@@ -322,20 +322,35 @@ impl ServerHandler for Gateway {
             .get(&req.name)
             .ok_or_else(|| errors::unknown_prompt(&req.name))?;
         let target = target_of(&catalog, &route.target)?;
+        let what = format!("prompts/get {}", req.name);
+        let arguments = req.arguments.clone();
         req.name = route.upstream_name.clone();
         strip_meta(&mut req.meta);
-        match forward(
-            &target,
-            ClientRequest::GetPromptRequest(GetPromptRequest::new(req)),
-            &ctx,
-        )
-        .await?
-        {
-            ServerResult::GetPromptResult(mut r) => {
-                complete(&mut r.result_type);
-                Ok(r.into())
-            }
-            other => Err(unexpected(other)),
+        let earlier = (req.request_state.take(), req.input_responses.take());
+        let answered = self
+            .forward_with_input(
+                &target,
+                &what,
+                arguments.as_ref(),
+                &ctx,
+                |state, answers| {
+                    let mut req = req.clone();
+                    req.request_state = state;
+                    req.input_responses = answers;
+                    ClientRequest::GetPromptRequest(GetPromptRequest::new(req))
+                },
+                earlier,
+            )
+            .await?;
+        match answered {
+            Answered::Asked(r) => Ok(GetPromptResponse::InputRequired(r)),
+            Answered::Done(done) => match *done {
+                ServerResult::GetPromptResult(mut r) => {
+                    complete(&mut r.result_type);
+                    Ok(r.into())
+                }
+                other => Err(unexpected(other)),
+            },
         }
     }
 
@@ -386,18 +401,32 @@ impl ServerHandler for Gateway {
     ) -> Result<ReadResourceResponse, ErrorData> {
         let target = resource_target(&self.catalog(), &req.uri)?;
         strip_meta(&mut req.meta);
-        match forward(
-            &target,
-            ClientRequest::ReadResourceRequest(ReadResourceRequest::new(req)),
-            &ctx,
-        )
-        .await?
-        {
-            ServerResult::ReadResourceResult(mut r) => {
-                complete(&mut r.result_type);
-                Ok(r.into())
-            }
-            other => Err(unexpected(other)),
+        let what = format!("resources/read {}", req.uri);
+        let earlier = (req.request_state.take(), req.input_responses.take());
+        let answered = self
+            .forward_with_input(
+                &target,
+                &what,
+                None,
+                &ctx,
+                |state, answers| {
+                    let mut req = req.clone();
+                    req.request_state = state;
+                    req.input_responses = answers;
+                    ClientRequest::ReadResourceRequest(ReadResourceRequest::new(req))
+                },
+                earlier,
+            )
+            .await?;
+        match answered {
+            Answered::Asked(r) => Ok(ReadResourceResponse::InputRequired(r)),
+            Answered::Done(done) => match *done {
+                ServerResult::ReadResourceResult(mut r) => {
+                    complete(&mut r.result_type);
+                    Ok(r.into())
+                }
+                other => Err(unexpected(other)),
+            },
         }
     }
 
@@ -553,6 +582,98 @@ impl ServerHandler for Gateway {
 
 /// Send `request` to `target` on behalf of the request's caller (a per-user target answers
 /// from that caller's own session).
+/// The answer to a `prompts/get` or `resources/read`: the upstream's result, or (a 2026
+/// caller) the 2026 upstream's questions.
+enum Answered {
+    Done(Box<ServerResult>),
+    Asked(InputRequiredResult),
+}
+
+impl Gateway {
+    /// Forward a `prompts/get` or `resources/read`, whose 2026 upstream may answer
+    /// `input_required`: passed through to a 2026 caller (the upstream's `requestState`
+    /// sealed inside the gateway's, bound to the caller, `what` and `arguments`), or asked of
+    /// a 2025 caller and the upstream asked again with the answers, as for tool calls
+    /// (`call.rs`). `earlier`: the retry's echoed state and answers.
+    async fn forward_with_input(
+        &self,
+        target: &Target,
+        what: &str,
+        arguments: Option<&JsonObject>,
+        ctx: &RequestContext<RoleServer>,
+        make: impl Fn(Option<String>, Option<InputResponses>) -> ClientRequest,
+        earlier: (Option<String>, Option<InputResponses>),
+    ) -> Result<Answered, ErrorData> {
+        let principal =
+            crate::outbound::Principal::of_request(ctx.extensions.get::<::http::request::Parts>());
+        let binding = crate::request_state::Binding {
+            caller: principal.as_ref().map(|p| &p.caller),
+            tool: what,
+            arguments,
+        };
+        let states = self.inner.live.states();
+        // Answers without a state are for a stateless upstream to read, or ignore.
+        let (mut state, mut answers) = (None, earlier.1);
+        if let Some(sealed) = earlier.0 {
+            let given = answers.take();
+            match states.open(&sealed, &binding) {
+                Ok(crate::request_state::Resume::Upstream {
+                    target: t,
+                    state: s,
+                }) if t == target.name() => {
+                    (state, answers) = (s, given);
+                }
+                _ => {
+                    return Err(ErrorData::invalid_params(
+                        "the requestState of this retry was not issued for this caller and request, or has expired; send the request again without requestState to start over",
+                        None,
+                    ));
+                }
+            }
+        }
+        let stateless = ctx.protocol_version() == Some(ProtocolVersion::V_2026_07_28);
+        for _ in 0..DEFAULT_MRTR_MAX_ROUNDS {
+            let asked = match forward_as(
+                target,
+                make(state.take(), answers.take()),
+                principal.as_ref(),
+            )
+            .await?
+            {
+                ServerResult::InputRequiredResult(asked) => asked,
+                done => return Ok(Answered::Done(Box::new(done))),
+            };
+            if stateless {
+                let sealed = states.seal(
+                    crate::request_state::Resume::Upstream {
+                        target: target.name().to_string(),
+                        state: asked.request_state,
+                    },
+                    &binding,
+                    None,
+                );
+                return Ok(Answered::Asked(InputRequiredResult::new(
+                    asked.input_requests,
+                    Some(sealed),
+                )));
+            }
+            let mut given = std::collections::BTreeMap::new();
+            for (key, request) in asked.input_requests.unwrap_or_default() {
+                given.insert(key, input::ask_now(&ctx.peer, request).await?);
+            }
+            answers = Some(input::as_input_responses(given));
+            state = asked.request_state;
+        }
+        Err(ErrorData::internal_error(
+            format!(
+                "target `{}` asked for input too many times in one request; the gateway stopped asking",
+                target.name()
+            ),
+            None,
+        ))
+    }
+}
+
 async fn forward(
     target: &Target,
     request: ClientRequest,

@@ -81,6 +81,20 @@ impl<T> std::fmt::Debug for PendingCall<T> {
     }
 }
 
+/// What a call's caller declared, for an upstream of the 2026-07-28 era, which reads it from
+/// each request (`_meta`) instead of from a session: which input the caller can give (so the
+/// upstream asks for nothing it cannot) and which log messages it wants. A 2025-11-25
+/// upstream session carries the gateway's own declaration and gets none of this.
+#[derive(Debug, Clone, Default)]
+#[allow(deprecated)] // logging: what 2025-era callers and upstreams still use
+pub struct CallerMeta {
+    /// The caller's progress token, if it asked for progress.
+    pub progress: Option<ProgressToken>,
+    pub capabilities: Option<rmcp::model::ClientCapabilities>,
+    /// `None`: no log messages (a 2026 caller that asked for none).
+    pub log_level: Option<rmcp::model::LoggingLevel>,
+}
+
 /// What every target is built with: shared by all targets and kept across reloads.
 #[derive(Debug, Clone)]
 pub struct Wiring {
@@ -243,11 +257,11 @@ impl Target {
     pub async fn call_tool(
         &self,
         params: CallToolRequestParams,
-        downstream_progress: Option<ProgressToken>,
+        caller: CallerMeta,
         principal: Option<&Principal>,
     ) -> Result<PendingCall<CallToolResponse>, TargetError> {
         match self {
-            Self::Mcp(t) => t.call_tool(params, downstream_progress, principal).await,
+            Self::Mcp(t) => t.call_tool(params, caller, principal).await,
         }
     }
 

@@ -13,12 +13,13 @@ use rmcp::model::*;
 mod client;
 mod explain;
 pub mod http;
+mod listen;
 mod session;
 mod status;
 mod stdio;
 mod users;
 
-use super::{Health, Listing, PendingCall, TargetError};
+use super::{CallerMeta, Health, Listing, PendingCall, TargetError};
 use crate::config::{McpTransport, TargetSpec};
 use crate::events::Hub;
 use crate::outbound::{CredentialError, CredentialProvider, HttpClientError, Principal};
@@ -239,7 +240,7 @@ impl McpTarget {
     pub async fn call_tool(
         &self,
         params: CallToolRequestParams,
-        downstream_progress: Option<ProgressToken>,
+        caller: CallerMeta,
         principal: Option<&Principal>,
     ) -> Result<PendingCall<CallToolResponse>, TargetError> {
         let session = self.session(principal)?;
@@ -251,7 +252,7 @@ impl McpTarget {
             tool: Some(tool),
         });
         let (response, relays, registration, in_flight) = session
-            .start_request(request, downstream_progress, self.spec.call_timeout)
+            .start_request(request, caller, self.spec.call_timeout)
             .await?;
         let target = self.name().to_string();
         let response = Box::pin(async move {

@@ -36,7 +36,7 @@ use crate::events::CatalogEvent;
 use crate::outbound::Principal;
 use crate::outbound::{CredentialProvider, OutboundRequest};
 use crate::targets::relay::{InFlight, Registration, RelayReceiver, Relays};
-use crate::targets::{Listing, TargetError};
+use crate::targets::{CallerMeta, Listing, TargetError};
 
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -76,6 +76,8 @@ pub(super) struct Session {
     /// Shared by every session of a per-user target: they list one upstream.
     pub(super) listing: Arc<ArcSwap<Listing>>,
     pub(super) relays: Arc<Relays>,
+    /// A 2026 upstream's resource subscriptions (`subscriptions/listen` streams).
+    resource_streams: super::listen::ResourceStreams,
     changed: watch::Sender<u64>,
     pub(super) events: broadcast::Sender<CatalogEvent>,
     /// Wakes the supervisor: the session ended.
@@ -116,6 +118,25 @@ fn newest() -> ClientLifecycleMode {
         preferred_versions: vec![ProtocolVersion::V_2026_07_28, ProtocolVersion::V_2025_11_25],
         legacy_version: Some(ProtocolVersion::V_2025_11_25),
     }
+}
+
+/// Whether the upstream reads the client's declaration from each request (2026-07-28), not
+/// from the session's `initialize`.
+fn speaks_per_request_meta(peer: &Peer<RoleClient>) -> bool {
+    peer.peer_info()
+        .is_some_and(|i| !i.protocol_version.has_initialize())
+}
+
+/// The caller's declaration, replacing the gateway's on one request (rmcp adds these after
+/// its own): the upstream asks only for input the caller can give, and logs only if asked.
+#[allow(deprecated)] // logging: see `CallerMeta`
+fn caller_meta(caller: &CallerMeta) -> RequestMetaObject {
+    let mut meta = RequestMetaObject::default();
+    meta.set_client_capabilities(caller.capabilities.clone().unwrap_or_default());
+    if let Some(level) = caller.log_level {
+        meta.set_log_level(level);
+    }
+    meta
 }
 
 /// Tells the upstream a request was abandoned (`notifications/cancelled`) when its response
@@ -210,6 +231,7 @@ impl Session {
             stderr_tail: Arc::default(),
             listing,
             relays: Arc::default(),
+            resource_streams: Default::default(),
             changed: up.changed.clone(),
             events: up.events.clone(),
             lost: Arc::new(Notify::new()),
@@ -226,6 +248,29 @@ impl Session {
         timeout: Duration,
     ) -> Result<ServerResult, TargetError> {
         let (peer, generation) = self.peer().await?;
+        // A 2026 upstream has no resources/subscribe: it streams updates on a listen.
+        #[allow(deprecated)] // resources/subscribe: what 2025-era callers send
+        if speaks_per_request_meta(&peer) {
+            match &request {
+                ClientRequest::SubscribeRequest(r) => {
+                    let ct = self.live_ct().unwrap_or_default();
+                    return self
+                        .resource_streams
+                        .subscribe(&peer, &r.params.uri, self.events.clone(), &ct)
+                        .await
+                        .map(|()| ServerResult::empty(()))
+                        .map_err(|error| TargetError::Upstream {
+                            target: self.spec.name.clone(),
+                            error,
+                        });
+                }
+                ClientRequest::UnsubscribeRequest(r) => {
+                    self.resource_streams.unsubscribe(&r.params.uri);
+                    return Ok(ServerResult::empty(()));
+                }
+                _ => {}
+            }
+        }
         let mut options = PeerRequestOptions::no_options();
         options.timeout = Some(timeout);
         let _in_flight = self.relays.begin();
@@ -242,6 +287,11 @@ impl Session {
     /// Whether a live session is open now.
     pub(super) fn is_open(&self) -> bool {
         self.current().is_some()
+    }
+
+    /// The current session's cancellation: what it starts ends with it.
+    fn live_ct(&self) -> Option<CancellationToken> {
+        self.current().map(|l| l.ct.clone())
     }
 
     fn current(&self) -> Option<Arc<Live>> {
@@ -310,12 +360,16 @@ impl Session {
     pub(super) async fn start_request(
         self: &Arc<Self>,
         request: ClientRequest,
-        downstream_progress: Option<ProgressToken>,
+        caller: CallerMeta,
         timeout: Duration,
     ) -> Result<Started, TargetError> {
         let (peer, generation) = self.peer().await?;
         let mut options = PeerRequestOptions::no_options();
         options.timeout = Some(timeout);
+        if speaks_per_request_meta(&peer) {
+            options.meta = Some(caller_meta(&caller));
+        }
+        let downstream_progress = caller.progress;
         let in_flight = self.relays.begin();
         let handle = match peer.send_request_with_option(request, options).await {
             Ok(h) => h,
@@ -428,6 +482,9 @@ impl Session {
             }
         };
         let peer = running.peer().clone();
+        if speaks_per_request_meta(&peer) {
+            super::listen::list_changes(Arc::downgrade(self), peer.clone(), ct.clone());
+        }
         let live = Arc::new(Live {
             peer: peer.clone(),
             generation,
