@@ -70,7 +70,7 @@ pub enum CallError {
         elicitation_id: String,
         message: String,
         /// For a 2026-07-28 client: the sealed state its retry echoes
-        /// (`consent::request_state`), bound to the caller, the tool and the arguments.
+        /// (`request_state.rs`), bound to the caller, the tool and the arguments.
         request_state: String,
     },
     /// A 2026-07-28 retry echoed a `requestState` that was not sealed for this caller, tool
