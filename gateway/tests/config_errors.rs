@@ -117,6 +117,23 @@ fn a_page_size_of_zero_says_what_to_use() {
 }
 
 #[test]
+fn an_unknown_upstream_protocol_names_the_ones_there_are() {
+    let e = errors_for(
+        "",
+        &[(
+            "x.toml",
+            "[mcp]\nurl = \"http://127.0.0.1:9/mcp\"\nprotocol = \"2026\"\n",
+        )],
+    );
+    assert!(
+        e.contains("targets/x.toml:3:12")
+            && e.contains("mcp.protocol")
+            && e.contains("auto, 2025-11-25"),
+        "{e}"
+    );
+}
+
+#[test]
 fn toml_syntax_error_and_wrong_types() {
     let e = errors_for("", &[("broken.toml", "[mcp\nurl = \"http://x\"\n")]);
     insta::assert_snapshot!("syntax", e);

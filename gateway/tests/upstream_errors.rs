@@ -225,7 +225,8 @@ impl ServerHandler for Upstream {
     }
 }
 
-/// An upstream that takes `each` to answer `initialize` and again to list its tools.
+/// An upstream that takes `each` to answer the handshake (`server/discover`, which the
+/// gateway sends first, or `initialize`) and again to list its tools.
 #[derive(Clone)]
 struct Sluggish {
     each: Duration,
@@ -244,6 +245,17 @@ impl ServerHandler for Sluggish {
         tokio::time::sleep(self.each).await;
         context.peer.set_peer_info(request.clone());
         self.negotiate_initialize(&request)
+    }
+
+    async fn discover(
+        &self,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::DiscoverResult, ErrorData> {
+        tokio::time::sleep(self.each).await;
+        Ok(rmcp::model::DiscoverResult::from_server_info(
+            self.supported_protocol_versions().into_owned(),
+            self.get_info(),
+        ))
     }
 
     async fn list_tools(

@@ -857,7 +857,9 @@ async fn forward(State(st): State<ProxyState>, req: Request) -> Response {
 /// named instead of discovered, since discovery would name the provider's token endpoint.
 fn proxied_target(port: u16, proxy: &str) -> String {
     let provider = format!("http://127.0.0.1:{port}");
-    let original = tasks_target(port);
+    // 2025-11-25 sessions, so the test can check that no upstream session carries two users'
+    // tokens (a 2026-07-28 upstream has no sessions; each request's token is checked anyway).
+    let original = tasks_target(port).replacen("[mcp]\n", "[mcp]\nprotocol = \"2025-11-25\"\n", 1);
     let target = original
         .replace(
             &format!("url = \"{provider}/mcp\""),

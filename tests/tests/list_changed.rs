@@ -40,7 +40,9 @@ fn start_stack() -> Stack {
         Duration::from_secs(30),
     )
     .unwrap();
-    let target = format!("[mcp]\nurl = \"{url}\"\n");
+    // dynamic-upstream announces changes on its sessions only (it has no
+    // `subscriptions/listen`), so the gateway must reach it the 2025-11-25 way.
+    let target = format!("[mcp]\nurl = \"{url}\"\nprotocol = \"2025-11-25\"\n");
     let gateway = Gateway::start(OPEN_GATEWAY, &[("dyn", target)]).unwrap();
     Stack {
         gateway,

@@ -235,15 +235,26 @@ async fn start_gateway(upstream: &RecordingUpstream, auth: &AuthServer) -> Gatew
     start_gateway_with(upstream, auth, "").await
 }
 
+/// [`start_gateway`] with the upstream kept on 2025-11-25 sessions (`[mcp] protocol`).
+async fn start_gateway_pinned(upstream: &RecordingUpstream, auth: &AuthServer) -> Gateway {
+    let target =
+        target_toml(upstream, auth).replacen("[mcp]\n", "[mcp]\nprotocol = \"2025-11-25\"\n", 1);
+    start_gateway_from(target).await
+}
+
 /// The same, with `extra` appended to the target file.
 async fn start_gateway_with(
     upstream: &RecordingUpstream,
     auth: &AuthServer,
     extra: &str,
 ) -> Gateway {
+    start_gateway_from(format!("{}{extra}", target_toml(upstream, auth))).await
+}
+
+/// The gateway with `target` as the target file `orders.toml`.
+async fn start_gateway_from(target: String) -> Gateway {
     // Port 0: the gateway prints the address it got, and tokens are minted for it.
     let gateway_toml = "[dev_idp]\n".to_string();
-    let target = format!("{}{extra}", target_toml(upstream, auth));
     tokio::task::spawn_blocking(move || {
         Gateway::start_with_env(
             &gateway_toml,
@@ -260,7 +271,9 @@ async fn start_gateway_with(
 async fn each_user_gets_an_upstream_session_carrying_only_their_own_exchanged_token() {
     let auth = AuthServer::start(basic()).await;
     let upstream = RecordingUpstream::start().await;
-    let gw = start_gateway(&upstream, &auth).await;
+    // 2025-11-25 sessions, so the test can check that no upstream session carries two users'
+    // tokens (against a 2026-07-28 upstream there are none; each request's token is checked).
+    let gw = start_gateway_pinned(&upstream, &auth).await;
 
     // Before any user: nothing opened, nothing exchanged, and the gateway is ready.
     let (status, body) = readyz(&gw.base()).await;

@@ -101,7 +101,12 @@ async fn start(targets: usize) -> Stack {
         seen,
     };
     let proxy = MockServer::start(axum::Router::new().fallback(forward).with_state(state)).await;
-    let target = format!("[mcp]\nurl = \"{}\"\n", proxy.url("/mcp"));
+    // 2025-11-25 sessions, so the proxy sees resources/subscribe and resources/unsubscribe
+    // (a 2026-07-28 upstream is followed on listen streams instead, `targets/mcp/listen.rs`).
+    let target = format!(
+        "[mcp]\nurl = \"{}\"\nprotocol = \"2025-11-25\"\n",
+        proxy.url("/mcp")
+    );
     let targets: Vec<_> = ["fx", "fy"][..targets]
         .iter()
         .map(|name| (*name, target.clone()))

@@ -482,8 +482,8 @@ async fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             Health::PerUser { .. } => "per-user",
         };
         let upstream = match &t.spec().kind {
-            TargetKind::Mcp(McpTransport::Http { url }) => url.to_string(),
-            TargetKind::Mcp(McpTransport::Stdio { command, args, .. }) => {
+            TargetKind::Mcp(McpTransport::Http { url }, _) => url.to_string(),
+            TargetKind::Mcp(McpTransport::Stdio { command, args, .. }, _) => {
                 format!("stdio: {} {}", command.display(), args.join(" "))
             }
         };

@@ -167,7 +167,20 @@ pub struct TargetSpec {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum TargetKind {
-    Mcp(McpTransport),
+    Mcp(McpTransport, McpProtocol),
+}
+
+/// The MCP protocol era the gateway opens an upstream's sessions in (`[mcp] protocol`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+pub enum McpProtocol {
+    /// The newest the upstream speaks: `server/discover` (2026-07-28), else `initialize`.
+    #[default]
+    #[serde(rename = "auto")]
+    Newest,
+    /// Only the 2025-11-25 `initialize` handshake, for an upstream that mishandles
+    /// `server/discover` (answers it slowly, or breaks on it).
+    #[serde(rename = "2025-11-25")]
+    Sessions,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -205,6 +205,9 @@ pub struct McpSection {
     #[serde(default)]
     pub inherit_env: Vec<String>,
     pub cwd: Option<PathBuf>,
+    /// Which protocol era the gateway speaks to the upstream.
+    #[serde(default)]
+    pub protocol: super::McpProtocol,
 }
 
 /// `[auth]` in a target file; `mode` selects the variant.

@@ -71,7 +71,7 @@ fn load_target(path: &Path, errors: &mut ConfigErrors) -> Option<TargetSpec> {
     }
     let base = path.parent().unwrap_or(Path::new("."));
     let kind = match &file.mcp {
-        Some(mcp) => compile_mcp(&src, mcp, base, errors).map(TargetKind::Mcp),
+        Some(mcp) => compile_mcp(&src, mcp, base, errors).map(|t| TargetKind::Mcp(t, mcp.protocol)),
         None => {
             errors.push(src.error(
                 "mcp",
@@ -89,7 +89,7 @@ fn load_target(path: &Path, errors: &mut ConfigErrors) -> Option<TargetSpec> {
         check_listing_auth(&src, &spec, auth.as_ref(), errors).then_some(spec)
     });
     let declared_tools = declared_tools(&src, &file.tools, per_caller, errors);
-    if let (Some(auth), Some(TargetKind::Mcp(McpTransport::Stdio { .. }))) = (&auth, &kind)
+    if let (Some(auth), Some(TargetKind::Mcp(McpTransport::Stdio { .. }, _))) = (&auth, &kind)
         && !matches!(auth, outbound::AuthSpec::None)
     {
         errors.push(src.error(

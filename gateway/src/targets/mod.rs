@@ -144,7 +144,7 @@ impl Target {
         let credentials = provider(&spec.auth);
         let listing_credentials = spec.listing_auth.as_ref().map(provider);
         match &spec.kind {
-            TargetKind::Mcp(transport) => McpTarget::start(
+            TargetKind::Mcp(transport, _) => McpTarget::start(
                 spec.clone(),
                 transport.clone(),
                 credentials,

@@ -84,7 +84,7 @@ impl ClientHandler for UpstreamClient {
                 .with_url(Default::default()),
         );
         caps.roots = Some(Default::default());
-        // The era is negotiated when the session opens (`session.rs` `newest`): a 2025-11-25
+        // The era is negotiated when the session opens (`session.rs` `lifecycle`): a 2025-11-25
         // upstream asks with server→client requests, relayed here; a 2026-07-28 one answers
         // `input_required`, which the call pipeline handles.
         ClientConfig::new(

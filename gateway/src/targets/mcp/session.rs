@@ -31,7 +31,7 @@ use super::http::CredentialedClient;
 use super::status::{self, Connected, Status};
 use super::stdio::{self, StderrTail};
 use crate::cause::{self, Cause, ExitStatus};
-use crate::config::{McpTransport, TargetSpec};
+use crate::config::{McpProtocol, McpTransport, TargetKind, TargetSpec};
 use crate::events::CatalogEvent;
 use crate::outbound::Principal;
 use crate::outbound::{CredentialProvider, OutboundRequest};
@@ -113,10 +113,14 @@ pub(super) type Started = (
 /// `server/discover`, else the 2025-11-25 `initialize` handshake. The era decides how the
 /// upstream asks for input during a call (server→client requests, or `input_required`
 /// results); the call pipeline bridges either to either kind of caller (`server/input.rs`).
-fn newest() -> ClientLifecycleMode {
-    ClientLifecycleMode::Auto {
-        preferred_versions: vec![ProtocolVersion::V_2026_07_28, ProtocolVersion::V_2025_11_25],
-        legacy_version: Some(ProtocolVersion::V_2025_11_25),
+/// `[mcp] protocol = "2025-11-25"` keeps an upstream on `initialize`.
+fn lifecycle(spec: &TargetSpec) -> ClientLifecycleMode {
+    match spec.kind {
+        TargetKind::Mcp(_, McpProtocol::Sessions) => ClientLifecycleMode::Initialize,
+        TargetKind::Mcp(_, McpProtocol::Newest) => ClientLifecycleMode::Auto {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28, ProtocolVersion::V_2025_11_25],
+            legacy_version: Some(ProtocolVersion::V_2025_11_25),
+        },
     }
 }
 
@@ -577,9 +581,14 @@ impl Session {
                 };
                 let transport =
                     StreamableHttpClientTransport::with_client(client_with_credentials, config);
-                let running = serve_client_with_lifecycle_and_ct(client, transport, newest(), ct)
-                    .await
-                    .map_err(|e| OpenFailure::Handshake(cause::classify_init(&e)))?;
+                let running = serve_client_with_lifecycle_and_ct(
+                    client,
+                    transport,
+                    lifecycle(&self.spec),
+                    ct,
+                )
+                .await
+                .map_err(|e| OpenFailure::Handshake(cause::classify_init(&e)))?;
                 Ok((running, None))
             }
             McpTransport::Stdio { .. } => {
@@ -594,7 +603,7 @@ impl Session {
                 match serve_client_with_lifecycle_and_ct(
                     client,
                     (child.stdout, child.stdin),
-                    newest(),
+                    lifecycle(&self.spec),
                     ct,
                 )
                 .await

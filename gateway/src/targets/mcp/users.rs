@@ -248,7 +248,7 @@ mod tests {
                 optional: false,
                 tool_scopes: Default::default(),
                 declared_tools: vec![],
-                kind: TargetKind::Mcp(transport.clone()),
+                kind: TargetKind::Mcp(transport.clone(), Default::default()),
                 auth: crate::config::outbound::AuthSpec::None,
                 listing_auth: None,
             },
