@@ -18,6 +18,7 @@ pub mod demo;
 pub mod events;
 pub mod identity;
 pub mod inbound;
+pub mod input;
 pub mod outbound;
 pub mod policy;
 pub mod request_state;

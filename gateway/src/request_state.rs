@@ -1,7 +1,7 @@
 //! The `requestState` the gateway gives a 2026-07-28 caller with an `input_required` answer;
 //! the caller retries the call with the state echoed. Three things are resumed this way
 //! ([`Resume`]): a call waiting for the user's consent (`consent/`), a call held while the
-//! caller answers what its upstream asked (sampling, elicitation, roots: `server/input.rs`),
+//! caller answers what its upstream asked (sampling, elicitation, roots: `input.rs`),
 //! and a 2026 upstream's own `input_required` passed through (its state carried inside ours).
 //!
 //! The state is attacker-controlled input, so it is sealed (HMAC, rmcp's `RequestStateCodec`)

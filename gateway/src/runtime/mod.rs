@@ -28,9 +28,9 @@ use crate::config::{self, Snapshot};
 use crate::consent::Consents;
 use crate::events::{CatalogEvent, Hub};
 use crate::inbound::Authenticator;
+use crate::input::HeldCalls;
 use crate::outbound::{self, ConsentWiring, HttpClientError};
 use crate::request_state::RequestStates;
-use crate::server::input::HeldCalls;
 use crate::targets::{self, Wiring};
 use crate::vault::Vault;
 

@@ -23,11 +23,11 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, Peer, RoleServer};
 
 use super::call_error::{CallError, ClientKind, Era, URL_ELICITATION_REQUIRED};
-use super::input::{self, Answered, Asked, Need, Waiting};
 use super::{Gateway, strip_meta};
 use crate::catalog::Catalog;
 use crate::consent::Ask;
 use crate::identity::Caller;
+use crate::input::{self, Answered, Asked, Need, Waiting};
 use crate::outbound::CredentialError;
 use crate::outbound::Principal;
 use crate::policy::{self, Decision};

@@ -83,11 +83,11 @@ pub enum CallError {
     MissingCapability {
         tool: String,
         target: String,
-        need: super::input::Need,
+        need: crate::input::Need,
     },
     /// A 2026-07-28 retry answered a question with something that is not an answer to it.
     #[error("{0}")]
-    BadAnswer(super::input::BadAnswer),
+    BadAnswer(crate::input::BadAnswer),
     /// The target's credential could not be obtained (token endpoint, STS, …).
     #[error("{0}")]
     Credential(TargetError),
@@ -306,12 +306,12 @@ mod tests {
                 CallError::MissingCapability {
                     tool: "everything__trigger-sampling-request".into(),
                     target: "everything".into(),
-                    need: super::super::input::Need::Sampling,
+                    need: crate::input::Need::Sampling,
                 },
             ),
             (
                 "bad answer",
-                CallError::BadAnswer(super::super::input::BadAnswer {
+                CallError::BadAnswer(crate::input::BadAnswer {
                     key: "sampling-1".into(),
                     method: "sampling/createMessage",
                     why: "missing field `model`".into(),

@@ -8,7 +8,6 @@ pub mod call_error;
 mod cors;
 pub mod errors;
 pub mod http;
-pub mod input;
 mod pages;
 mod subscriptions;
 
@@ -24,6 +23,7 @@ use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 
 use crate::catalog::Catalog;
 use crate::events::CatalogEvent;
+use crate::input;
 use crate::runtime::Live;
 use crate::targets::Target;
 use pages::Listing;

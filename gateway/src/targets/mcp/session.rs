@@ -112,7 +112,7 @@ pub(super) type Started = (
 /// Open upstream sessions in the newest era the upstream speaks: 2026-07-28 when it answers
 /// `server/discover`, else the 2025-11-25 `initialize` handshake. The era decides how the
 /// upstream asks for input during a call (server→client requests, or `input_required`
-/// results); the call pipeline bridges either to either kind of caller (`server/input.rs`).
+/// results); the call pipeline bridges either to either kind of caller (`input.rs`).
 /// `[mcp] protocol = "2025-11-25"` keeps an upstream on `initialize`.
 fn lifecycle(spec: &TargetSpec) -> ClientLifecycleMode {
     match spec.kind {
