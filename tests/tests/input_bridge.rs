@@ -589,3 +589,116 @@ async fn a_2026_only_upstream_that_asks_with_input_required_serves_both_eras() {
         "{second:?}"
     );
 }
+
+/// A 2025-11-25 upstream whose tool `ask` asks its client for sampling and waits; it records
+/// each request of its that the gateway cancels.
+#[derive(Clone, Default)]
+struct Asker {
+    cancelled: Arc<Mutex<u32>>,
+}
+
+#[allow(deprecated)] // sampling: what 2025-era upstreams ask for
+impl rmcp::ServerHandler for Asker {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+
+    async fn list_tools(
+        &self,
+        _req: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<rmcp::RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let schema = json!({ "type": "object" }).as_object().cloned().unwrap();
+        Ok(ListToolsResult::with_all_items(vec![Tool::new(
+            "ask",
+            "asks its client's model",
+            Arc::new(schema),
+        )]))
+    }
+
+    async fn call_tool(
+        &self,
+        _req: CallToolRequestParams,
+        ctx: RequestContext<rmcp::RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let ask = ctx.peer.create_message(CreateMessageRequestParams::new(
+            vec![SamplingMessage::user_text("anything")],
+            10,
+        ));
+        // When the gateway gives up, its refusal of the sampling request and its cancellation
+        // of this call race; either may come first.
+        let answer = tokio::select! {
+            answer = ask => answer,
+            _ = ctx.ct.cancelled() => {
+                *self.cancelled.lock().unwrap() += 1;
+                return Err(ErrorData::internal_error("cancelled", None));
+            }
+        };
+        if answer.is_err()
+            && tokio::time::timeout(std::time::Duration::from_secs(10), ctx.ct.cancelled())
+                .await
+                .is_ok()
+        {
+            *self.cancelled.lock().unwrap() += 1;
+        }
+        let text = format!("{answer:?}");
+        Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
+    }
+}
+
+/// A call held for a 2026-07-28 caller that never comes back: when the target's `timeout`
+/// is up the gateway cancels the upstream's request (`notifications/cancelled`), and the
+/// state no longer resumes anything.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_call_nobody_answers_is_cancelled_upstream_and_its_state_refused() {
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+    };
+    let asker = Asker::default();
+    let cancelled = asker.cancelled.clone();
+    let service = StreamableHttpService::new(
+        move || Ok(asker.clone()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default().with_allowed_hosts(["127.0.0.1"]),
+    );
+    let upstream =
+        portcullis_e2e::MockServer::start(axum::Router::new().nest_service("/mcp", service)).await;
+    let target = format!(
+        "prefix = \"up\"\ntimeout = \"1s\"\n[mcp]\nurl = \"{}\"\nprotocol = \"2025-11-25\"\n",
+        upstream.url("/mcp")
+    );
+    let gw = tokio::task::spawn_blocking(move || Gateway::start(GATEWAY, &[("asker", target)]))
+        .await
+        .unwrap()
+        .expect("gateway starts");
+    let token = gw.dev_token(&["--user", "hana", "--agent", "bridge-test"]);
+    let c = connect_as(Answers::able(), &gw.url, Some(&token), Era::Modern).await;
+
+    let first = c
+        .peer()
+        .call_tool_once(params("up__ask", json!({})))
+        .await
+        .unwrap();
+    let CallToolResponse::InputRequired(asked) = first else {
+        panic!("expected input_required, got {first:?}")
+    };
+    assert_eq!(*cancelled.lock().unwrap(), 0, "held, not cancelled yet");
+    // The hold ends by itself after the target's timeout (1 s): wait for the upstream to hear.
+    portcullis_e2e::eventually(std::time::Duration::from_secs(20), || {
+        (*cancelled.lock().unwrap() == 1).then_some(())
+    })
+    .expect("the upstream's request was cancelled when the hold ended");
+
+    let mut retry = params("up__ask", json!({}));
+    retry.request_state = asked.request_state;
+    retry.input_responses = Some(
+        [(
+            "sampling-1".to_string(),
+            json!({ "role": "assistant", "content": { "type": "text", "text": "late" }, "model": "m" }),
+        )]
+        .into_iter()
+        .collect(),
+    );
+    let err = c.peer().call_tool_once(retry).await.unwrap_err();
+    assert_refused(&err);
+}
