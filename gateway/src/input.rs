@@ -35,6 +35,8 @@ pub enum Need {
     FormElicitation,
     UrlElicitation,
     Roots,
+    /// An input kind newer than this gateway: no caller is asked it.
+    Unknown,
 }
 
 impl Need {
@@ -46,8 +48,7 @@ impl Need {
                 _ => Self::FormElicitation,
             },
             InputRequest::ListRoots(_) => Self::Roots,
-            // A kind newer than this gateway: only a caller that knows it could answer.
-            _ => Self::Sampling,
+            _ => Self::Unknown,
         }
     }
 
@@ -63,6 +64,7 @@ impl Need {
                 .elicitation
                 .as_ref()
                 .is_some_and(|e| e.form.is_some() || e.url.is_none()),
+            Self::Unknown => false,
         }
     }
 
@@ -73,6 +75,7 @@ impl Need {
             Self::FormElicitation => "elicitation (form mode)",
             Self::UrlElicitation => "elicitation.url (URL mode)",
             Self::Roots => "roots",
+            Self::Unknown => "(a kind of input this gateway does not know)",
         }
     }
 
@@ -83,6 +86,7 @@ impl Need {
             Self::FormElicitation => "to ask its user for input (elicitation/create)",
             Self::UrlElicitation => "to send its user to a web page (URL elicitation)",
             Self::Roots => "for its roots (roots/list)",
+            Self::Unknown => "for a kind of input this gateway does not know",
         }
     }
 }
@@ -359,6 +363,7 @@ pub fn key_for(n: usize, request: &InputRequest) -> String {
         Need::Sampling => "sampling",
         Need::FormElicitation | Need::UrlElicitation => "elicitation",
         Need::Roots => "roots",
+        Need::Unknown => "input",
     };
     format!("{kind}-{n}")
 }
