@@ -162,7 +162,7 @@ async fn client(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn callers_of_both_eras_answer_sampling_elicitation_and_roots_through_the_gateway() {
+async fn callers_of_both_eras_answer_sampling_and_elicitation_through_the_gateway() {
     let Some(s) = setup(false) else { return };
     for era in [Era::Legacy, Era::Modern] {
         let answers = Answers::able();
