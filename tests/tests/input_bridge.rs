@@ -457,29 +457,25 @@ async fn an_upstreams_url_elicitation_error_reaches_each_era_in_its_own_terms() 
     );
 }
 
-/// A client that answers `register_name`'s two questions and `ask_llm`'s sampling, recording
-/// the keys of what it was asked.
+/// A client that answers `register_name`'s two questions (recording each message) and, as
+/// [`Answers`] does, `ask_llm`'s sampling.
 #[derive(Clone)]
 struct Registrar {
-    asked: Arc<Mutex<Vec<String>>>,
+    answers: Answers,
 }
 
 #[allow(deprecated)] // sampling: what the 2026-only upstream asks for
 impl ClientHandler for Registrar {
     fn get_info(&self) -> ClientConfig {
-        Answers::able().get_info()
+        self.answers.get_info()
     }
 
     async fn create_message(
         &self,
-        _params: CreateMessageRequestParams,
-        _ctx: RequestContext<RoleClient>,
+        params: CreateMessageRequestParams,
+        ctx: RequestContext<RoleClient>,
     ) -> Result<CreateMessageResult, ErrorData> {
-        self.asked.lock().unwrap().push("sampling".into());
-        Ok(CreateMessageResult::new(
-            SamplingMessage::assistant_text(SAMPLED),
-            "test-model".into(),
-        ))
+        self.answers.create_message(params, ctx).await
     }
 
     async fn create_elicitation(
@@ -491,7 +487,7 @@ impl ClientHandler for Registrar {
             ElicitRequestParams::FormElicitationParams { message, .. } => message.clone(),
             _ => String::new(),
         };
-        self.asked.lock().unwrap().push(message.clone());
+        self.answers.asked.lock().unwrap().push(message.clone());
         let content = if message.starts_with("What name") {
             json!({ "name": "Ada" })
         } else {
@@ -519,22 +515,16 @@ async fn a_2026_only_upstream_that_asks_with_input_required_serves_both_eras() {
     let token = gw.dev_token(&["--user", "gina", "--agent", "bridge-test"]);
 
     for era in [Era::Legacy, Era::Modern] {
-        let asked = Arc::<Mutex<Vec<String>>>::default();
-        let c = connect_as(
-            Registrar {
-                asked: asked.clone(),
-            },
-            &gw.url,
-            Some(&token),
-            era,
-        )
-        .await;
+        let answers = Answers::able();
+        let registrar = Registrar {
+            answers: answers.clone(),
+        };
+        let c = connect_as(registrar, &gw.url, Some(&token), era).await;
         let done = c.call_tool(params("st__register_name", json!({}))).await;
         let done = done.unwrap_or_else(|e| panic!("{era:?}: {e}"));
         assert_eq!(text(&done), "Registered \"Ada\"", "{era:?}: {done:?}");
-        let asked_now = asked.lock().unwrap().clone();
         assert_eq!(
-            asked_now,
+            answers.asked(),
             vec![
                 "What name should be registered?".to_string(),
                 "Register the name \"Ada\"?".to_string()
