@@ -49,6 +49,7 @@ async fn rig() -> Rig {
             agent: "test".into(),
             scopes: vec![],
             ttl: Duration::from_secs(600),
+            claims: Default::default(),
         };
         key.mint(&server, &req).unwrap()
     };

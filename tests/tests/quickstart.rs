@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use portcullis_e2e::tool_text;
 use portcullis_e2e::{Gateway, Serve, binary, call_tool, connect, readyz, repo_root, tool_names};
 
-/// The repository's quickstart configuration in a fresh directory, listening on port 0 (the
-/// gateway prints the port it got), plus `extra` target files.
+/// The repository's quickstart configuration (gateway.toml, targets/, policies/) in a fresh
+/// directory, listening on port 0 (the gateway prints the port it got), plus `extra` target
+/// files.
 fn quickstart_copy(extra: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = repo_root();
@@ -38,6 +39,12 @@ fn quickstart_copy(extra: &[(&str, &str)]) -> tempfile::TempDir {
             body.replace("127.0.0.1:8788", &provider),
         )
         .unwrap();
+    }
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    for entry in std::fs::read_dir(root.join("policies")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), policies.join(entry.file_name())).unwrap();
     }
     for (name, body) in extra {
         std::fs::write(targets.join(format!("{name}.toml")), body).unwrap();

@@ -56,6 +56,16 @@ pub struct View {
     pub unknown_tool_settings: Vec<String>,
 }
 
+impl View {
+    /// A tool by its gateway name (the tools are sorted by name).
+    pub fn tool(&self, name: &str) -> Option<&Tool> {
+        self.tools
+            .binary_search_by(|t| t.name.as_ref().cmp(name))
+            .ok()
+            .map(|i| &self.tools[i])
+    }
+}
+
 /// The targets of one configuration and their merged view. A reload compiles new targets
 /// that reuse the sessions of unchanged ones ([`targets::compile`]) into a new catalog.
 #[derive(Debug)]

@@ -1,6 +1,7 @@
 //! Command line: `serve`, `check`, `tools`, `dev-token`, `vault` (and the hidden
 //! `demo-upstream` and `demo-provider`).
 
+mod policy;
 mod vault;
 
 use std::path::PathBuf;
@@ -60,6 +61,8 @@ enum Command {
         /// A scope to grant; repeat for several.
         #[arg(long = "scope")]
         scopes: Vec<String>,
+        #[command(flatten)]
+        claims: policy::ClaimArgs,
         /// Lifetime, e.g. 15m, 1h (default: [dev_idp] token_ttl, 1h).
         #[arg(long)]
         ttl: Option<humantime::Duration>,
@@ -73,6 +76,11 @@ enum Command {
     Check(ConfigArg),
     /// Connect to every target and print the tool catalog as JSON.
     Tools(ConfigArg),
+    /// The Cedar policies of `policies/`: print their schema, or explain a decision.
+    Policy {
+        #[command(subcommand)]
+        action: PolicyCommand,
+    },
     /// See and revoke users' consented grants in the token vault. Never prints a token.
     Vault {
         #[command(subcommand)]
@@ -103,6 +111,21 @@ enum Command {
         /// Lifetime of access tokens.
         #[arg(long, default_value = "10m")]
         token_ttl: humantime::Duration,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Print the schema policies are checked against: the base (policies/schema.cedarschema
+    /// or the built-in one) and one action per tool of the live catalog, with its arguments.
+    Schema(ConfigArg),
+    /// Decide one call as the gateway would, and name the policies that decided it. Connects
+    /// to the targets to learn their tools; needs no running gateway.
+    Explain {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        args: policy::ExplainArgs,
     },
 }
 
@@ -156,6 +179,7 @@ pub fn main() -> ExitCode {
                 user,
                 agent,
                 scopes,
+                claims,
                 ttl,
                 listening_on,
             } => dev_token(
@@ -166,8 +190,15 @@ pub fn main() -> ExitCode {
                     agent,
                     scopes,
                     ttl: ttl.map(Into::into).unwrap_or_default(),
+                    claims: claims.to_map("groups"),
                 },
             ),
+            Command::Policy {
+                action: PolicyCommand::Schema(a),
+            } => policy::schema(&load(&a.config)?).await,
+            Command::Policy {
+                action: PolicyCommand::Explain { config, args },
+            } => policy::explain(&load(&config.config)?, args).await,
             Command::Check(a) => check(&a.config).await,
             Command::Tools(a) => tools(&a.config).await,
             Command::Vault {
@@ -306,6 +337,7 @@ async fn serve(path: &std::path::Path, insecure_dev_idp: bool) -> anyhow::Result
     )
     .await?;
     let catalog = live.load().catalog.clone();
+    let policies = live.load().policies.clone();
     let app = http::router(Gateway::new(live.clone()), shutdown.clone());
     let names: Vec<&str> = catalog.targets().map(|t| t.name()).collect();
     tracing::info!(
@@ -320,7 +352,7 @@ async fn serve(path: &std::path::Path, insecure_dev_idp: bool) -> anyhow::Result
     );
     // Lines on stdout, for scripts and tests: HTTP is served; later, every target was tried.
     println!("portcullis listening: {mcp_url}");
-    let startup = tokio::spawn(start_up(catalog, auth, mcp_url, shutdown.clone()));
+    let startup = tokio::spawn(start_up(catalog, policies, auth, mcp_url, shutdown.clone()));
     // From here on, changes to gateway.toml and targets/ (and SIGHUP) reload the configuration.
     runtime::watch(live, shutdown.clone());
     let stop = shutdown.clone();
@@ -358,6 +390,7 @@ const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// as `check` would.
 async fn start_up(
     catalog: Arc<Catalog>,
+    policies: Option<Arc<crate::policy::Policies>>,
     auth: Option<Arc<Authenticator>>,
     mcp_url: String,
     shutdown: CancellationToken,
@@ -402,6 +435,25 @@ async fn start_up(
         anyhow::bail!("the tool catalog cannot be built:\n{}", lines.join("\n"));
     }
     let view = catalog.view();
+    // The policies are checked against the tools now known; an error stops the gateway, as
+    // `check` would fail.
+    match &policies {
+        Some(policies) => {
+            let findings = policies.check(&view);
+            for w in &findings.warnings {
+                tracing::warn!(target: "portcullis::policy", "{w}");
+            }
+            if !findings.errors.is_empty() {
+                shutdown.cancel();
+                anyhow::bail!("the policies cannot be used: {}", findings.errors);
+            }
+            tracing::info!(target: "portcullis::policy", "policies in force: {}", policies.summary());
+        }
+        None => tracing::warn!(
+            target: "portcullis::policy",
+            "no policy directory: every authenticated caller may call every tool. Add policies/*.cedar (docs/policies.md) to decide who may call what"
+        ),
+    }
     let total = catalog.targets().len();
     if failures.is_empty() {
         tracing::info!(
@@ -465,10 +517,41 @@ async fn connect(
     Ok((catalog, problems, warnings))
 }
 
+/// Check the policies against the catalog's tools; a line for `check` to print.
+fn check_policies(
+    snapshot: &Snapshot,
+    view: &crate::catalog::View,
+    problems: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> String {
+    match crate::policy::Policies::load(&snapshot.policies) {
+        Ok(None) => format!(
+            "No policy directory ({}): every authenticated caller may call every tool.",
+            snapshot.policies.dir.display()
+        ),
+        Ok(Some(policies)) => {
+            let findings = policies.check(view);
+            warnings.extend(findings.warnings);
+            let checked = if findings.errors.is_empty() {
+                "checked against the catalog's tools"
+            } else {
+                "NOT usable"
+            };
+            problems.extend(findings.errors.0.iter().map(ToString::to_string));
+            format!("Policies: {}, {checked}.", policies.summary())
+        }
+        Err(errors) => {
+            problems.extend(errors.0.iter().map(ToString::to_string));
+            "Policies: NOT usable.".to_string()
+        }
+    }
+}
+
 async fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let snapshot = load(path)?;
     let shutdown = CancellationToken::new();
-    let (catalog, problems, warnings) = connect(&snapshot, &shutdown).await?;
+    let (catalog, mut problems, mut warnings) = connect(&snapshot, &shutdown).await?;
+    let policies = check_policies(&snapshot, &catalog.view(), &mut problems, &mut warnings);
     println!(
         "Configuration {} parsed and validated; connected to the targets:\n",
         path.display()
@@ -516,6 +599,7 @@ async fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         println!("{:<48} {:<20} {desc}", tool.name, target);
     }
     shutdown.cancel();
+    println!("\n{policies}");
     for w in &warnings {
         eprintln!("warning: {w}");
     }

@@ -70,7 +70,39 @@ pub struct Snapshot {
     pub vault: VaultSettings,
     /// `[demo_provider]`: where the demo third-party service listens (loopback), if on.
     pub demo_provider: Option<SocketAddr>,
+    pub policies: PolicySettings,
     pub targets: Vec<TargetSpec>,
+}
+
+/// `[policies]`, resolved. The policies themselves are read by `policy::Policies::load`, as
+/// part of the runtime: they are checked against the live catalog's tools.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySettings {
+    pub dir: PathBuf,
+    /// `dir` was named in the file (so a missing directory is an error, not "no policies").
+    pub dir_named: bool,
+    pub mode: PolicyMode,
+    pub show_policy_ids: bool,
+    /// `User` attribute → the claim it is read from.
+    pub claims: BTreeMap<String, String>,
+}
+
+/// What a denial does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyMode {
+    /// A denied call is refused.
+    Enforce,
+    /// Shadow mode: every decision is made and audited, a would-be denial is allowed.
+    LogOnly,
+}
+
+impl PolicyMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enforce => "enforce",
+            Self::LogOnly => "log_only",
+        }
+    }
 }
 
 /// `[vault]`, resolved: the SQLite file and the key-encryption key's reference.
@@ -241,6 +273,7 @@ pub fn load(path: &Path) -> Result<Snapshot, ConfigErrors> {
         inbound: gateway.inbound,
         vault: gateway.vault,
         demo_provider: gateway.demo_provider,
+        policies: gateway.policies,
         targets,
     })
 }
@@ -287,6 +320,7 @@ struct GatewayParts {
     inbound: InboundSettings,
     vault: VaultSettings,
     demo_provider: Option<SocketAddr>,
+    policies: PolicySettings,
     /// `None` when `targets_dir` itself is wrong (and reported).
     targets_dir: Option<PathBuf>,
 }
@@ -362,8 +396,10 @@ fn compile_gateway(path: &Path, errors: &mut ConfigErrors) -> Option<GatewayPart
         ));
         None
     });
+    let policies = compile_policies(&src, &file, &base, errors);
     Some(GatewayParts {
         server,
+        policies,
         catalog: CatalogSettings {
             separator,
             page_size,
@@ -373,6 +409,44 @@ fn compile_gateway(path: &Path, errors: &mut ConfigErrors) -> Option<GatewayPart
         demo_provider,
         targets_dir,
     })
+}
+
+fn compile_policies(
+    src: &SourceFile,
+    file: &GatewayFile,
+    base: &Path,
+    errors: &mut ConfigErrors,
+) -> PolicySettings {
+    let p = &file.policies;
+    let dir = base.join(p.dir.as_deref().unwrap_or(Path::new("policies")));
+    if p.dir.is_some() && !dir.is_dir() {
+        errors.push(src.error(
+            "policies.dir",
+            format!("the policy directory {} does not exist", dir.display()),
+            "create it with your *.cedar files, or remove `dir` (without a policy directory every authenticated caller may call every tool)",
+        ));
+    }
+    for (attribute, claim) in &p.claims {
+        if !is_cedar_identifier(attribute)
+            || ["groups", "issuer", "tenant", "email"].contains(&attribute.as_str())
+        {
+            errors.push(src.error(
+                &format!("policies.claims.{attribute}"),
+                format!("`{attribute}` cannot be a User attribute read from the claim `{claim}`"),
+                "use a name of letters, digits and `_` that does not start with a digit, other than groups, issuer, tenant and email (which the gateway fills itself)",
+            ));
+        }
+    }
+    PolicySettings {
+        dir,
+        dir_named: p.dir.is_some(),
+        mode: match p.mode {
+            Some(schema::PolicyModeValue::LogOnly) => PolicyMode::LogOnly,
+            Some(schema::PolicyModeValue::Enforce) | None => PolicyMode::Enforce,
+        },
+        show_policy_ids: p.show_policy_ids.unwrap_or(false),
+        claims: p.claims.clone(),
+    }
 }
 
 fn fallback_server() -> ServerSettings {
@@ -535,4 +609,13 @@ pub fn is_loopback_host(host: &str) -> bool {
 pub fn valid_tool_chars(s: &str) -> bool {
     s.chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// A name Cedar accepts after `principal.` without quoting.
+fn is_cedar_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }

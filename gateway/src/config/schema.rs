@@ -41,6 +41,31 @@ pub struct GatewayFile {
     #[serde(default)]
     pub vault: VaultSection,
     pub demo_provider: Option<DemoProviderSection>,
+    #[serde(default)]
+    pub policies: PoliciesSection,
+}
+
+/// `[policies]`: Cedar policies over callers, agents, tools and arguments (docs/policies.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoliciesSection {
+    /// Directory of `*.cedar` files and `schema.cedarschema`, relative to the gateway file.
+    /// Default `policies`; without it every authenticated caller may call every tool.
+    pub dir: Option<PathBuf>,
+    /// `enforce` (default) or `log_only`: decide and audit, but allow.
+    pub mode: Option<PolicyModeValue>,
+    /// Whether a denied caller is told the ids of the policies that denied them.
+    pub show_policy_ids: Option<bool>,
+    /// Extra `User` attributes from token claims: `attribute = "claim name"`.
+    #[serde(default)]
+    pub claims: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyModeValue {
+    Enforce,
+    LogOnly,
 }
 
 /// `[demo_provider]`: run the "Acme Tasks" demo third-party service beside the gateway, so

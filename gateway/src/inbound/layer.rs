@@ -293,8 +293,8 @@ fn check_tool_scopes(
         };
         // The same question the call pipeline's authorize phase asks (`policy`), answered
         // here because the MCP step-up is an HTTP 403 a JSON-RPC handler cannot produce.
-        if let policy::Decision::NeedsScopes { needed, .. } =
-            policy::tool_call(&view, Some(caller), name)
+        if let Some(policy::Decision::NeedsScopes { needed, .. }) =
+            policy::missing_scopes(&view, Some(caller), name)
         {
             let mut all = auth.required_scopes();
             all.extend(needed.iter().cloned());

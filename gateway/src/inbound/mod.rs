@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{InboundMode, IssuerSpec, ServerSettings, Snapshot};
 use crate::identity::Caller;
 pub use jwks::{KeyError, KeySource, KeyStatus};
-pub use verify::Issuer;
+pub use verify::{Issuer, caller_from};
 
 /// Longest token accepted. Real access tokens are a few KB; larger ones are refused before
 /// any parsing, so a 100 KB header cannot cost more than a length check.

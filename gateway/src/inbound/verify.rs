@@ -146,7 +146,7 @@ fn unverified_parts(token: &str) -> Result<(Claims, Claims), Rejection> {
     Ok((decode_part(h)?, decode_part(c)?))
 }
 
-fn caller_from(spec: &IssuerSpec, claims: Map<String, Value>) -> Result<Caller, Rejection> {
+pub fn caller_from(spec: &IssuerSpec, claims: Map<String, Value>) -> Result<Caller, Rejection> {
     let user = claims
         .get(&spec.user_claim)
         .and_then(Value::as_str)

@@ -1,13 +1,37 @@
-//! Authorization: may this caller call this tool? One answer, asked by the call pipeline's
-//! authorize phase (`server/call.rs`), by the HTTP step-up before the MCP layer
-//! (`inbound/layer.rs`, which must answer 403 `insufficient_scope` at the HTTP level) and by
-//! `tools/list` (`server/mod.rs`). Today the rule is the per-tool scopes of the targets'
-//! `[tools.NAME] scopes`; Cedar policies are added here, behind the same [`Decision`].
+//! Authorization: may this caller call this tool, with these arguments? One answer, asked by
+//! the call pipeline's authorize phase (`server/call.rs`), by `tools/list` (`server/mod.rs`,
+//! "could some input be allowed?") and, for scopes only, by the HTTP step-up before the MCP
+//! layer (`inbound/layer.rs`, which must answer 403 `insufficient_scope` at the HTTP level).
+//!
+//! Two inputs: the per-tool scopes of the targets' `[tools.NAME] scopes` (a missing scope is
+//! a step-up, not a denial), then the Cedar policies of `policies/` (docs/policies.md). The
+//! policies are part of the runtime: a reload swaps them with the rest, and a set that does
+//! not check keeps the old one serving.
+
+mod load;
+mod request;
+mod schema;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cedar_policy::{
+    ActionConstraint, Authorizer, Decision as CedarDecision, Effect, EntityUid, PolicyId,
+    PolicySet, ResourceConstraint,
+};
+use parking_lot::RwLock;
+use serde_json::{Map, Value};
+
+pub use load::{BASE_SCHEMA, SCHEMA_FILE};
+pub use request::{ANONYMOUS, Principal};
+pub use schema::{CALL_TOOL, Findings, schema_text};
 
 use crate::catalog::View;
+use crate::config::{ConfigErrors, PolicyMode, PolicySettings};
 use crate::identity::Caller;
+use request::ToolFacts;
 
-/// The answer for one (caller, tool).
+/// The answer for one (caller, tool, arguments).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Allow,
@@ -19,93 +43,492 @@ pub enum Decision {
         /// Those the token lacks.
         missing: Vec<String>,
     },
+    /// The policies deny the call.
+    Denied(Denial),
 }
 
-/// May `caller` call the gateway tool `tool` of `view`? Without inbound authentication
-/// (`caller` is `None`, loopback only) there is no identity to hold scopes against: allowed.
-pub fn tool_call(view: &View, caller: Option<&Caller>, tool: &str) -> Decision {
+/// Why the policies deny a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// The determining policies: the `forbid`s that matched (empty when no `permit` did).
+    pub policies: Vec<String>,
+    /// Whether the caller may be told the policy ids (`[policies] show_policy_ids`).
+    pub show_ids: bool,
+    /// What a person reads: "no policy permits it", "forbidden by policy", …
+    pub reason: String,
+}
+
+/// A decision and what the audit trail records of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub decision: Decision,
+    /// `None` when no policies are configured.
+    pub record: Option<Record>,
+}
+
+/// What the policies decided, for the audit event (never the arguments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub mode: PolicyMode,
+    /// The policies' own answer; in `log_only` mode a `false` here was allowed anyway.
+    pub allowed: bool,
+    pub policies: Vec<String>,
+}
+
+/// The compiled policy set of one runtime.
+#[derive(Debug)]
+pub struct Policies {
+    set: PolicySet,
+    origins: HashMap<PolicyId, load::Origin>,
+    /// The base schema's text and file (`None`: built in).
+    schema: (String, Option<std::path::PathBuf>),
+    dir: std::path::PathBuf,
+    files: usize,
+    mode: PolicyMode,
+    show_ids: bool,
+    claims: std::collections::BTreeMap<String, String>,
+    /// Each policy's scope, to find the few that can apply to a tool.
+    scopes: Vec<(PolicyId, Scope)>,
+    /// Per (tool, target): the policies that can apply to calls of it. Filled as tools are
+    /// asked about; a new runtime starts empty.
+    slices: RwLock<HashMap<(String, String), Arc<Slice>>>,
+    authorizer: Authorizer,
+}
+
+/// The policies that can apply to one tool.
+#[derive(Debug)]
+struct Slice {
+    all: PolicySet,
+    /// Those that do not read `context.input`: the listing decides with them alone.
+    without_input: PolicySet,
+    /// Whether a `permit` reads `context.input` (some input may satisfy it).
+    input_permits: bool,
+}
+
+/// What a policy's scope says about tools: which actions and resources it can match.
+#[derive(Debug)]
+struct Scope {
+    /// `None`: every tool.
+    tools: Option<Vec<String>>,
+    resource: Resource,
+    /// The policy's text mentions `input` (an over-approximation of "reads the arguments").
+    reads_input: bool,
+}
+
+#[derive(Debug)]
+enum Resource {
+    Any,
+    Tool(String),
+    Target(String),
+    /// Not a tool (`resource is Target`, `resource == Target::"…"`): matches no call.
+    Nothing,
+}
+
+impl Policies {
+    /// Read `settings.dir`. `Ok(None)`: there is no policy directory (every authenticated
+    /// caller may call every tool). The set is not yet checked against the catalog's tools:
+    /// [`check`](Self::check) does that once the catalog is known.
+    pub fn load(settings: &PolicySettings) -> Result<Option<Self>, ConfigErrors> {
+        let Some(parsed) = load::read(settings)? else {
+            return Ok(None);
+        };
+        let scopes = parsed
+            .set
+            .policies()
+            .map(|p| (p.id().clone(), scope_of(p)))
+            .collect();
+        Ok(Some(Self {
+            set: parsed.set,
+            origins: parsed.origins,
+            schema: parsed.schema,
+            dir: settings.dir.clone(),
+            files: parsed.files,
+            mode: settings.mode,
+            show_ids: settings.show_policy_ids,
+            claims: settings.claims.clone(),
+            scopes,
+            slices: RwLock::new(HashMap::new()),
+            authorizer: Authorizer::new(),
+        }))
+    }
+
+    /// "12 policies from 3 files in policies/ (enforce)", for the startup log.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} from {} in {} ({})",
+            crate::words::plural(self.set.policies().count(), "policy")
+                .replace("policys", "policies"),
+            crate::words::plural(self.files, "file"),
+            self.dir.display(),
+            self.mode.as_str()
+        )
+    }
+
+    pub fn mode(&self) -> PolicyMode {
+        self.mode
+    }
+
+    /// The caller as the policies see it (built once per request).
+    pub fn principal(&self, caller: Option<&Caller>) -> Principal {
+        Principal::new(caller, &self.claims)
+    }
+
+    /// The policies that can apply to calls of `tool` of `target`.
+    fn slice(&self, tool: &str, target: &str) -> Arc<Slice> {
+        let key = (tool.to_string(), target.to_string());
+        if let Some(s) = self.slices.read().get(&key) {
+            return s.clone();
+        }
+        let mut slice = Slice {
+            all: PolicySet::new(),
+            without_input: PolicySet::new(),
+            input_permits: false,
+        };
+        for (id, scope) in &self.scopes {
+            if scope.applies(tool, target)
+                && let Some(p) = self.set.policy(id)
+            {
+                let _ = slice.all.add(p.clone());
+                if !scope.reads_input {
+                    let _ = slice.without_input.add(p.clone());
+                } else if p.effect() == Effect::Permit {
+                    slice.input_permits = true;
+                }
+            }
+        }
+        let slice = Arc::new(slice);
+        self.slices.write().insert(key, slice.clone());
+        slice
+    }
+
+    /// The policies' answer for a call with these arguments.
+    fn decide(
+        &self,
+        principal: &Principal,
+        tool: &ToolFacts<'_>,
+        schema: &Map<String, Value>,
+        arguments: Option<&Map<String, Value>>,
+    ) -> Judgement {
+        let input = match request::input(schema, arguments) {
+            Ok(input) => input,
+            Err(mistyped) => {
+                return Judgement {
+                    allowed: false,
+                    policies: vec![],
+                    reason: format!("{}, so the policies cannot judge it", mistyped.0),
+                    errors: vec![],
+                };
+            }
+        };
+        let (request, entities) = request::question(principal, tool, input);
+        let slice = &self.slice(tool.name, tool.target).all;
+        let response = self.authorizer.is_authorized(&request, slice, &entities);
+        let errors: Vec<(PolicyId, String)> = response
+            .diagnostics()
+            .errors()
+            .map(|e| (policy_of(e).clone(), e.to_string()))
+            .collect();
+        // A forbid that could not be evaluated denies: failing open would let a malformed
+        // call past the rule meant to stop it.
+        let broken_forbids: Vec<String> = errors
+            .iter()
+            .filter(|(id, _)| {
+                slice
+                    .policy(id)
+                    .is_some_and(|p| p.effect() == Effect::Forbid)
+            })
+            .map(|(id, _)| id.to_string())
+            .collect();
+        let reason: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(ToString::to_string)
+            .collect();
+        let errors: Vec<String> = errors
+            .into_iter()
+            .map(|(id, e)| format!("policy `{id}`: {e}"))
+            .collect();
+        match response.decision() {
+            CedarDecision::Allow if broken_forbids.is_empty() => Judgement {
+                allowed: true,
+                policies: reason,
+                reason: String::new(),
+                errors,
+            },
+            CedarDecision::Allow => Judgement {
+                allowed: false,
+                reason: "a forbid policy could not be evaluated for these arguments".into(),
+                policies: broken_forbids,
+                errors,
+            },
+            CedarDecision::Deny if reason.is_empty() => Judgement {
+                allowed: false,
+                policies: broken_forbids,
+                reason: "no policy permits it".into(),
+                errors,
+            },
+            CedarDecision::Deny => Judgement {
+                allowed: false,
+                policies: reason,
+                reason: "a policy forbids it".into(),
+                errors,
+            },
+        }
+    }
+
+    /// Whether some input could let `principal` call `tool`: `false` only when every input
+    /// is denied. The policies that do not read the arguments decide what they can: a
+    /// `forbid` among them that matches hides the tool, a `permit` that matches shows it;
+    /// otherwise a `permit` that reads the arguments may match some input, and shows it.
+    ///
+    /// Cedar's partial evaluation (arguments unknown) was the first choice, but it leaves
+    /// every `context.…` access unevaluated once one context member is unknown, so it could
+    /// not tell `context.agent == Agent::"ci"` from a condition on the arguments.
+    fn may_call(&self, principal: &Principal, tool: &ToolFacts<'_>) -> bool {
+        let slice = self.slice(tool.name, tool.target);
+        let (request, entities) = request::question(
+            principal,
+            tool,
+            cedar_policy::RestrictedExpression::new_record([]).expect("an empty record"),
+        );
+        let response = self
+            .authorizer
+            .is_authorized(&request, &slice.without_input, &entities);
+        let forbid_failed = response.diagnostics().errors().any(|e| {
+            slice
+                .without_input
+                .policy(policy_of(e))
+                .is_some_and(|p| p.effect() == Effect::Forbid)
+        });
+        match response.decision() {
+            _ if forbid_failed => false,
+            CedarDecision::Allow => true,
+            // A forbid matched: no input changes that.
+            CedarDecision::Deny if response.diagnostics().reason().next().is_some() => false,
+            CedarDecision::Deny => slice.input_permits,
+        }
+    }
+}
+
+/// The result of evaluating the policies for one call.
+#[derive(Debug)]
+struct Judgement {
+    allowed: bool,
+    policies: Vec<String>,
+    reason: String,
+    /// Evaluation errors, for the log.
+    errors: Vec<String>,
+}
+
+fn policy_of(e: &cedar_policy::AuthorizationError) -> &PolicyId {
+    match e {
+        cedar_policy::AuthorizationError::PolicyEvaluationError(e) => e.policy_id(),
+    }
+}
+
+fn scope_of(policy: &cedar_policy::Policy) -> Scope {
+    let is = |uid: &EntityUid, kind: &str| uid.type_name().to_string() == kind;
+    let tools = match policy.action_constraint() {
+        ActionConstraint::Any => None,
+        ActionConstraint::Eq(uid) if uid.id().unescaped() == CALL_TOOL => Some(vec![]),
+        ActionConstraint::Eq(uid) => Some(vec![uid.id().unescaped().to_string()]),
+        ActionConstraint::In(uids) if uids.iter().any(|u| u.id().unescaped() == CALL_TOOL) => None,
+        ActionConstraint::In(uids) => Some(
+            uids.iter()
+                .map(|u| u.id().unescaped().to_string())
+                .collect(),
+        ),
+    };
+    let within = |uid: &EntityUid| {
+        if is(uid, "Tool") {
+            Resource::Tool(uid.id().unescaped().to_string())
+        } else if is(uid, "Target") {
+            Resource::Target(uid.id().unescaped().to_string())
+        } else {
+            Resource::Nothing
+        }
+    };
+    let resource = match policy.resource_constraint() {
+        ResourceConstraint::Any => Resource::Any,
+        ResourceConstraint::Is(kind) if kind.to_string() == "Tool" => Resource::Any,
+        ResourceConstraint::Is(_) => Resource::Nothing,
+        ResourceConstraint::Eq(uid) if is(&uid, "Tool") => {
+            Resource::Tool(uid.id().unescaped().to_string())
+        }
+        ResourceConstraint::Eq(_) => Resource::Nothing,
+        ResourceConstraint::In(uid) => within(&uid),
+        ResourceConstraint::IsIn(kind, uid) if kind.to_string() == "Tool" => within(&uid),
+        ResourceConstraint::IsIn(..) => Resource::Nothing,
+    };
+    Scope {
+        tools,
+        resource,
+        reads_input: policy.to_string().contains("input"),
+    }
+}
+
+impl Scope {
+    fn applies(&self, tool: &str, target: &str) -> bool {
+        let action = self
+            .tools
+            .as_ref()
+            .is_none_or(|tools| tools.iter().any(|t| t == tool));
+        action
+            && match &self.resource {
+                Resource::Any => true,
+                Resource::Tool(t) => t == tool,
+                Resource::Target(t) => t == target,
+                Resource::Nothing => false,
+            }
+    }
+}
+
+/// The scopes `tool` needs that `caller` lacks (the step-up), if any. Without inbound
+/// authentication (`caller` is `None`, loopback only) there is no identity to hold scopes
+/// against.
+pub fn missing_scopes(view: &View, caller: Option<&Caller>, tool: &str) -> Option<Decision> {
     let (Some(caller), Some(needed)) = (caller, view.tool_scopes.get(tool)) else {
-        return Decision::Allow;
+        return None;
     };
     let missing: Vec<String> = needed
         .iter()
         .filter(|s| !caller.scopes.contains(*s))
         .cloned()
         .collect();
-    if missing.is_empty() {
+    (!missing.is_empty()).then(|| Decision::NeedsScopes {
+        needed: needed.clone(),
+        missing,
+    })
+}
+
+/// May `caller` call the gateway tool `tool` of `view` with `arguments`? First the tool's
+/// scopes (a step-up), then the policies; in `log_only` mode a denial is recorded and
+/// allowed.
+pub fn tool_call(
+    policies: Option<&Policies>,
+    view: &View,
+    caller: Option<&Caller>,
+    tool: &str,
+    arguments: Option<&Map<String, Value>>,
+) -> Verdict {
+    if let Some(step_up) = missing_scopes(view, caller, tool) {
+        return Verdict {
+            decision: step_up,
+            record: None,
+        };
+    }
+    let Some(policies) = policies else {
+        return Verdict {
+            decision: Decision::Allow,
+            record: None,
+        };
+    };
+    let (Some(facts), Some(schema)) = (facts(view, tool), view.tool(tool)) else {
+        // Not in this view: the pipeline's resolve phase refused it before asking.
+        return Verdict {
+            decision: Decision::Allow,
+            record: None,
+        };
+    };
+    let judgement = policies.decide(
+        &policies.principal(caller),
+        &facts,
+        &schema.input_schema,
+        arguments,
+    );
+    for e in &judgement.errors {
+        tracing::warn!(target: "portcullis::policy", tool, "a policy could not be evaluated for a call: {e}");
+    }
+    let record = Record {
+        mode: policies.mode,
+        allowed: judgement.allowed,
+        policies: judgement.policies.clone(),
+    };
+    let decision = if judgement.allowed || policies.mode == PolicyMode::LogOnly {
         Decision::Allow
     } else {
-        Decision::NeedsScopes {
-            needed: needed.clone(),
-            missing,
-        }
+        Decision::Denied(Denial {
+            policies: judgement.policies,
+            show_ids: policies.show_ids,
+            reason: judgement.reason,
+        })
+    };
+    Verdict {
+        decision,
+        record: Some(record),
     }
 }
 
-/// Whether `tools/list` shows `tool` to `caller`: every tool the caller may call now or after
-/// a step-up (a client cannot ask for a scope of a tool it never saw).
-pub fn listed(view: &View, caller: Option<&Caller>, tool: &str) -> bool {
-    match tool_call(view, caller, tool) {
-        Decision::Allow | Decision::NeedsScopes { .. } => true,
+fn facts<'v>(view: &'v View, tool: &'v str) -> Option<ToolFacts<'v>> {
+    let route = view.tool_routes.get(tool)?;
+    Some(ToolFacts {
+        name: tool,
+        target: &route.target,
+        upstream_name: &route.upstream_name,
+        annotations: view.tool(tool).and_then(|t| t.annotations.as_ref()),
+    })
+}
+
+/// Decides which tools `tools/list` shows one caller: every tool they may call now, after a
+/// step-up, or with some input. In `log_only` mode every tool is shown.
+#[derive(Debug)]
+pub struct Lister<'a> {
+    policies: Option<&'a Policies>,
+    principal: Option<Principal>,
+    view: &'a View,
+}
+
+impl<'a> Lister<'a> {
+    pub fn new(policies: Option<&'a Policies>, view: &'a View, caller: Option<&Caller>) -> Self {
+        let policies = policies.filter(|p| p.mode == PolicyMode::Enforce);
+        Self {
+            principal: policies.map(|p| p.principal(caller)),
+            policies,
+            view,
+        }
+    }
+
+    pub fn shows(&self, tool: &str) -> bool {
+        let (Some(policies), Some(principal)) = (self.policies, &self.principal) else {
+            return true;
+        };
+        facts(self.view, tool).is_none_or(|facts| policies.may_call(principal, &facts))
+    }
+}
+
+/// What `portcullis policy explain` prints: the decision for one call, decided as the gateway
+/// decides it, with the place of each determining policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explanation {
+    pub decision: Decision,
+    pub record: Option<Record>,
+    /// `id (file:line)` of each determining policy.
+    pub determining: Vec<String>,
+}
+
+impl Policies {
+    /// Decide as [`tool_call`] does, and say where each determining policy is written.
+    pub fn explain(
+        &self,
+        view: &View,
+        caller: Option<&Caller>,
+        tool: &str,
+        arguments: Option<&Map<String, Value>>,
+    ) -> Explanation {
+        let verdict = tool_call(Some(self), view, caller, tool, arguments);
+        let determining = verdict
+            .record
+            .iter()
+            .flat_map(|r| &r.policies)
+            .map(|id| format!("{id} ({})", self.place(&PolicyId::new(id))))
+            .collect();
+        Explanation {
+            decision: verdict.decision,
+            record: verdict.record,
+            determining,
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn caller(scopes: &[&str]) -> Caller {
-        Caller {
-            issuer: "https://idp.example".into(),
-            user: "alice".into(),
-            agent: Some("cli".into()),
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
-            groups: vec![],
-            tenant: None,
-            claims: Default::default(),
-            expires_at: std::time::SystemTime::now(),
-        }
-    }
-
-    fn view() -> View {
-        let mut v = View::default();
-        v.tool_scopes.insert(
-            "gh__push".into(),
-            vec!["repo:write".into(), "repo:read".into()],
-        );
-        v
-    }
-
-    #[test]
-    fn a_tool_without_scopes_is_allowed() {
-        assert_eq!(
-            tool_call(&view(), Some(&caller(&[])), "demo__echo"),
-            Decision::Allow
-        );
-    }
-
-    #[test]
-    fn every_missing_scope_is_named() {
-        assert_eq!(
-            tool_call(&view(), Some(&caller(&["repo:read"])), "gh__push"),
-            Decision::NeedsScopes {
-                needed: vec!["repo:write".into(), "repo:read".into()],
-                missing: vec!["repo:write".into()]
-            }
-        );
-        assert_eq!(
-            tool_call(
-                &view(),
-                Some(&caller(&["repo:read", "repo:write"])),
-                "gh__push"
-            ),
-            Decision::Allow
-        );
-    }
-
-    #[test]
-    fn step_up_tools_stay_listed_and_unauthenticated_callers_are_not_held_to_scopes() {
-        assert!(listed(&view(), Some(&caller(&[])), "gh__push"));
-        assert_eq!(tool_call(&view(), None, "gh__push"), Decision::Allow);
-    }
-}
+mod tests;

@@ -30,6 +30,7 @@ use crate::events::{CatalogEvent, Hub};
 use crate::inbound::Authenticator;
 use crate::input::HeldCalls;
 use crate::outbound::{self, ConsentWiring, HttpClientError};
+use crate::policy::Policies;
 use crate::request_state::RequestStates;
 use crate::targets::{self, Wiring};
 use crate::vault::Vault;
@@ -41,6 +42,9 @@ pub struct Runtime {
     /// `None` when inbound authentication is off (`inbound.mode = "none"`).
     pub auth: Option<Arc<Authenticator>>,
     pub catalog: Arc<Catalog>,
+    /// The Cedar policies of `policies/`; `None` when there is no policy directory (every
+    /// authenticated caller may call every tool).
+    pub policies: Option<Arc<Policies>>,
 }
 
 /// The runtime in force, and what outlives any one runtime.
@@ -79,6 +83,8 @@ pub enum StartFailed {
     Vault(#[from] crate::vault::VaultError),
     #[error("cannot set up user consent: {0}")]
     Consent(String),
+    #[error("{0}")]
+    Policies(config::ConfigErrors),
 }
 
 /// Why a reload changed nothing: each problem as `portcullis check` words it.
@@ -106,6 +112,9 @@ impl Live {
         inbound_http: reqwest::Client,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, StartFailed> {
+        let policies = Policies::load(&snapshot.policies)
+            .map_err(StartFailed::Policies)?
+            .map(Arc::new);
         let vault = Vault::from_settings(&snapshot.vault).await?;
         tokio::spawn(purge_expired_consents(vault.clone(), shutdown.clone()));
         let public_url = &snapshot.server.public_url;
@@ -142,6 +151,7 @@ impl Live {
                 snapshot: Arc::new(snapshot),
                 auth,
                 catalog,
+                policies,
             }),
             wiring,
             inbound_http,
@@ -312,10 +322,24 @@ impl Live {
         let catalog = Arc::new(catalog);
         // The new view is in place before the swap, and clients hear of it after.
         let changes = catalog.refresh_view();
+        // The policies are checked against the tools the new catalog serves; any error keeps
+        // the previous set (and everything else) serving.
+        let policies = match load_policies(&snapshot, &catalog.view()) {
+            Ok(p) => p,
+            Err(problems) => {
+                tracing::error!(
+                    "configuration not reloaded; the previous one keeps serving. {}",
+                    problems.join("\n")
+                );
+                self.set_failed_reload(Some(problems.clone()));
+                return Err(ReloadFailed(problems));
+            }
+        };
         self.current.store(Arc::new(Runtime {
             snapshot: Arc::new(snapshot),
             auth,
             catalog: catalog.clone(),
+            policies,
         }));
         catalog.announce(changes);
         self.set_failed_reload(None);
@@ -323,6 +347,27 @@ impl Live {
         summary.log();
         Ok(summary)
     }
+}
+
+/// Read and check the policies of `snapshot` against `view`'s tools; warnings are logged.
+/// `Err`: each problem as `portcullis check` prints it.
+pub fn load_policies(
+    snapshot: &Snapshot,
+    view: &crate::catalog::View,
+) -> Result<Option<Arc<Policies>>, Vec<String>> {
+    let policies = Policies::load(&snapshot.policies)
+        .map_err(|errors| errors.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    let Some(policies) = policies else {
+        return Ok(None);
+    };
+    let findings = policies.check(view);
+    for w in &findings.warnings {
+        tracing::warn!(target: "portcullis::policy", "{w}");
+    }
+    if !findings.errors.is_empty() {
+        return Err(findings.errors.0.iter().map(ToString::to_string).collect());
+    }
+    Ok(Some(Arc::new(policies)))
 }
 
 /// Pending consents nobody completed are removed once expired (they open nothing anyway).

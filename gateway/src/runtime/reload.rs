@@ -1,5 +1,5 @@
-//! What triggers a reload: a change to `gateway.toml` or to a file in the targets directory
-//! (watched with the `notify` crate), and SIGHUP (`kill -HUP <pid>`). Editors save in bursts
+//! What triggers a reload: a change to `gateway.toml`, to a file in the targets directory or
+//! to a policy or the schema in the policy directory (watched with the `notify` crate), and SIGHUP (`kill -HUP <pid>`). Editors save in bursts
 //! (write a temporary file, rename it, touch it again): changes are gathered for a short
 //! quiet period and answered with one reload.
 
@@ -22,8 +22,9 @@ pub fn watch(live: Arc<Live>, shutdown: CancellationToken) {
     let snapshot = live.load().snapshot.clone();
     let gateway_file = snapshot.source.clone();
     let targets_dir = snapshot.targets_dir.clone();
+    let policies_dir = snapshot.policies.dir.clone();
     let (tx, rx) = mpsc::unbounded_channel::<()>();
-    let watcher = start_watcher(&gateway_file, &targets_dir, tx.clone());
+    let watcher = start_watcher(&gateway_file, &targets_dir, &policies_dir, tx.clone());
     tokio::spawn(async move {
         // Owned by the task: dropping it stops watching.
         let _watcher = watcher;
@@ -61,6 +62,7 @@ async fn answer(
 fn start_watcher(
     gateway_file: &Path,
     targets_dir: &Path,
+    policies_dir: &Path,
     tx: mpsc::UnboundedSender<()>,
 ) -> Option<notify::RecommendedWatcher> {
     let gateway_dir = gateway_file
@@ -69,18 +71,22 @@ fn start_watcher(
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let gateway_name = gateway_file.file_name().map(ToOwned::to_owned);
     let targets = targets_dir.to_path_buf();
+    let policies = policies_dir.to_path_buf();
     let handler = move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         if event.kind.is_access() {
             return;
         }
         // In the gateway file's folder only the gateway file matters; in the targets folder
-        // every `*.toml` file does.
+        // every `*.toml` file does, in the policy folder every `*.cedar` and the schema.
         let relevant = event.paths.iter().any(|p| {
             let is_gateway = p.file_name() == gateway_name.as_deref();
             let is_target = p.parent().is_some_and(|d| same_dir(d, &targets))
                 && p.extension().is_some_and(|e| e == "toml");
-            is_gateway || is_target
+            let is_policy = p.parent().is_some_and(|d| same_dir(d, &policies))
+                && p.extension()
+                    .is_some_and(|e| e == "cedar" || e == "cedarschema");
+            is_gateway || is_target || is_policy
         });
         if relevant {
             let _ = tx.send(());
@@ -95,7 +101,12 @@ fn start_watcher(
             return None;
         }
     };
-    for dir in [&gateway_dir, targets_dir] {
+    // A policy directory created while serving is read at the next reload (SIGHUP).
+    let policies_dir = policies_dir.is_dir().then_some(policies_dir);
+    for dir in [gateway_dir.as_path(), targets_dir]
+        .into_iter()
+        .chain(policies_dir)
+    {
         if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
             tracing::warn!(
                 "cannot watch {} for configuration changes ({e}); reload with `kill -HUP <pid>` instead",

@@ -36,7 +36,7 @@ use crate::runtime::Live;
 use crate::runtime::Runtime;
 use crate::targets::relay::Relay;
 use crate::targets::{CallerMeta, Health, PendingCall, Target, TargetError};
-use crate::telemetry::{AuditEvent, Decision as AuditDecision, Outcome};
+use crate::telemetry::{AuditEvent, Decision as AuditDecision, Outcome, PolicyOutcome};
 
 /// What every phase of one call knows. Built from the request before the first phase.
 #[derive(Debug)]
@@ -57,6 +57,8 @@ pub struct CallContext {
     /// The client's era and whether it can open URLs for its user (consent hand-off).
     pub client: ClientKind,
     pub started: Instant,
+    /// Set by authorize: what the policies decided, for the audit event.
+    pub policy: Option<policy::Record>,
 }
 
 impl CallContext {
@@ -76,6 +78,7 @@ impl CallContext {
             tool: req.name.to_string(),
             target: None,
             deadline: None,
+            policy: None,
             client: ClientKind {
                 era: if ctx.protocol_version() == Some(ProtocolVersion::V_2026_07_28) {
                     Era::Stateless
@@ -154,13 +157,29 @@ async fn phases(
 
     // 3. Authorize, on the view the call is routed by (the HTTP step-up asked the same
     //    question a moment earlier; a tool that appeared in between is still checked).
-    if let Decision::NeedsScopes { missing, .. } =
-        policy::tool_call(&view, call.caller(), &call.tool)
-    {
-        return Err(CallError::Forbidden {
-            tool: call.tool.clone(),
-            missing,
-        });
+    //    The policies decide with the actual arguments; their verdict is audited.
+    let verdict = policy::tool_call(
+        runtime.policies.as_deref(),
+        &view,
+        call.caller(),
+        &call.tool,
+        req.arguments.as_ref(),
+    );
+    call.policy = verdict.record;
+    match verdict.decision {
+        Decision::Allow => {}
+        Decision::NeedsScopes { missing, .. } => {
+            return Err(CallError::Forbidden {
+                tool: call.tool.clone(),
+                missing,
+            });
+        }
+        Decision::Denied(denial) => {
+            return Err(CallError::Denied {
+                tool: call.tool.clone(),
+                denial,
+            });
+        }
     }
 
     // 3a. Resume what the state names: a held call goes on with the answers (its credential
@@ -671,6 +690,15 @@ fn audit(
     event.tool = Some(call.tool.clone());
     event.target = call.target.clone();
     event.path = call.path.clone();
+    event.policy = call.policy.as_ref().map(|r| PolicyOutcome {
+        mode: r.mode.as_str(),
+        decision: if r.allowed {
+            AuditDecision::Allow
+        } else {
+            AuditDecision::Deny
+        },
+        policies: r.policies.clone(),
+    });
     let answer = match outcome {
         Ok(r) => Ok(r),
         Err(e) => {

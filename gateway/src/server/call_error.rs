@@ -61,6 +61,12 @@ pub enum CallError {
     /// Authorization refused the call: the token lacks scopes the tool needs.
     #[error("tool `{tool}` needs the scope(s) {}", missing.join(" "))]
     Forbidden { tool: String, missing: Vec<String> },
+    /// The policies (`policies/*.cedar`) deny this call.
+    #[error("tool `{tool}`: denied by policy ({})", denial.reason)]
+    Denied {
+        tool: String,
+        denial: crate::policy::Denial,
+    },
     /// The user has not granted the agent access to the target's provider yet: they must
     /// open `url` (bound to their identity) in a browser, then the agent retries.
     #[error("access to target `{target}` needs the user's consent")]
@@ -117,7 +123,10 @@ impl CallError {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            Self::UnknownTool { .. } | Self::Forbidden { .. } | Self::StateRefused(_)
+            Self::UnknownTool { .. }
+                | Self::Forbidden { .. }
+                | Self::Denied { .. }
+                | Self::StateRefused(_)
         )
     }
 
@@ -141,6 +150,26 @@ impl CallError {
                 ),
                 Some(json!({ "tool": tool, "missing_scopes": missing })),
             )),
+            // Never the policy text; the ids only when `[policies] show_policy_ids` allows.
+            Self::Denied { tool, denial } => {
+                let shown = denial.show_ids && !denial.policies.is_empty();
+                let mut message = format!(
+                    "the call to tool `{tool}` was denied by policy: {}",
+                    denial.reason
+                );
+                if shown {
+                    message = format!(
+                        "{message} (determining policies: {})",
+                        denial.policies.join(", ")
+                    );
+                }
+                message.push_str("; ask your gateway's administrators if you need this call");
+                let mut data = json!({ "tool": tool, "reason": "policy" });
+                if shown {
+                    data["policies"] = json!(denial.policies);
+                }
+                Err(ErrorData::new(FORBIDDEN, message, Some(data)))
+            }
             // A client that cannot open URLs for its user still gets the link, as text to
             // show: every client works.
             Self::ConsentRequired { url, message, .. } if !client.url_elicitation => {
@@ -256,6 +285,17 @@ mod tests {
                 },
             ),
             (
+                "denied",
+                CallError::Denied {
+                    tool: "gh__create_issue".into(),
+                    denial: crate::policy::Denial {
+                        policies: vec!["own-repos".into()],
+                        show_ids: true,
+                        reason: "a policy forbids it".into(),
+                    },
+                },
+            ),
+            (
                 "consent",
                 CallError::ConsentRequired {
                     target: "github".into(),
@@ -336,7 +376,7 @@ mod tests {
         match (name, client.era) {
             ("unknown tool", _) => Expect::Code(-32602),
             ("not connected", _) | ("unavailable", _) => Expect::Code(-32003),
-            ("forbidden", _) => Expect::Code(-32004),
+            ("forbidden", _) | ("denied", _) => Expect::Code(-32004),
             ("consent", _) if !client.url_elicitation => Expect::ToolError,
             ("consent", Era::Sessions) => Expect::Code(-32042),
             ("consent", Era::Stateless) => Expect::InputRequired,
@@ -432,7 +472,10 @@ mod tests {
     #[test]
     fn refusals_are_the_gateways_decisions() {
         for (name, e) in all_variants() {
-            let refusal = matches!(name, "unknown tool" | "forbidden" | "state refused");
+            let refusal = matches!(
+                name,
+                "unknown tool" | "forbidden" | "denied" | "state refused"
+            );
             assert_eq!(e.is_refusal(), refusal, "{name}");
         }
     }

@@ -261,13 +261,15 @@ impl ServerHandler for Gateway {
         let parts = ctx.extensions.get::<::http::request::Parts>();
         let caller = crate::identity::caller_of(parts);
         let view = self.listed_catalog(&ctx).await.view();
+        let runtime = self.live().load();
+        let lister = crate::policy::Lister::new(runtime.policies.as_deref(), &view, caller);
         let (tools, next) = pages::page(
             Listing::Tools,
             &view.tools,
             |t| (&t.name, ""),
             cursor(&req),
             self.page_size(),
-            |t| crate::policy::listed(&view, caller, &t.name),
+            |t| lister.shows(&t.name),
         )?;
         let mut result = ListToolsResult::with_all_items(tools);
         result.next_cursor = next;

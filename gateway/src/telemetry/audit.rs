@@ -45,6 +45,17 @@ pub enum Outcome {
     Error { code: i32, message: String },
 }
 
+/// The policies' part of an event: `"policy": {"mode": "log_only", "decision": "deny",
+/// "policies": ["own-repos"]}`. In `log_only` mode a `deny` here was allowed (the event's own
+/// `decision` says what happened).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyOutcome {
+    pub mode: &'static str,
+    pub decision: Decision,
+    /// The determining policies' ids.
+    pub policies: Vec<String>,
+}
+
 /// One audit record, written as a JSON line.
 #[derive(Debug, Clone)]
 pub struct AuditEvent {
@@ -62,6 +73,8 @@ pub struct AuditEvent {
     pub target: Option<String>,
     pub tool: Option<String>,
     pub decision: Decision,
+    /// What the policies decided, when there are policies and the call reached them.
+    pub policy: Option<PolicyOutcome>,
     pub outcome: Outcome,
     /// Milliseconds from the request's arrival to the decision or answer, to the
     /// microsecond (`3.58`, not `3.5795179999999998`).
@@ -83,6 +96,7 @@ impl AuditEvent {
             target: None,
             tool: None,
             decision: Decision::Allow,
+            policy: None,
             outcome: Outcome::Ok { is_error: false },
             latency_ms: 0.0,
         }
@@ -110,15 +124,32 @@ impl AuditEvent {
         let tool = self.tool.as_deref();
         let decision = self.decision.as_str();
         let latency_ms = self.latency_ms;
-        // One call site per outcome, so each line has exactly its outcome's members.
-        match &self.outcome {
-            Outcome::Ok { is_error } => tracing::info!(target: AUDIT_TARGET,
+        // One call site per shape, so each line has exactly its members.
+        match (&self.outcome, &self.policy) {
+            (Outcome::Ok { is_error }, None) => tracing::info!(target: AUDIT_TARGET,
                 time, request_id, path, caller, method, target, tool, decision,
                 outcome.status = "ok", outcome.is_error = *is_error, latency_ms),
-            Outcome::Error { code, message } => tracing::info!(target: AUDIT_TARGET,
+            (Outcome::Error { code, message }, None) => tracing::info!(target: AUDIT_TARGET,
                 time, request_id, path, caller, method, target, tool, decision,
                 outcome.status = "error", outcome.code = *code,
                 outcome.message = message.as_str(), latency_ms),
+            (Outcome::Ok { is_error }, Some(p)) => {
+                let policies = serde_json::to_string(&p.policies).unwrap_or_default();
+                tracing::info!(target: AUDIT_TARGET,
+                    time, request_id, path, caller, method, target, tool, decision,
+                    policy.mode = p.mode, policy.decision = p.decision.as_str(),
+                    policy.policies = policies.as_str(),
+                    outcome.status = "ok", outcome.is_error = *is_error, latency_ms)
+            }
+            (Outcome::Error { code, message }, Some(p)) => {
+                let policies = serde_json::to_string(&p.policies).unwrap_or_default();
+                tracing::info!(target: AUDIT_TARGET,
+                    time, request_id, path, caller, method, target, tool, decision,
+                    policy.mode = p.mode, policy.decision = p.decision.as_str(),
+                    policy.policies = policies.as_str(),
+                    outcome.status = "error", outcome.code = *code,
+                    outcome.message = message.as_str(), latency_ms)
+            }
         }
     }
 }
@@ -176,7 +207,7 @@ mod tests {
             "outcome",
             "latency_ms",
         ];
-        documented.sort_unstable(); // a parsed map is sorted; `sink` tests the line's order
+        // serde_json keeps a parsed object's order (cedar-policy turns `preserve_order` on).
         assert_eq!(keys, documented);
         assert_eq!(v["stream"], "portcullis::audit");
         assert_eq!(v["path"], Value::Null, "an absent member is null");
@@ -193,6 +224,23 @@ mod tests {
             time::OffsetDateTime::parse(time, &Rfc3339).is_ok(),
             "RFC 3339: {time}"
         );
+    }
+
+    #[test]
+    fn a_policy_decision_is_recorded_with_its_mode_and_policies_and_no_arguments() {
+        let mut e = AuditEvent::new("r", "bob via ci", "tools/call");
+        e.policy = Some(PolicyOutcome {
+            mode: "log_only",
+            decision: Decision::Deny,
+            policies: vec!["own-repos".into(), "ci, read only".into()],
+        });
+        let v = &emitted(&e)[0];
+        assert_eq!(v["decision"], "allow", "shadow mode allowed it");
+        assert_eq!(
+            v["policy"],
+            serde_json::json!({"mode": "log_only", "decision": "deny", "policies": ["own-repos", "ci, read only"]})
+        );
+        assert!(v.get("arguments").is_none());
     }
 
     #[test]

@@ -15,7 +15,7 @@
 mod audit;
 mod sink;
 
-pub use audit::{AuditEvent, Decision, Outcome, REQUEST_ID_HEADER, request_id};
+pub use audit::{AuditEvent, Decision, Outcome, PolicyOutcome, REQUEST_ID_HEADER, request_id};
 pub use sink::{AUDIT_TARGET, AuditLayer};
 
 use tracing::{Level, Metadata, Subscriber};

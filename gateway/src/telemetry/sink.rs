@@ -87,13 +87,23 @@ fn json_object(event: &Event<'_>) -> String {
     out
 }
 
+/// Fields whose text is JSON, written as the value it encodes.
+const JSON_FIELDS: &[&str] = &["policy.policies"];
+
 /// The values an event recorded, by field name.
 #[derive(Default)]
 struct Recorded(Vec<(&'static str, Value)>);
 
 impl Visit for Recorded {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.push((field.name(), Value::from(value)));
+        // A list is handed over as its JSON text (tracing fields are scalars) and written as
+        // the list itself.
+        let value = if JSON_FIELDS.contains(&field.name()) {
+            serde_json::from_str(value).unwrap_or_else(|_| Value::from(value))
+        } else {
+            Value::from(value)
+        };
+        self.0.push((field.name(), value));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.0.push((field.name(), Value::from(value)));

@@ -58,6 +58,9 @@ pub struct DevTokenRequest {
     pub agent: String,
     pub scopes: Vec<String>,
     pub ttl: Duration,
+    /// Further claims (`groups`, `email`, `dept`, …), for trying policies; they cannot
+    /// replace the claims above.
+    pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
 impl DevKey {
@@ -119,6 +122,11 @@ impl DevKey {
             "exp": now + req.ttl.as_secs(),
             "jti": uuid::Uuid::new_v4().to_string(),
         });
+        for (name, value) in &req.claims {
+            if claims.get(name).is_none() {
+                claims[name] = value.clone();
+            }
+        }
         // RFC 9068: `scope` lists granted scopes; none granted means no claim, not "".
         if !req.scopes.is_empty() {
             claims["scope"] = json!(req.scopes.join(" "));
@@ -181,7 +189,8 @@ pub fn issuer_spec(server: &ServerSettings) -> IssuerSpec {
         leeway: Duration::from_secs(30),
         user_claim: "sub".into(),
         agent_claims: vec!["azp".into(), "client_id".into()],
-        groups_claim: None,
+        // `portcullis dev-token --group` puts them here, for trying group policies.
+        groups_claim: Some("groups".into()),
         tenant_claim: None,
         jwks_uri: None,
         jwks_refetch_interval: Duration::from_secs(30),
@@ -254,6 +263,7 @@ impl DevIdp {
             agent: "test".into(),
             scopes: vec![],
             ttl: Duration::from_secs(60),
+            claims: Default::default(),
         };
         self.key.mint(&self.server, &req).unwrap()
     }

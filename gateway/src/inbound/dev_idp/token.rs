@@ -292,6 +292,7 @@ fn issue(idp: &DevIdp, r: Redemption) -> Result<serde_json::Value, OAuthError> {
         agent: r.grant.agent.clone(),
         scopes: r.scopes.clone(),
         ttl: idp.token_ttl,
+        claims: Default::default(),
     };
     let access = idp
         .key

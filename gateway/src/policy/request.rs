@@ -1,0 +1,348 @@
+//! One authorization question in Cedar's terms: the caller as a `User` entity (attributes
+//! from the token's claims), the agent, the tool in its target, and the context (scopes, the
+//! time, the arguments typed by the tool's input schema).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::LazyLock;
+
+use cedar_policy::{
+    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression,
+};
+use serde_json::{Map, Value};
+
+use super::schema::{MAX_DEPTH, json_type};
+use crate::identity::Caller;
+
+fn type_name(name: &str) -> EntityTypeName {
+    EntityTypeName::from_str(name).expect("a valid Cedar type name")
+}
+
+static USER: LazyLock<EntityTypeName> = LazyLock::new(|| type_name("User"));
+static AGENT: LazyLock<EntityTypeName> = LazyLock::new(|| type_name("Agent"));
+static TARGET: LazyLock<EntityTypeName> = LazyLock::new(|| type_name("Target"));
+static TOOL: LazyLock<EntityTypeName> = LazyLock::new(|| type_name("Tool"));
+static ACTION: LazyLock<EntityTypeName> = LazyLock::new(|| type_name("Action"));
+static CALL_TOOL_UID: LazyLock<EntityUid> = LazyLock::new(|| uid(&ACTION, super::CALL_TOOL));
+
+fn uid(kind: &EntityTypeName, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(kind.clone(), EntityId::new(id))
+}
+
+/// The user and agent of one caller, built once and asked about many tools.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    user: Entity,
+    agent: Entity,
+    scopes: RestrictedExpression,
+}
+
+/// Who is named when inbound authentication is off: there is no token to name anyone.
+pub const ANONYMOUS: &str = "anonymous";
+
+impl Principal {
+    pub fn new(caller: Option<&Caller>, claims: &BTreeMap<String, String>) -> Self {
+        let Some(caller) = caller else {
+            let user = Entity::new_no_attrs(uid(&USER, ANONYMOUS), HashSet::new());
+            return Self {
+                user,
+                agent: Entity::new_no_attrs(uid(&AGENT, ANONYMOUS), HashSet::new()),
+                scopes: RestrictedExpression::new_set([]),
+            };
+        };
+        let mut attrs = HashMap::from([
+            (
+                "issuer".to_string(),
+                RestrictedExpression::new_string(caller.issuer.clone()),
+            ),
+            (
+                "groups".to_string(),
+                RestrictedExpression::new_set(
+                    caller
+                        .groups
+                        .iter()
+                        .map(|g| RestrictedExpression::new_string(g.clone())),
+                ),
+            ),
+        ]);
+        if let Some(tenant) = &caller.tenant {
+            attrs.insert(
+                "tenant".into(),
+                RestrictedExpression::new_string(tenant.clone()),
+            );
+        }
+        if let Some(Value::String(email)) = caller.claims.get("email") {
+            attrs.insert(
+                "email".into(),
+                RestrictedExpression::new_string(email.clone()),
+            );
+        }
+        for (attribute, claim) in claims {
+            if let Some(value) = caller.claims.get(claim).and_then(|v| untyped(v, 0)) {
+                attrs.insert(attribute.clone(), value);
+            }
+        }
+        let user = Entity::new(uid(&USER, &caller.user), attrs, HashSet::new())
+            .unwrap_or_else(|_| Entity::new_no_attrs(uid(&USER, &caller.user), HashSet::new()));
+        let agent = caller.agent.as_deref().unwrap_or(ANONYMOUS);
+        Self {
+            user,
+            agent: Entity::new_no_attrs(uid(&AGENT, agent), HashSet::new()),
+            scopes: RestrictedExpression::new_set(
+                caller
+                    .scopes
+                    .iter()
+                    .map(|s| RestrictedExpression::new_string(s.clone())),
+            ),
+        }
+    }
+}
+
+/// A tool as Cedar sees it.
+pub struct ToolFacts<'a> {
+    pub name: &'a str,
+    pub target: &'a str,
+    pub upstream_name: &'a str,
+    pub annotations: Option<&'a rmcp::model::ToolAnnotations>,
+}
+
+/// The arguments could not be given to Cedar as the tool's input schema types them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mistyped(pub String);
+
+/// The request and entities for `principal` calling `tool` with `input`.
+pub fn question(
+    principal: &Principal,
+    tool: &ToolFacts<'_>,
+    input: RestrictedExpression,
+) -> (Request, Entities) {
+    let target = uid(&TARGET, tool.target);
+    let tool_uid = uid(&TOOL, tool.name);
+    let hints = tool.annotations;
+    let hint = |value: Option<bool>, default: bool| {
+        RestrictedExpression::new_bool(value.unwrap_or(default))
+    };
+    let tool_entity = Entity::new(
+        tool_uid.clone(),
+        HashMap::from([
+            (
+                "name".into(),
+                RestrictedExpression::new_string(tool.upstream_name.into()),
+            ),
+            (
+                "target".into(),
+                RestrictedExpression::new_string(tool.target.into()),
+            ),
+            // MCP's defaults for a tool that says nothing.
+            (
+                "read_only".into(),
+                hint(hints.and_then(|h| h.read_only_hint), false),
+            ),
+            (
+                "destructive".into(),
+                hint(hints.and_then(|h| h.destructive_hint), true),
+            ),
+            (
+                "idempotent".into(),
+                hint(hints.and_then(|h| h.idempotent_hint), false),
+            ),
+            (
+                "open_world".into(),
+                hint(hints.and_then(|h| h.open_world_hint), true),
+            ),
+        ]),
+        HashSet::from([target.clone()]),
+    )
+    .expect("tool attributes are plain values");
+    // Without a schema at evaluation time, the action's membership of `CallTool` is an
+    // entity of its own.
+    let action = uid(&ACTION, tool.name);
+    let entities = Entities::from_entities(
+        [
+            Entity::new_no_attrs(action.clone(), HashSet::from([CALL_TOOL_UID.clone()])),
+            principal.user.clone(),
+            principal.agent.clone(),
+            Entity::new_no_attrs(target, HashSet::new()),
+            tool_entity,
+        ],
+        None,
+    )
+    .expect("five distinct entities");
+    let context = Context::from_pairs([
+        (
+            "agent".to_string(),
+            RestrictedExpression::new_entity_uid(principal.agent.uid()),
+        ),
+        ("scopes".to_string(), principal.scopes.clone()),
+        (
+            "now".to_string(),
+            RestrictedExpression::new_datetime(
+                humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            ),
+        ),
+        ("input".to_string(), input),
+    ])
+    .expect("distinct context keys");
+    let request = Request::new(principal.user.uid(), action, tool_uid, context, None)
+        .expect("no schema to disagree with");
+    (request, entities)
+}
+
+/// The arguments as the `input` record, typed by the tool's input schema: what the schema
+/// types is given (a value that does not fit its type is refused), what it does not is left
+/// out (no policy can name it: the check refuses such a policy).
+pub fn input(
+    schema: &Map<String, Value>,
+    arguments: Option<&Map<String, Value>>,
+) -> Result<RestrictedExpression, Mistyped> {
+    record(
+        &Value::Object(schema.clone()),
+        arguments.unwrap_or(&Map::new()),
+        "",
+        0,
+    )
+}
+
+fn record(
+    schema: &Value,
+    values: &Map<String, Value>,
+    path: &str,
+    depth: usize,
+) -> Result<RestrictedExpression, Mistyped> {
+    let mut fields = Vec::new();
+    if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+        for (name, property) in properties {
+            let Some(value) = values.get(name).filter(|v| !v.is_null()) else {
+                continue;
+            };
+            let here = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path}.{name}")
+            };
+            if let Some(v) = typed(property, value, &here, depth + 1)? {
+                fields.push((name.clone(), v));
+            }
+        }
+    }
+    RestrictedExpression::new_record(fields).map_err(|e| Mistyped(format!("`{path}`: {e}")))
+}
+
+/// `Ok(None)`: the schema types nothing Cedar can hold here.
+fn typed(
+    schema: &Value,
+    value: &Value,
+    path: &str,
+    depth: usize,
+) -> Result<Option<RestrictedExpression>, Mistyped> {
+    if depth > MAX_DEPTH {
+        return Ok(None);
+    }
+    let Some((kind, _)) = json_type(schema) else {
+        return Ok(None);
+    };
+    let wrong = || {
+        Mistyped(format!(
+            "argument `{path}` is not {} as the tool's input schema says",
+            article(kind)
+        ))
+    };
+    Ok(Some(match kind {
+        "string" => RestrictedExpression::new_string(value.as_str().ok_or_else(wrong)?.into()),
+        "boolean" => RestrictedExpression::new_bool(value.as_bool().ok_or_else(wrong)?),
+        "integer" => RestrictedExpression::new_long(integer(value).ok_or_else(wrong)?),
+        "number" => RestrictedExpression::new_decimal(decimal(value).ok_or_else(wrong)?),
+        "array" => {
+            let Some(items) = schema.get("items") else {
+                return Ok(None);
+            };
+            let mut set = Vec::new();
+            for (i, item) in value.as_array().ok_or_else(wrong)?.iter().enumerate() {
+                match typed(items, item, &format!("{path}[{i}]"), depth + 1)? {
+                    Some(v) => set.push(v),
+                    None => return Ok(None),
+                }
+            }
+            RestrictedExpression::new_set(set)
+        }
+        "object" => {
+            if schema.get("properties").is_none() {
+                return Ok(None);
+            }
+            record(schema, value.as_object().ok_or_else(wrong)?, path, depth)?
+        }
+        _ => return Ok(None),
+    }))
+}
+
+fn article(kind: &str) -> String {
+    match kind {
+        "integer" | "array" | "object" => format!("an {kind}"),
+        _ => format!("a {kind}"),
+    }
+}
+
+fn integer(value: &Value) -> Option<i64> {
+    value.as_i64().or_else(|| {
+        let f = value.as_f64()?;
+        (f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i64)
+    })
+}
+
+/// Cedar's `decimal`: four places, about ±9.2e14.
+fn decimal(value: &Value) -> Option<String> {
+    let f = value.as_f64()?;
+    (f.is_finite() && f.abs() < 9.2e14).then(|| format!("{f:.4}"))
+}
+
+/// A claim as a Cedar value, without a schema to type it: strings, booleans, integers, sets
+/// and records of them. A number with a fraction or a `null` is left out.
+fn untyped(value: &Value, depth: usize) -> Option<RestrictedExpression> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    Some(match value {
+        Value::String(s) => RestrictedExpression::new_string(s.clone()),
+        Value::Bool(b) => RestrictedExpression::new_bool(*b),
+        Value::Number(n) => RestrictedExpression::new_long(n.as_i64()?),
+        Value::Array(items) => {
+            RestrictedExpression::new_set(items.iter().filter_map(|v| untyped(v, depth + 1)))
+        }
+        Value::Object(fields) => RestrictedExpression::new_record(
+            fields
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), untyped(v, depth + 1)?))),
+        )
+        .ok()?,
+        Value::Null => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn arguments_are_typed_by_the_schema_and_a_mistyped_one_is_refused() {
+        let schema = obj(json!({"type": "object", "properties": {
+            "n": {"type": "integer"}, "x": {"type": "number"}, "s": {"type": "string"},
+            "free": {}
+        }}));
+        assert!(
+            input(
+                &schema,
+                Some(&obj(json!({"n": 3, "x": 1.5, "s": "a", "free": [1]})))
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            input(&schema, Some(&obj(json!({"n": "3"})))).unwrap_err(),
+            Mistyped("argument `n` is not an integer as the tool's input schema says".into())
+        );
+    }
+}
