@@ -184,6 +184,8 @@ pub struct TargetSpec {
     pub connect_timeout: Duration,
     /// An optional target being down does not make `/readyz` fail.
     pub optional: bool,
+    /// Each call's arguments go into its audit event (`audit_arguments = true`).
+    pub audit_arguments: bool,
     /// Scopes a caller needs per upstream tool name (`[tools.NAME] scopes`).
     pub tool_scopes: BTreeMap<String, Vec<String>>,
     /// For a per-user target: the tools it declares (`[tools.NAME] input_schema`), listed

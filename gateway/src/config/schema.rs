@@ -21,6 +21,7 @@ pub const TARGET_TOP_LEVEL: &[&str] = &[
     "timeout",
     "connect_timeout",
     "optional",
+    "audit_arguments",
 ];
 
 /// `gateway.toml`.
@@ -190,6 +191,10 @@ pub struct TargetFile {
     pub connect_timeout: Option<Duration>,
     #[serde(default)]
     pub optional: bool,
+    /// Record each call's arguments in its audit event (off: arguments may hold personal or
+    /// secret data).
+    #[serde(default)]
+    pub audit_arguments: bool,
     pub mcp: Option<McpSection>,
     /// How the gateway authenticates to this target.
     pub auth: Option<AuthSection>,

@@ -125,6 +125,7 @@ fn load_target(path: &Path, errors: &mut ConfigErrors) -> Option<TargetSpec> {
         call_timeout: file.timeout.unwrap_or(DEFAULT_CALL_TIMEOUT),
         connect_timeout: file.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
         optional: file.optional,
+        audit_arguments: file.audit_arguments,
         tool_scopes: file
             .tools
             .iter()

@@ -59,6 +59,8 @@ pub struct CallContext {
     pub started: Instant,
     /// Set by authorize: what the policies decided, for the audit event.
     pub policy: Option<policy::Record>,
+    /// Set by resolve, for a target with `audit_arguments = true`: the arguments as JSON.
+    pub arguments: Option<String>,
 }
 
 impl CallContext {
@@ -79,6 +81,7 @@ impl CallContext {
             target: None,
             deadline: None,
             policy: None,
+            arguments: None,
             client: ClientKind {
                 era: if ctx.protocol_version() == Some(ProtocolVersion::V_2026_07_28) {
                     Era::Stateless
@@ -153,6 +156,12 @@ async fn phases(
     }
     let (target, upstream_name) = resolve(catalog, &view, call)?;
     call.target = Some(target.name().to_string());
+    if target.spec().audit_arguments {
+        call.arguments = Some(req.arguments.as_ref().map_or_else(
+            || "{}".into(),
+            |a| serde_json::Value::Object(a.clone()).to_string(),
+        ));
+    }
     call.deadline = Some(tokio::time::Instant::now() + target.spec().call_timeout);
 
     // 3. Authorize, on the view the call is routed by (the HTTP step-up asked the same
@@ -690,6 +699,7 @@ fn audit(
     event.tool = Some(call.tool.clone());
     event.target = call.target.clone();
     event.path = call.path.clone();
+    event.arguments = call.arguments.clone();
     event.policy = call.policy.as_ref().map(|r| PolicyOutcome {
         mode: r.mode.as_str(),
         decision: if r.allowed {

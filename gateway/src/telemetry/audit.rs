@@ -1,5 +1,6 @@
 //! The audit event: who called what, what was decided, how it ended. Never a secret: the
-//! fields are identities, names, codes and timings, and arguments are not recorded.
+//! fields are identities, names, codes and timings; a call's arguments only when its target
+//! opts in (`audit_arguments = true`).
 //!
 //! An event is a `tracing` event of the `portcullis::audit` target with one field per
 //! member, which the audit sink (`sink`) writes as one JSON object per line.
@@ -75,6 +76,8 @@ pub struct AuditEvent {
     pub decision: Decision,
     /// What the policies decided, when there are policies and the call reached them.
     pub policy: Option<PolicyOutcome>,
+    /// The call's arguments as JSON text, only for a target with `audit_arguments = true`.
+    pub arguments: Option<String>,
     pub outcome: Outcome,
     /// Milliseconds from the request's arrival to the decision or answer, to the
     /// microsecond (`3.58`, not `3.5795179999999998`).
@@ -97,6 +100,7 @@ impl AuditEvent {
             tool: None,
             decision: Decision::Allow,
             policy: None,
+            arguments: None,
             outcome: Outcome::Ok { is_error: false },
             latency_ms: 0.0,
         }
@@ -124,19 +128,20 @@ impl AuditEvent {
         let tool = self.tool.as_deref();
         let decision = self.decision.as_str();
         let latency_ms = self.latency_ms;
+        let arguments = self.arguments.as_deref();
         // One call site per shape, so each line has exactly its members.
         match (&self.outcome, &self.policy) {
             (Outcome::Ok { is_error }, None) => tracing::info!(target: AUDIT_TARGET,
-                time, request_id, path, caller, method, target, tool, decision,
+                time, request_id, path, caller, method, target, tool, decision, arguments,
                 outcome.status = "ok", outcome.is_error = *is_error, latency_ms),
             (Outcome::Error { code, message }, None) => tracing::info!(target: AUDIT_TARGET,
-                time, request_id, path, caller, method, target, tool, decision,
+                time, request_id, path, caller, method, target, tool, decision, arguments,
                 outcome.status = "error", outcome.code = *code,
                 outcome.message = message.as_str(), latency_ms),
             (Outcome::Ok { is_error }, Some(p)) => {
                 let policies = serde_json::to_string(&p.policies).unwrap_or_default();
                 tracing::info!(target: AUDIT_TARGET,
-                    time, request_id, path, caller, method, target, tool, decision,
+                    time, request_id, path, caller, method, target, tool, decision, arguments,
                     policy.mode = p.mode, policy.decision = p.decision.as_str(),
                     policy.policies = policies.as_str(),
                     outcome.status = "ok", outcome.is_error = *is_error, latency_ms)
@@ -144,7 +149,7 @@ impl AuditEvent {
             (Outcome::Error { code, message }, Some(p)) => {
                 let policies = serde_json::to_string(&p.policies).unwrap_or_default();
                 tracing::info!(target: AUDIT_TARGET,
-                    time, request_id, path, caller, method, target, tool, decision,
+                    time, request_id, path, caller, method, target, tool, decision, arguments,
                     policy.mode = p.mode, policy.decision = p.decision.as_str(),
                     policy.policies = policies.as_str(),
                     outcome.status = "error", outcome.code = *code,
@@ -204,6 +209,7 @@ mod tests {
             "target",
             "tool",
             "decision",
+            "arguments",
             "outcome",
             "latency_ms",
         ];
@@ -240,7 +246,14 @@ mod tests {
             v["policy"],
             serde_json::json!({"mode": "log_only", "decision": "deny", "policies": ["own-repos", "ci, read only"]})
         );
-        assert!(v.get("arguments").is_none());
+        assert_eq!(
+            v["arguments"],
+            Value::Null,
+            "recorded only if the target opts in"
+        );
+        e.arguments = Some(r#"{"repo":"acme/web"}"#.into());
+        let v = &emitted(&e)[0];
+        assert_eq!(v["arguments"], serde_json::json!({"repo": "acme/web"}));
     }
 
     #[test]

@@ -88,7 +88,7 @@ fn json_object(event: &Event<'_>) -> String {
 }
 
 /// Fields whose text is JSON, written as the value it encodes.
-const JSON_FIELDS: &[&str] = &["policy.policies"];
+const JSON_FIELDS: &[&str] = &["policy.policies", "arguments"];
 
 /// The values an event recorded, by field name.
 #[derive(Default)]

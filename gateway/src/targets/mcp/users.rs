@@ -246,6 +246,7 @@ mod tests {
                 call_timeout: Duration::from_secs(5),
                 connect_timeout: Duration::from_secs(5),
                 optional: false,
+                audit_arguments: false,
                 tool_scopes: Default::default(),
                 declared_tools: vec![],
                 kind: TargetKind::Mcp(transport.clone(), Default::default()),
