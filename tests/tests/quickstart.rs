@@ -187,3 +187,90 @@ fn the_quickstart_config_checks_clean_from_a_fresh_directory() {
     assert!(stdout.contains("7 tools from 2 targets."), "{stdout}");
     assert!(Path::new(&dir.path().join("targets/demo.toml")).is_file());
 }
+
+/// The example policies the quickstart ships, as README's "Policies" section shows them:
+/// a sum over a million is denied naming its policy; the failing tool is for testers; the
+/// agent `ci-bot` may not use Acme Tasks (its tools are not read-only), and is told before
+/// any consent is asked; `tools/list` hides what a caller may never call.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_quickstart_policies_deny_what_readme_shows_and_name_the_policy() {
+    let gw = Gateway::serve(quickstart_copy(&[]), &Serve::default()).unwrap();
+    let alice = connect(
+        &gw.url,
+        Some(&gw.dev_token(&["--user", "alice", "--agent", "my-laptop"])),
+    )
+    .await;
+    let denied = |e: rmcp::service::ServiceError| match e {
+        rmcp::service::ServiceError::McpError(e) => e,
+        other => panic!("expected a JSON-RPC error, got {other}"),
+    };
+
+    let sum = call_tool(
+        &alice,
+        "demo__add",
+        serde_json::json!({"a": 5000000, "b": 1}),
+    )
+    .await
+    .map_err(denied)
+    .unwrap_err();
+    assert_eq!(sum.code.0, -32004, "{sum:?}");
+    assert!(sum.message.contains("denied by policy"), "{}", sum.message);
+    assert!(sum.message.contains("small-sums-only"), "{}", sum.message);
+    let small = call_tool(&alice, "demo__add", serde_json::json!({"a": 2, "b": 3}))
+        .await
+        .unwrap();
+    assert!(tool_text(&small).contains('5'), "{}", tool_text(&small));
+
+    let fail = call_tool(&alice, "demo__fail", serde_json::json!({"message": "x"}))
+        .await
+        .map_err(denied)
+        .unwrap_err();
+    assert!(
+        fail.message.contains("fail-is-for-testers"),
+        "{}",
+        fail.message
+    );
+    assert!(!tool_names(&alice).await.iter().any(|t| t == "demo__fail"));
+    let tester = connect(
+        &gw.url,
+        Some(&gw.dev_token(&[
+            "--user",
+            "alice",
+            "--agent",
+            "my-laptop",
+            "--group",
+            "testers",
+        ])),
+    )
+    .await;
+    assert!(tool_names(&tester).await.iter().any(|t| t == "demo__fail"));
+    let failed = call_tool(&tester, "demo__fail", serde_json::json!({"message": "x"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        failed.is_error,
+        Some(true),
+        "the tool ran, and failed as it always does"
+    );
+
+    let ci = connect(
+        &gw.url,
+        Some(&gw.dev_token(&["--user", "alice", "--agent", "ci-bot"])),
+    )
+    .await;
+    let tasks = call_tool(&ci, "tasks__list_tasks", serde_json::json!({}))
+        .await
+        .map_err(denied)
+        .unwrap_err();
+    assert!(
+        tasks.message.contains("ci-bot-reads-only"),
+        "{}",
+        tasks.message
+    );
+    let listed = tool_names(&ci).await;
+    assert!(listed.iter().any(|t| t == "demo__echo"), "{listed:?}");
+    assert!(
+        !listed.iter().any(|t| t.starts_with("tasks__")),
+        "{listed:?}"
+    );
+}
