@@ -29,7 +29,7 @@ pub use schema::{CALL_TOOL, Findings, schema_text};
 use crate::catalog::View;
 use crate::config::{ConfigErrors, PolicyMode, PolicySettings};
 use crate::identity::Caller;
-use request::ToolFacts;
+use request::{ToolEntities, ToolFacts};
 
 /// The answer for one (caller, tool, arguments).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,13 +91,17 @@ pub struct Policies {
     scopes: Vec<(PolicyId, Scope)>,
     /// Per (tool, target): the policies that can apply to calls of it. Filled as tools are
     /// asked about; a new runtime starts empty.
-    slices: RwLock<HashMap<(String, String), Arc<Slice>>>,
+    slices: RwLock<HashMap<String, Arc<Slice>>>,
     authorizer: Authorizer,
 }
 
 /// The policies that can apply to one tool.
 #[derive(Debug)]
 struct Slice {
+    /// The target the tool was in when the slice was made (a reload may move an unprefixed
+    /// tool to another target: then the slice is made again).
+    target: String,
+    entities: ToolEntities,
     all: PolicySet,
     /// Those that do not read `context.input`: the listing decides with them alone.
     without_input: PolicySet,
@@ -173,19 +177,23 @@ impl Policies {
         Principal::new(caller, &self.claims)
     }
 
-    /// The policies that can apply to calls of `tool` of `target`.
-    fn slice(&self, tool: &str, target: &str) -> Arc<Slice> {
-        let key = (tool.to_string(), target.to_string());
-        if let Some(s) = self.slices.read().get(&key) {
+    /// The policies that can apply to calls of `tool`, and its entities.
+    fn slice(&self, tool: &ToolFacts<'_>) -> Arc<Slice> {
+        if let Some(s) = self.slices.read().get(tool.name)
+            && s.target == tool.target
+        {
             return s.clone();
         }
+        let (name, target) = (tool.name, tool.target);
         let mut slice = Slice {
+            target: target.to_string(),
+            entities: ToolEntities::new(tool),
             all: PolicySet::new(),
             without_input: PolicySet::new(),
             input_permits: false,
         };
         for (id, scope) in &self.scopes {
-            if scope.applies(tool, target)
+            if scope.applies(name, target)
                 && let Some(p) = self.set.policy(id)
             {
                 let _ = slice.all.add(p.clone());
@@ -197,7 +205,7 @@ impl Policies {
             }
         }
         let slice = Arc::new(slice);
-        self.slices.write().insert(key, slice.clone());
+        self.slices.write().insert(name.to_string(), slice.clone());
         slice
     }
 
@@ -220,8 +228,9 @@ impl Policies {
                 };
             }
         };
-        let (request, entities) = request::question(principal, tool, input);
-        let slice = &self.slice(tool.name, tool.target).all;
+        let slice = self.slice(tool);
+        let (request, entities) = request::question(principal, &slice.entities, input);
+        let slice = &slice.all;
         let response = self.authorizer.is_authorized(&request, slice, &entities);
         let errors: Vec<(PolicyId, String)> = response
             .diagnostics()
@@ -285,10 +294,10 @@ impl Policies {
     /// every `context.…` access unevaluated once one context member is unknown, so it could
     /// not tell `context.agent == Agent::"ci"` from a condition on the arguments.
     fn may_call(&self, principal: &Principal, tool: &ToolFacts<'_>) -> bool {
-        let slice = self.slice(tool.name, tool.target);
+        let slice = self.slice(tool);
         let (request, entities) = request::question(
             principal,
-            tool,
+            &slice.entities,
             cedar_policy::RestrictedExpression::new_record([]).expect("an empty record"),
         );
         let response = self

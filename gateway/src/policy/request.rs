@@ -110,64 +110,73 @@ pub struct ToolFacts<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mistyped(pub String);
 
-/// The request and entities for `principal` calling `tool` with `input`.
+/// The entities of one tool (its action, itself, its target), built once per tool and policy
+/// set and reused by every question about it.
+#[derive(Debug)]
+pub struct ToolEntities {
+    action: Entity,
+    tool: Entity,
+    target: Entity,
+}
+
+impl ToolEntities {
+    pub fn new(tool: &ToolFacts<'_>) -> Self {
+        let target = uid(&TARGET, tool.target);
+        let hints = tool.annotations;
+        let hint = |value: Option<bool>, default: bool| {
+            RestrictedExpression::new_bool(value.unwrap_or(default))
+        };
+        let entity = Entity::new(
+            uid(&TOOL, tool.name),
+            HashMap::from([
+                (
+                    "name".into(),
+                    RestrictedExpression::new_string(tool.upstream_name.into()),
+                ),
+                (
+                    "target".into(),
+                    RestrictedExpression::new_string(tool.target.into()),
+                ),
+                // MCP's defaults for a tool that says nothing.
+                (
+                    "read_only".into(),
+                    hint(hints.and_then(|h| h.read_only_hint), false),
+                ),
+                (
+                    "destructive".into(),
+                    hint(hints.and_then(|h| h.destructive_hint), true),
+                ),
+                (
+                    "idempotent".into(),
+                    hint(hints.and_then(|h| h.idempotent_hint), false),
+                ),
+                (
+                    "open_world".into(),
+                    hint(hints.and_then(|h| h.open_world_hint), true),
+                ),
+            ]),
+            HashSet::from([target.clone()]),
+        )
+        .expect("tool attributes are plain values");
+        Self {
+            // Without a schema at evaluation time, the action's membership of `CallTool` is
+            // an entity of its own.
+            action: Entity::new_no_attrs(
+                uid(&ACTION, tool.name),
+                HashSet::from([CALL_TOOL_UID.clone()]),
+            ),
+            tool: entity,
+            target: Entity::new_no_attrs(target, HashSet::new()),
+        }
+    }
+}
+
+/// The request and entities for `principal` calling the tool of `entities` with `input`.
 pub fn question(
     principal: &Principal,
-    tool: &ToolFacts<'_>,
+    entities: &ToolEntities,
     input: RestrictedExpression,
 ) -> (Request, Entities) {
-    let target = uid(&TARGET, tool.target);
-    let tool_uid = uid(&TOOL, tool.name);
-    let hints = tool.annotations;
-    let hint = |value: Option<bool>, default: bool| {
-        RestrictedExpression::new_bool(value.unwrap_or(default))
-    };
-    let tool_entity = Entity::new(
-        tool_uid.clone(),
-        HashMap::from([
-            (
-                "name".into(),
-                RestrictedExpression::new_string(tool.upstream_name.into()),
-            ),
-            (
-                "target".into(),
-                RestrictedExpression::new_string(tool.target.into()),
-            ),
-            // MCP's defaults for a tool that says nothing.
-            (
-                "read_only".into(),
-                hint(hints.and_then(|h| h.read_only_hint), false),
-            ),
-            (
-                "destructive".into(),
-                hint(hints.and_then(|h| h.destructive_hint), true),
-            ),
-            (
-                "idempotent".into(),
-                hint(hints.and_then(|h| h.idempotent_hint), false),
-            ),
-            (
-                "open_world".into(),
-                hint(hints.and_then(|h| h.open_world_hint), true),
-            ),
-        ]),
-        HashSet::from([target.clone()]),
-    )
-    .expect("tool attributes are plain values");
-    // Without a schema at evaluation time, the action's membership of `CallTool` is an
-    // entity of its own.
-    let action = uid(&ACTION, tool.name);
-    let entities = Entities::from_entities(
-        [
-            Entity::new_no_attrs(action.clone(), HashSet::from([CALL_TOOL_UID.clone()])),
-            principal.user.clone(),
-            principal.agent.clone(),
-            Entity::new_no_attrs(target, HashSet::new()),
-            tool_entity,
-        ],
-        None,
-    )
-    .expect("five distinct entities");
     let context = Context::from_pairs([
         (
             "agent".to_string(),
@@ -183,8 +192,25 @@ pub fn question(
         ("input".to_string(), input),
     ])
     .expect("distinct context keys");
-    let request = Request::new(principal.user.uid(), action, tool_uid, context, None)
-        .expect("no schema to disagree with");
+    let request = Request::new(
+        principal.user.uid(),
+        entities.action.uid(),
+        entities.tool.uid(),
+        context,
+        None,
+    )
+    .expect("no schema to disagree with");
+    let entities = Entities::from_entities(
+        [
+            entities.action.clone(),
+            principal.user.clone(),
+            principal.agent.clone(),
+            entities.target.clone(),
+            entities.tool.clone(),
+        ],
+        None,
+    )
+    .expect("five distinct entities");
     (request, entities)
 }
 
@@ -195,16 +221,12 @@ pub fn input(
     schema: &Map<String, Value>,
     arguments: Option<&Map<String, Value>>,
 ) -> Result<RestrictedExpression, Mistyped> {
-    record(
-        &Value::Object(schema.clone()),
-        arguments.unwrap_or(&Map::new()),
-        "",
-        0,
-    )
+    let empty = Map::new();
+    record(schema, arguments.unwrap_or(&empty), "", 0)
 }
 
 fn record(
-    schema: &Value,
+    schema: &Map<String, Value>,
     values: &Map<String, Value>,
     path: &str,
     depth: usize,
@@ -265,12 +287,12 @@ fn typed(
             }
             RestrictedExpression::new_set(set)
         }
-        "object" => {
-            if schema.get("properties").is_none() {
-                return Ok(None);
+        "object" => match schema.as_object() {
+            Some(object) if object.contains_key("properties") => {
+                record(object, value.as_object().ok_or_else(wrong)?, path, depth)?
             }
-            record(schema, value.as_object().ok_or_else(wrong)?, path, depth)?
-        }
+            _ => return Ok(None),
+        },
         _ => return Ok(None),
     }))
 }
