@@ -199,7 +199,7 @@ mod tests {
             panic!("not an object: {v}")
         };
         let keys: Vec<&str> = members.keys().map(String::as_str).collect();
-        let mut documented = vec![
+        let documented = vec![
             "stream",
             "time",
             "request_id",
