@@ -158,18 +158,14 @@ impl Policies {
 
     /// "12 policies from 3 files in policies/ (enforce)", for the startup log.
     pub fn summary(&self) -> String {
+        let n = self.set.policies().count();
         format!(
-            "{} from {} in {} ({})",
-            crate::words::plural(self.set.policies().count(), "policy")
-                .replace("policys", "policies"),
+            "{n} {} from {} in {} ({})",
+            if n == 1 { "policy" } else { "policies" },
             crate::words::plural(self.files, "file"),
             self.dir.display(),
             self.mode.as_str()
         )
-    }
-
-    pub fn mode(&self) -> PolicyMode {
-        self.mode
     }
 
     /// The caller as the policies see it (built once per request).
