@@ -243,12 +243,16 @@ impl Policies {
                     .is_some_and(|p| p.effect() == Effect::Forbid)
             })
             .map(|(id, _)| id.to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
             .collect();
-        let reason: Vec<String> = response
+        // Sorted: Cedar's reasons are a set, and the same call must read the same each time.
+        let mut reason: Vec<String> = response
             .diagnostics()
             .reason()
             .map(ToString::to_string)
             .collect();
+        reason.sort();
         let errors: Vec<String> = errors
             .into_iter()
             .map(|(id, e)| format!("policy `{id}`: {e}"))

@@ -264,9 +264,13 @@ fn typed(
         return Ok(None);
     };
     let wrong = || {
-        Mistyped(format!(
-            "argument `{path}` is not {} as the tool's input schema says",
+        let what = if kind == "number" {
+            "a number of at most four decimal places (what policies compare)".to_string()
+        } else {
             article(kind)
+        };
+        Mistyped(format!(
+            "argument `{path}` is not {what} as the tool's input schema says"
         ))
     };
     Ok(Some(match kind {
@@ -311,10 +315,27 @@ fn integer(value: &Value) -> Option<i64> {
     })
 }
 
-/// Cedar's `decimal`: four places, about ±9.2e14.
+/// Cedar's `decimal`: at most four places, about ±9.2e14. A number with more places is not
+/// rounded (1000.00004 would become 1000.0000 and pass `greaterThan(decimal("1000.0"))`): it is
+/// refused, as one the policies cannot compare exactly.
 fn decimal(value: &Value) -> Option<String> {
-    let f = value.as_f64()?;
-    (f.is_finite() && f.abs() < 9.2e14).then(|| format!("{f:.4}"))
+    let Value::Number(n) = value else {
+        return None;
+    };
+    let f = n.as_f64()?;
+    if !f.is_finite() || f.abs() >= 9.2e14 {
+        return None;
+    }
+    let text = n.to_string();
+    if text.contains(['e', 'E']) {
+        // Exponent notation: exact only when it is a whole number.
+        return (f.fract() == 0.0).then(|| format!("{f:.1}"));
+    }
+    match text.split_once('.') {
+        None => Some(format!("{text}.0")),
+        Some((_, places)) if places.len() <= 4 => Some(text),
+        Some(_) => None,
+    }
 }
 
 /// A claim as a Cedar value, without a schema to type it: strings, booleans, integers, sets
@@ -366,5 +387,11 @@ mod tests {
             input(&schema, Some(&obj(json!({"n": "3"})))).unwrap_err(),
             Mistyped("argument `n` is not an integer as the tool's input schema says".into())
         );
+        // Never rounded past a limit: more than four places is refused.
+        assert!(input(&schema, Some(&obj(json!({"x": 1000.0001})))).is_ok());
+        assert!(input(&schema, Some(&obj(json!({"x": 1000.00004})))).is_err());
+        assert!(input(&schema, Some(&obj(json!({"x": 1e3})))).is_ok());
+        assert_eq!(decimal(&json!(7)), Some("7.0".into()));
+        assert_eq!(decimal(&json!(-2.5)), Some("-2.5".into()));
     }
 }
