@@ -314,7 +314,56 @@ fn ops_tools() -> Vec<Tool> {
 
 impl ServerHandler for Ops {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        let caps = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_prompts()
+            .enable_resources()
+            .build();
+        ServerConfig::new(caps)
+    }
+
+    async fn list_prompts(
+        &self,
+        _req: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        Ok(ListPromptsResult::with_all_items(vec![Prompt::new(
+            "runbook",
+            Some("The on-call runbook"),
+            None,
+        )]))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let text = format!("prompt {}", request.name);
+        let message = PromptMessage::new(Role::User, ContentBlock::text(text));
+        Ok(GetPromptResult::new(vec![message]).into())
+    }
+
+    async fn list_resources(
+        &self,
+        _req: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(ListResourcesResult::with_all_items(
+            OPS_RESOURCES
+                .iter()
+                .map(|uri| Resource::new(*uri, *uri))
+                .collect(),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let contents = ResourceContents::text(format!("contents of {}", request.uri), request.uri);
+        Ok(ReadResourceResult::new(vec![contents]).into())
     }
 
     async fn list_tools(
@@ -344,6 +393,9 @@ impl ServerHandler for Ops {
         Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
     }
 }
+
+/// The resources `ops` serves.
+const OPS_RESOURCES: &[&str] = &["ops://services/web", "ops://secrets/db"];
 
 // ---------------------------------------------------------------------------------------------
 // The gateway in front of both targets.
@@ -1004,4 +1056,124 @@ async fn a_mistyped_argument_is_denied_not_passed_through() {
     assert_eq!(deploys(), 1);
     olga.cancel().await.ok();
     alice.cancel().await.ok();
+}
+
+/// Policies that name `GetPrompt` and `ReadResource` govern prompts and resources: listed
+/// and read only as they allow, in both eras; without such a policy (the file above) every
+/// caller lists and reads them all.
+#[tokio::test(flavor = "multi_thread")]
+async fn prompts_and_resources_are_filtered_and_guarded_once_a_policy_names_them() {
+    const ITEMS: &str = r#"
+// Prompts: the ops team's runbooks.
+@id("runbooks-for-ops")
+permit(principal, action == Action::"GetPrompt", resource in Target::"ops")
+when { principal.groups.contains("ops") };
+
+// Resources: anyone reads service pages, nobody reads secrets.
+@id("resources-for-everyone")
+permit(principal, action == Action::"ReadResource", resource);
+
+@id("no-secrets")
+forbid(principal, action == Action::"ReadResource", resource)
+when { resource.uri like "ops://secrets/*" };
+"#;
+    let ungoverned = Stack::start("enforce", POLICIES).await;
+    let alice = ungoverned.client(ALICE, Era::Legacy).await;
+    assert_eq!(prompt_names(&alice).await, vec!["ops__runbook"]);
+    assert_eq!(resource_uris(&alice).await.len(), OPS_RESOURCES.len());
+    alice
+        .peer()
+        .get_prompt(GetPromptRequestParams::new("ops__runbook"))
+        .await
+        .unwrap();
+    alice
+        .peer()
+        .read_resource(ReadResourceRequestParams::new("ops://secrets/db"))
+        .await
+        .unwrap();
+    drop(alice);
+    drop(ungoverned);
+
+    let stack = Stack::start("enforce", &format!("{POLICIES}{ITEMS}")).await;
+    for era in [Era::Legacy, Era::Modern] {
+        let olga = stack.client(OLGA, era).await;
+        assert_eq!(prompt_names(&olga).await, vec!["ops__runbook"], "{era:?}");
+        let got = olga
+            .peer()
+            .get_prompt(GetPromptRequestParams::new("ops__runbook"))
+            .await
+            .unwrap();
+        assert_eq!(got.messages.len(), 1, "{era:?}");
+
+        let alice = stack.client(ALICE, era).await;
+        assert!(
+            prompt_names(&alice).await.is_empty(),
+            "{era:?}: alice is not in ops"
+        );
+        let e = mcp_error(
+            alice
+                .peer()
+                .get_prompt(GetPromptRequestParams::new("ops__runbook"))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(e.code.0, DENIED, "{era:?}: {e:?}");
+        assert!(
+            e.message
+                .contains("prompt `ops__runbook` was denied by policy: no policy permits it"),
+            "{}",
+            e.message
+        );
+
+        assert_eq!(
+            resource_uris(&alice).await,
+            vec!["ops://services/web"],
+            "{era:?}"
+        );
+        let read = alice
+            .peer()
+            .read_resource(ReadResourceRequestParams::new("ops://services/web"))
+            .await
+            .unwrap();
+        assert_eq!(read.contents.len(), 1);
+        let e = mcp_error(
+            alice
+                .peer()
+                .read_resource(ReadResourceRequestParams::new("ops://secrets/db"))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(e.code.0, DENIED, "{era:?}: {e:?}");
+        assert_eq!(
+            e.data.as_ref().unwrap()["policies"],
+            json!(["no-secrets"]),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.data.as_ref().unwrap()["uri"],
+            json!("ops://secrets/db"),
+            "{e:?}"
+        );
+    }
+}
+
+async fn prompt_names(client: &RunningService<RoleClient, ClientConfig>) -> Vec<String> {
+    let listed = client.peer().list_prompts(None).await.unwrap();
+    listed.prompts.into_iter().map(|p| p.name).collect()
+}
+
+async fn resource_uris(client: &RunningService<RoleClient, ClientConfig>) -> Vec<String> {
+    let listed = client.peer().list_resources(None).await.unwrap();
+    listed
+        .resources
+        .into_iter()
+        .map(|r| r.uri.clone())
+        .collect()
+}
+
+fn mcp_error(e: ServiceError) -> ErrorData {
+    match e {
+        ServiceError::McpError(e) => e,
+        other => panic!("expected a JSON-RPC error, got {other}"),
+    }
 }

@@ -78,7 +78,7 @@ pub async fn schema(snapshot: &Snapshot) -> anyhow::Result<ExitCode> {
     let view = catalog.view();
     let text = match &policies {
         Some(p) => p.schema(&view),
-        None => policy::schema_text(policy::BASE_SCHEMA, &view),
+        None => policy::schema_text(policy::BASE_SCHEMA, &view, policy::Governs::default()),
     };
     print!("{text}");
     shutdown.cancel();

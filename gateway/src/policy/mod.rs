@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 
 pub use load::{BASE_SCHEMA, SCHEMA_FILE};
 pub use request::{ANONYMOUS, Principal};
-pub use schema::{CALL_TOOL, Findings, schema_text};
+pub use schema::{CALL_TOOL, Findings, GET_PROMPT, Governs, READ_RESOURCE, schema_text};
 
 use crate::catalog::View;
 use crate::config::{ConfigErrors, PolicyMode, PolicySettings};
@@ -92,7 +92,20 @@ pub struct Policies {
     /// Per (tool, target): the policies that can apply to calls of it. Filled as tools are
     /// asked about; a new runtime starts empty.
     slices: RwLock<HashMap<String, Arc<Slice>>>,
+    /// Prompts and resources are governed only when a policy names their action.
+    governs: Governs,
+    /// The policies that can apply to `prompts/get` and `resources/read` (naming the action,
+    /// or any action), when governed.
+    prompt_policies: PolicySet,
+    resource_policies: PolicySet,
     authorizer: Authorizer,
+}
+
+/// A prompt or a resource, which policies may govern besides tools.
+#[derive(Debug, Clone, Copy)]
+pub enum Item<'a> {
+    Prompt { name: &'a str, target: &'a str },
+    Resource { uri: &'a str, target: &'a str },
 }
 
 /// The policies that can apply to one tool.
@@ -141,6 +154,32 @@ impl Policies {
             .policies()
             .map(|p| (p.id().clone(), scope_of(p)))
             .collect();
+        let names = |p: &cedar_policy::Policy, action: &str| match p.action_constraint() {
+            ActionConstraint::Any => None,
+            ActionConstraint::Eq(uid) => Some(uid.id().unescaped() == action),
+            ActionConstraint::In(uids) => Some(uids.iter().any(|u| u.id().unescaped() == action)),
+        };
+        let governs = Governs {
+            prompts: parsed
+                .set
+                .policies()
+                .any(|p| names(p, GET_PROMPT) == Some(true)),
+            resources: parsed
+                .set
+                .policies()
+                .any(|p| names(p, READ_RESOURCE) == Some(true)),
+        };
+        let about = |action: &str, governed: bool| {
+            let mut set = PolicySet::new();
+            for p in parsed.set.policies() {
+                if governed && names(p, action) != Some(false) {
+                    let _ = set.add(p.clone());
+                }
+            }
+            set
+        };
+        let prompt_policies = about(GET_PROMPT, governs.prompts);
+        let resource_policies = about(READ_RESOURCE, governs.resources);
         Ok(Some(Self {
             set: parsed.set,
             origins: parsed.origins,
@@ -152,6 +191,9 @@ impl Policies {
             claims: settings.claims.clone(),
             scopes,
             slices: RwLock::new(HashMap::new()),
+            governs,
+            prompt_policies,
+            resource_policies,
             authorizer: Authorizer::new(),
         }))
     }
@@ -226,8 +268,18 @@ impl Policies {
         };
         let slice = self.slice(tool);
         let (request, entities) = request::question(principal, &slice.entities, input);
-        let slice = &slice.all;
-        let response = self.authorizer.is_authorized(&request, slice, &entities);
+        self.judge(&slice.all, &request, &entities)
+    }
+
+    /// Cedar's answer, as the gateway takes it: sorted determining policies, and a `forbid`
+    /// that could not be evaluated denies.
+    fn judge(
+        &self,
+        slice: &PolicySet,
+        request: &cedar_policy::Request,
+        entities: &cedar_policy::Entities,
+    ) -> Judgement {
+        let response = self.authorizer.is_authorized(request, slice, entities);
         let errors: Vec<(PolicyId, String)> = response
             .diagnostics()
             .errors()
@@ -316,6 +368,38 @@ impl Policies {
             CedarDecision::Deny if response.diagnostics().reason().next().is_some() => false,
             CedarDecision::Deny => slice.input_permits,
         }
+    }
+}
+
+impl Policies {
+    /// The policies' answer for reading a prompt or resource; `None` when they do not
+    /// govern that kind (no policy names its action).
+    fn judge_item(&self, principal: &Principal, item: Item<'_>) -> Option<Judgement> {
+        let (set, governed) = match item {
+            Item::Prompt { .. } => (&self.prompt_policies, self.governs.prompts),
+            Item::Resource { .. } => (&self.resource_policies, self.governs.resources),
+        };
+        if !governed {
+            return None;
+        }
+        let (request, entities) = request::item_question(principal, item);
+        Some(self.judge(set, &request, &entities))
+    }
+}
+
+/// May `caller` get this prompt or read this resource? Allowed unless a policy names the
+/// action (`GetPrompt`, `ReadResource`) and the policies deny it; `log_only` allows.
+pub fn item(policies: Option<&Policies>, caller: Option<&Caller>, item: Item<'_>) -> Decision {
+    let Some(policies) = policies else {
+        return Decision::Allow;
+    };
+    match policies.judge_item(&policies.principal(caller), item) {
+        Some(j) if !j.allowed && policies.mode == PolicyMode::Enforce => Decision::Denied(Denial {
+            policies: j.policies,
+            show_ids: policies.show_ids,
+            reason: j.reason,
+        }),
+        _ => Decision::Allow,
     }
 }
 
@@ -495,6 +579,16 @@ impl<'a> Lister<'a> {
             policies,
             view,
         }
+    }
+
+    /// Whether the prompts or resources listing shows `item`.
+    pub fn shows_item(&self, item: Item<'_>) -> bool {
+        let (Some(policies), Some(principal)) = (self.policies, &self.principal) else {
+            return true;
+        };
+        policies
+            .judge_item(principal, item)
+            .is_none_or(|j| j.allowed)
     }
 
     pub fn shows(&self, tool: &str) -> bool {

@@ -171,6 +171,66 @@ impl ToolEntities {
     }
 }
 
+/// The request and entities for `principal` getting a prompt or reading a resource.
+pub fn item_question(principal: &Principal, item: super::Item<'_>) -> (Request, Entities) {
+    let (kind, id, target, attribute, action) = match item {
+        super::Item::Prompt { name, target } => ("Prompt", name, target, "name", super::GET_PROMPT),
+        super::Item::Resource { uri, target } => {
+            ("Resource", uri, target, "uri", super::READ_RESOURCE)
+        }
+    };
+    let target_uid = uid(&TARGET, target);
+    let entity = Entity::new(
+        uid(&type_name(kind), id),
+        HashMap::from([
+            (
+                attribute.to_string(),
+                RestrictedExpression::new_string(id.into()),
+            ),
+            (
+                "target".into(),
+                RestrictedExpression::new_string(target.into()),
+            ),
+        ]),
+        HashSet::from([target_uid.clone()]),
+    )
+    .expect("plain attributes");
+    let context = Context::from_pairs([
+        (
+            "agent".to_string(),
+            RestrictedExpression::new_entity_uid(principal.agent.uid()),
+        ),
+        ("scopes".to_string(), principal.scopes.clone()),
+        ("now".to_string(), now()),
+    ])
+    .expect("distinct context keys");
+    let request = Request::new(
+        principal.user.uid(),
+        uid(&ACTION, action),
+        entity.uid(),
+        context,
+        None,
+    )
+    .expect("no schema to disagree with");
+    let entities = Entities::from_entities(
+        [
+            principal.user.clone(),
+            principal.agent.clone(),
+            Entity::new_no_attrs(target_uid, HashSet::new()),
+            entity,
+        ],
+        None,
+    )
+    .expect("four distinct entities");
+    (request, entities)
+}
+
+fn now() -> RestrictedExpression {
+    RestrictedExpression::new_datetime(
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+    )
+}
+
 /// The request and entities for `principal` calling the tool of `entities` with `input`.
 pub fn question(
     principal: &Principal,
@@ -183,12 +243,7 @@ pub fn question(
             RestrictedExpression::new_entity_uid(principal.agent.uid()),
         ),
         ("scopes".to_string(), principal.scopes.clone()),
-        (
-            "now".to_string(),
-            RestrictedExpression::new_datetime(
-                humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-            ),
-        ),
+        ("now".to_string(), now()),
         ("input".to_string(), input),
     ])
     .expect("distinct context keys");

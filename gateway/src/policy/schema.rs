@@ -30,10 +30,57 @@ pub struct Findings {
     pub warnings: Vec<String>,
 }
 
-/// The whole schema as Cedar text: the base, then one action per tool of `view`.
-pub fn schema_text(base: &str, view: &View) -> String {
+/// The action a `prompts/get` (and the prompts listing) asks about.
+pub const GET_PROMPT: &str = "GetPrompt";
+/// The action a `resources/read` (and the resources listing) asks about.
+pub const READ_RESOURCE: &str = "ReadResource";
+
+/// Declared only when a policy names `Action::"GetPrompt"`: prompts are governed then.
+const PROMPTS: &str = "
+// Prompts are governed because a policy names Action::\"GetPrompt\".
+entity Prompt in [Target] {
+  name: String,
+  target: String,
+};
+action GetPrompt appliesTo {
+  principal: User,
+  resource: Prompt,
+  context: { agent: Agent, scopes: Set<String>, now: datetime }
+};
+";
+
+/// Declared only when a policy names `Action::"ReadResource"`.
+const RESOURCES: &str = "
+// Resources are governed because a policy names Action::\"ReadResource\".
+entity Resource in [Target] {
+  uri: String,
+  target: String,
+};
+action ReadResource appliesTo {
+  principal: User,
+  resource: Resource,
+  context: { agent: Agent, scopes: Set<String>, now: datetime }
+};
+";
+
+/// What the policies govern besides tools.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Governs {
+    pub prompts: bool,
+    pub resources: bool,
+}
+
+/// The whole schema as Cedar text: the base, prompts and resources when governed, then one
+/// action per tool of `view`.
+pub fn schema_text(base: &str, view: &View, governs: Governs) -> String {
     let mut out = String::with_capacity(base.len() + view.tools.len() * 256);
     out.push_str(base);
+    if governs.prompts {
+        out.push_str(PROMPTS);
+    }
+    if governs.resources {
+        out.push_str(RESOURCES);
+    }
     out.push_str("\n// Generated from the live catalog: one action per tool; `context.input` is typed from\n// the tool's input schema (arguments Cedar cannot type are left out).\n");
     for tool in &view.tools {
         let Some(route) = view.tool_routes.get(tool.name.as_ref()) else {
@@ -138,7 +185,7 @@ fn quote(s: &str) -> String {
 impl Policies {
     /// The whole schema for `view`, as `portcullis policy schema` prints it.
     pub fn schema(&self, view: &View) -> String {
-        schema_text(&self.schema.0, view)
+        schema_text(&self.schema.0, view, self.governs)
     }
 
     /// Check every policy against the schema of `view`'s tools.
@@ -172,6 +219,8 @@ impl Policies {
             .iter()
             .map(|t| t.name.as_ref())
             .chain([CALL_TOOL])
+            .chain(self.governs.prompts.then_some(GET_PROMPT))
+            .chain(self.governs.resources.then_some(READ_RESOURCE))
             .collect();
         let mut checked = PolicySet::new();
         for policy in self.set.policies() {

@@ -318,3 +318,50 @@ fn the_step_up_names_every_missing_scope() {
         None
     );
 }
+
+#[test]
+fn prompts_and_resources_are_governed_only_once_a_policy_names_their_action() {
+    let bob = caller("bob", "cli", &[], &[]);
+    let writer = caller("ann", "cli", &[], &["writers"]);
+    let prompt = Item::Prompt {
+        name: "gh__review",
+        target: "gh",
+    };
+    let resource = Item::Resource {
+        uri: "file:///etc/passwd",
+        target: "files",
+    };
+    // SET names neither action: both allowed, listed, and the schema declares neither.
+    let (_dir, p) = policies(SET, PolicyMode::Enforce);
+    assert_eq!(item(Some(&p), Some(&bob), prompt), Decision::Allow);
+    assert_eq!(item(Some(&p), Some(&bob), resource), Decision::Allow);
+    assert!(!p.schema(&view()).contains("entity Prompt"));
+
+    let (_dir, p) = policies(
+        &format!(
+            "{SET}\n@id(\"writers-prompts\")\npermit(principal, action == Action::\"GetPrompt\", resource in Target::\"gh\")\nwhen {{ principal.groups.contains(\"writers\") }};\n"
+        ),
+        PolicyMode::Enforce,
+    );
+    assert_eq!(item(Some(&p), Some(&writer), prompt), Decision::Allow);
+    let Decision::Denied(d) = item(Some(&p), Some(&bob), prompt) else {
+        panic!("bob is no writer")
+    };
+    assert!(d.policies.is_empty(), "default deny: {d:?}");
+    assert_eq!(
+        item(Some(&p), Some(&bob), resource),
+        Decision::Allow,
+        "resources are not named"
+    );
+    let v = view();
+    assert!(!Lister::new(Some(&p), &v, Some(&bob)).shows_item(prompt));
+    assert!(Lister::new(Some(&p), &v, Some(&writer)).shows_item(prompt));
+    assert!(p.schema(&v).contains("entity Prompt"));
+    // Governing prompts puts GetPrompt under `action` without a constraint: SET's
+    // `ci-read-only` reads `resource.read_only`, which a Prompt does not have.
+    let errors = p.check(&v).errors.to_string();
+    assert!(
+        errors.contains("ci-read-only") && errors.contains("read_only"),
+        "{errors}"
+    );
+}

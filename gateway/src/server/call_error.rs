@@ -151,25 +151,11 @@ impl CallError {
                 Some(json!({ "tool": tool, "missing_scopes": missing })),
             )),
             // Never the policy text; the ids only when `[policies] show_policy_ids` allows.
-            Self::Denied { tool, denial } => {
-                let shown = denial.show_ids && !denial.policies.is_empty();
-                let mut message = format!(
-                    "the call to tool `{tool}` was denied by policy: {}",
-                    denial.reason
-                );
-                if shown {
-                    message = format!(
-                        "{message} (determining policies: {})",
-                        denial.policies.join(", ")
-                    );
-                }
-                message.push_str("; ask your gateway's administrators if you need this call");
-                let mut data = json!({ "tool": tool, "reason": "policy" });
-                if shown {
-                    data["policies"] = json!(denial.policies);
-                }
-                Err(ErrorData::new(FORBIDDEN, message, Some(data)))
-            }
+            Self::Denied { tool, denial } => Err(errors::denied_by_policy(
+                &format!("the call to tool `{tool}`"),
+                json!({ "tool": tool }),
+                &denial,
+            )),
             // A client that cannot open URLs for its user still gets the link, as text to
             // show: every client works.
             Self::ConsentRequired { url, message, .. } if !client.url_elicitation => {

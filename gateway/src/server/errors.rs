@@ -14,6 +14,30 @@ pub const TARGET_TIMEOUT: ErrorCode = ErrorCode(-32001);
 /// The target is down or its session was lost.
 pub const TARGET_UNAVAILABLE: ErrorCode = ErrorCode(-32003);
 
+/// The policies denied `what` ("the call to tool `X`", "prompt `P`"): -32004 with the
+/// reason, and the determining policies' ids only when `[policies] show_policy_ids` allows —
+/// never their text. `data` names the subject; `reason` and `policies` are added.
+pub fn denied_by_policy(
+    what: &str,
+    mut data: serde_json::Value,
+    denial: &crate::policy::Denial,
+) -> ErrorData {
+    let shown = denial.show_ids && !denial.policies.is_empty();
+    let mut message = format!("{what} was denied by policy: {}", denial.reason);
+    if shown {
+        message = format!(
+            "{message} (determining policies: {})",
+            denial.policies.join(", ")
+        );
+    }
+    message.push_str("; ask your gateway's administrators if you need this");
+    data["reason"] = json!("policy");
+    if shown {
+        data["policies"] = json!(denial.policies);
+    }
+    ErrorData::new(super::call_error::FORBIDDEN, message, Some(data))
+}
+
 pub fn from_target(e: &TargetError) -> ErrorData {
     match e {
         TargetError::Unavailable { target, .. } => ErrorData::new(

@@ -24,9 +24,11 @@ use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 use crate::catalog::Catalog;
 use crate::events::CatalogEvent;
 use crate::input;
+use crate::policy::Item;
 use crate::runtime::Live;
 use crate::targets::Target;
 use pages::Listing;
+use serde_json::json;
 
 /// The handler for one session (2025-11-25) or one request (2026-07-28). The factory makes
 /// one per session with [`Gateway::for_session`]; all share [`Inner`].
@@ -121,6 +123,24 @@ impl Gateway {
             crate::outbound::Principal::of_request(ctx.extensions.get::<::http::request::Parts>());
         catalog.learn_user_listings(principal.as_ref()).await;
         catalog
+    }
+
+    /// The policies' decision on a prompt or resource (allowed unless a policy names its
+    /// action and denies it).
+    fn authorize(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        item: Item<'_>,
+        what: &str,
+        data: serde_json::Value,
+    ) -> Result<(), ErrorData> {
+        let caller = crate::identity::caller_of(ctx.extensions.get::<::http::request::Parts>());
+        match crate::policy::item(self.live().load().policies.as_deref(), caller, item) {
+            crate::policy::Decision::Denied(denial) => {
+                Err(errors::denied_by_policy(what, data, &denial))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Items per page of a listing, from the configuration in force (a reload may change it).
@@ -299,13 +319,23 @@ impl ServerHandler for Gateway {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
         let view = self.listed_catalog(&ctx).await.view();
+        let runtime = self.live().load();
+        let caller = crate::identity::caller_of(ctx.extensions.get::<::http::request::Parts>());
+        let lister = crate::policy::Lister::new(runtime.policies.as_deref(), &view, caller);
         let (prompts, next) = pages::page(
             Listing::Prompts,
             &view.prompts,
             |p| (&p.name, ""),
             cursor(&req),
             self.page_size(),
-            |_| true,
+            |p| {
+                view.prompt_routes.get(&p.name).is_none_or(|r| {
+                    lister.shows_item(Item::Prompt {
+                        name: &p.name,
+                        target: &r.target,
+                    })
+                })
+            },
         )?;
         let mut result = ListPromptsResult::with_all_items(prompts);
         result.next_cursor = next;
@@ -323,6 +353,15 @@ impl ServerHandler for Gateway {
             .prompt_routes
             .get(&req.name)
             .ok_or_else(|| errors::unknown_prompt(&req.name))?;
+        self.authorize(
+            &ctx,
+            Item::Prompt {
+                name: &req.name,
+                target: &route.target,
+            },
+            &format!("prompt `{}`", req.name),
+            json!({ "prompt": req.name }),
+        )?;
         let target = target_of(&catalog, &route.target)?;
         let what = format!("prompts/get {}", req.name);
         let arguments = req.arguments.clone();
@@ -362,13 +401,23 @@ impl ServerHandler for Gateway {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         let view = self.listed_catalog(&ctx).await.view();
+        let runtime = self.live().load();
+        let caller = crate::identity::caller_of(ctx.extensions.get::<::http::request::Parts>());
+        let lister = crate::policy::Lister::new(runtime.policies.as_deref(), &view, caller);
         let (resources, next) = pages::page(
             Listing::Resources,
             &view.resources,
             |r| (&r.uri, ""),
             cursor(&req),
             self.page_size(),
-            |_| true,
+            |r| {
+                view.resource_owner.get(&r.uri).is_none_or(|owner| {
+                    lister.shows_item(Item::Resource {
+                        uri: &r.uri,
+                        target: owner,
+                    })
+                })
+            },
         )?;
         let mut result = ListResourcesResult::with_all_items(resources);
         result.next_cursor = next;
@@ -402,6 +451,15 @@ impl ServerHandler for Gateway {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let target = resource_target(&self.catalog(), &req.uri)?;
+        self.authorize(
+            &ctx,
+            Item::Resource {
+                uri: &req.uri,
+                target: target.name(),
+            },
+            &format!("reading resource `{}`", req.uri),
+            json!({ "uri": req.uri }),
+        )?;
         strip_meta(&mut req.meta);
         let what = format!("resources/read {}", req.uri);
         let earlier = (req.request_state.take(), req.input_responses.take());
