@@ -760,6 +760,14 @@ pub async fn call_tool<S: Service<RoleClient>>(
     client.peer().call_tool(params).await
 }
 
+/// The JSON-RPC error a request was answered with; fails the test on any other failure.
+pub fn mcp_error(e: ServiceError) -> rmcp::ErrorData {
+    match e {
+        ServiceError::McpError(e) => e,
+        other => panic!("expected a JSON-RPC error, got {other}"),
+    }
+}
+
 /// The text blocks of a successful tool result, joined; fails the test on a tool error.
 pub fn tool_text(result: &CallToolResult) -> String {
     assert_ne!(result.is_error, Some(true), "tool failed: {result:?}");

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use portcullis_e2e::web::Browser;
-use portcullis_e2e::{Era, Gateway, connect_as, tool_args, tool_text};
+use portcullis_e2e::{Era, Gateway, connect_as, mcp_error, tool_args, tool_text};
 use rmcp::model::*;
 use rmcp::service::{NotificationContext, RoleClient, RunningService, ServiceError};
 use rmcp::{ClientHandler, ErrorData};
@@ -76,13 +76,6 @@ async fn call<S: rmcp::Service<RoleClient>>(
             CallToolRequestParams::new(tool.to_string()).with_arguments(tool_args(args)),
         )
         .await
-}
-
-fn mcp_error(e: ServiceError) -> ErrorData {
-    match e {
-        ServiceError::McpError(e) => e,
-        other => panic!("expected a JSON-RPC error, got {other}"),
-    }
 }
 
 fn complete(r: CallToolResponse) -> CallToolResult {

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use portcullis_e2e::{
-    Era, Gateway, MockServer, Serve, binary, call_tool, connect_as, eventually, readyz, tool_names,
-    write_config,
+    Era, Gateway, MockServer, Serve, binary, call_tool, connect_as, eventually, mcp_error, readyz,
+    tool_names, write_config,
 };
 use rmcp::model::*;
 use rmcp::service::{RequestContext, RunningService, ServiceError};
@@ -1169,11 +1169,4 @@ async fn resource_uris(client: &RunningService<RoleClient, ClientConfig>) -> Vec
         .into_iter()
         .map(|r| r.uri.clone())
         .collect()
-}
-
-fn mcp_error(e: ServiceError) -> ErrorData {
-    match e {
-        ServiceError::McpError(e) => e,
-        other => panic!("expected a JSON-RPC error, got {other}"),
-    }
 }

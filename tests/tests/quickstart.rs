@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use portcullis_e2e::tool_text;
 use portcullis_e2e::{Gateway, Serve, binary, call_tool, connect, readyz, repo_root, tool_names};
+use portcullis_e2e::{mcp_error, tool_text};
 
 /// The repository's quickstart configuration (gateway.toml, targets/, policies/) in a fresh
 /// directory, listening on port 0 (the gateway prints the port it got), plus `extra` target
@@ -200,10 +200,6 @@ async fn the_quickstart_policies_deny_what_readme_shows_and_name_the_policy() {
         Some(&gw.dev_token(&["--user", "alice", "--agent", "my-laptop"])),
     )
     .await;
-    let denied = |e: rmcp::service::ServiceError| match e {
-        rmcp::service::ServiceError::McpError(e) => e,
-        other => panic!("expected a JSON-RPC error, got {other}"),
-    };
 
     let sum = call_tool(
         &alice,
@@ -211,7 +207,7 @@ async fn the_quickstart_policies_deny_what_readme_shows_and_name_the_policy() {
         serde_json::json!({"a": 5000000, "b": 1}),
     )
     .await
-    .map_err(denied)
+    .map_err(mcp_error)
     .unwrap_err();
     assert_eq!(sum.code.0, -32004, "{sum:?}");
     assert!(sum.message.contains("denied by policy"), "{}", sum.message);
@@ -223,7 +219,7 @@ async fn the_quickstart_policies_deny_what_readme_shows_and_name_the_policy() {
 
     let fail = call_tool(&alice, "demo__fail", serde_json::json!({"message": "x"}))
         .await
-        .map_err(denied)
+        .map_err(mcp_error)
         .unwrap_err();
     assert!(
         fail.message.contains("fail-is-for-testers"),
@@ -260,7 +256,7 @@ async fn the_quickstart_policies_deny_what_readme_shows_and_name_the_policy() {
     .await;
     let tasks = call_tool(&ci, "tasks__list_tasks", serde_json::json!({}))
         .await
-        .map_err(denied)
+        .map_err(mcp_error)
         .unwrap_err();
     assert!(
         tasks.message.contains("ci-bot-reads-only"),
