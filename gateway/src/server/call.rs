@@ -479,34 +479,21 @@ async fn ask_now(
     call: &CallContext,
     request: rmcp::model::InputRequest,
 ) -> Result<rmcp::model::ClientResult, CallError> {
-    let Some(request) = input::as_server_request(request) else {
-        return Err(CallError::Internal(
-            "the upstream asked for a kind of input the gateway does not know".into(),
-        ));
-    };
     let deadline = call
         .deadline
         .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(60));
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    if tokio::time::timeout_at(
-        deadline,
-        deliver(&ctx.peer, Relay::Request { request, reply }),
-    )
-    .await
-    .is_err()
-    {
-        return Err(CallError::Target(TargetError::Timeout {
-            target: call.target.clone().unwrap_or_default(),
-            after: deadline.saturating_duration_since(tokio::time::Instant::now()),
-        }));
-    }
-    match answer.await {
+    let target = || call.target.clone().unwrap_or_default();
+    match tokio::time::timeout_at(deadline, input::ask_now(&ctx.peer, request)).await {
         Ok(Ok(result)) => Ok(result),
-        Ok(Err(e)) => Err(CallError::Target(TargetError::Upstream {
-            target: call.target.clone().unwrap_or_default(),
-            error: e,
+        Ok(Err(error)) => Err(CallError::Target(TargetError::Upstream {
+            target: target(),
+            error,
         })),
-        Err(_) => Err(CallError::Internal("the caller's answer was lost".into())),
+        // The target's own timeout: the whole call had that long.
+        Err(_) => Err(CallError::Target(TargetError::Timeout {
+            target: target(),
+            after: deadline.into_std().saturating_duration_since(call.started),
+        })),
     }
 }
 
