@@ -16,9 +16,7 @@ use serde_json::json;
 use super::errors;
 use crate::targets::TargetError;
 
-/// A caller may not call this tool (a missing scope today; policies next). Not -32600
-/// ("Invalid Request"): the request is well-formed, the caller is not allowed.
-pub const FORBIDDEN: ErrorCode = ErrorCode(-32004);
+pub use super::errors::FORBIDDEN;
 /// The user must first grant access in a browser (MCP URL elicitation, 2025-11-25).
 pub const URL_ELICITATION_REQUIRED: ErrorCode = ErrorCode(-32042);
 /// The caller cancelled the call (the LSP/JSON-RPC convention; MCP sends no answer at all to

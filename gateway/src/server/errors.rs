@@ -11,6 +11,9 @@ use crate::targets::TargetError;
 
 /// The target did not answer within its `timeout` (same code the TypeScript SDK uses).
 pub const TARGET_TIMEOUT: ErrorCode = ErrorCode(-32001);
+/// A caller may not do this: a missing scope, or the policies deny it. Not -32600 ("Invalid
+/// Request"): the request is well-formed, the caller is not allowed.
+pub const FORBIDDEN: ErrorCode = ErrorCode(-32004);
 /// The target is down or its session was lost.
 pub const TARGET_UNAVAILABLE: ErrorCode = ErrorCode(-32003);
 
@@ -35,7 +38,7 @@ pub fn denied_by_policy(
     if shown {
         data["policies"] = json!(denial.policies);
     }
-    ErrorData::new(super::call_error::FORBIDDEN, message, Some(data))
+    ErrorData::new(FORBIDDEN, message, Some(data))
 }
 
 pub fn from_target(e: &TargetError) -> ErrorData {
