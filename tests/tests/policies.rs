@@ -451,7 +451,15 @@ async fn configure(gateway_toml: &str, policies: &str) -> (tempfile::TempDir, Op
 
 impl Stack {
     async fn start(mode: &str, policies: &str) -> Self {
+        Self::start_with(mode, policies, "").await
+    }
+
+    /// [`Stack::start`] with `ops_settings` (top-level keys) at the head of `targets/ops.toml`.
+    async fn start_with(mode: &str, policies: &str, ops_settings: &str) -> Self {
         let (dir, ops, upstream) = configure(&gateway_toml(mode), policies).await;
+        let ops_file = dir.path().join("targets/ops.toml");
+        let body = std::fs::read_to_string(&ops_file).unwrap();
+        std::fs::write(&ops_file, format!("{ops_settings}{body}")).unwrap();
         let log = dir.path().join("gateway.stderr");
         let log_file = log.clone();
         let gateway = tokio::task::spawn_blocking(move || {
@@ -1169,4 +1177,25 @@ async fn resource_uris(client: &RunningService<RoleClient, ClientConfig>) -> Vec
         .into_iter()
         .map(|r| r.uri.clone())
         .collect()
+}
+
+/// Arguments reach the audit trail only from a target that opts in (`audit_arguments`):
+/// `ops` does here, `demo` does not.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_a_target_that_opts_in_has_its_arguments_audited() {
+    let stack = Stack::start_with("enforce", POLICIES, "audit_arguments = true\n").await;
+    let olga = stack.client(OLGA, Era::Legacy).await;
+    call_tool(&olga, "ops__status", json!({"service": "web-7731"}))
+        .await
+        .unwrap();
+    call_tool(&olga, "demo__echo", json!({"text": "quokka-7731"}))
+        .await
+        .unwrap();
+    let ops = stack.call_audit(0);
+    assert_eq!(ops["tool"], "ops__status", "{ops}");
+    assert_eq!(ops["arguments"], json!({"service": "web-7731"}), "{ops}");
+    let demo = stack.call_audit(1);
+    assert_eq!(demo["tool"], "demo__echo", "{demo}");
+    assert_eq!(demo["arguments"], Value::Null, "{demo}");
+    assert!(!stack.log_text().contains("quokka-7731"));
 }
