@@ -439,7 +439,11 @@ async fn start_up(
     // `check` would fail.
     match &policies {
         Some(policies) => {
-            let findings = policies.check(&view);
+            // Seconds for a large set and catalog: off the async workers.
+            let findings = {
+                let (policies, view) = (policies.clone(), view.clone());
+                tokio::task::spawn_blocking(move || policies.check(&view)).await?
+            };
             for w in &findings.warnings {
                 tracing::warn!(target: "portcullis::policy", "{w}");
             }

@@ -92,6 +92,8 @@ pub struct Policies {
     /// Per (tool, target): the policies that can apply to calls of it. Filled as tools are
     /// asked about; a new runtime starts empty.
     slices: RwLock<HashMap<String, Arc<Slice>>>,
+    /// Per target: the policies all its tools share.
+    shared: RwLock<HashMap<String, Arc<Part>>>,
     /// Prompts and resources are governed only when a policy names their action.
     governs: Governs,
     /// The policies that can apply to `prompts/get` and `resources/read` (naming the action,
@@ -108,18 +110,39 @@ pub enum Item<'a> {
     Resource { uri: &'a str, target: &'a str },
 }
 
-/// The policies that can apply to one tool.
+/// The policies that can apply to one tool, in two parts: those every tool of its target
+/// shares (the rules for any tool, or for the target: built once per target and shared by its
+/// tools), and those that name this tool. Cedar's answer over both is their union's: a
+/// matching `forbid` in either denies, else a matching `permit` in either allows.
 #[derive(Debug)]
 struct Slice {
     /// The target the tool was in when the slice was made (a reload may move an unprefixed
     /// tool to another target: then the slice is made again).
     target: String,
     entities: ToolEntities,
+    shared: Arc<Part>,
+    own: Part,
+}
+
+/// Some policies, and the same without those that read the arguments.
+#[derive(Debug, Default)]
+struct Part {
     all: PolicySet,
     /// Those that do not read `context.input`: the listing decides with them alone.
     without_input: PolicySet,
     /// Whether a `permit` reads `context.input` (some input may satisfy it).
     input_permits: bool,
+}
+
+impl Part {
+    fn add(&mut self, policy: &cedar_policy::Policy, reads_input: bool) {
+        let _ = self.all.add(policy.clone());
+        if !reads_input {
+            let _ = self.without_input.add(policy.clone());
+        } else if policy.effect() == Effect::Permit {
+            self.input_permits = true;
+        }
+    }
 }
 
 /// What a policy's scope says about tools: which actions and resources it can match.
@@ -191,6 +214,7 @@ impl Policies {
             claims: settings.claims.clone(),
             scopes,
             slices: RwLock::new(HashMap::new()),
+            shared: RwLock::new(HashMap::new()),
             governs,
             prompt_policies,
             resource_policies,
@@ -223,28 +247,41 @@ impl Policies {
             return s.clone();
         }
         let (name, target) = (tool.name, tool.target);
-        let mut slice = Slice {
-            target: target.to_string(),
-            entities: ToolEntities::new(tool),
-            all: PolicySet::new(),
-            without_input: PolicySet::new(),
-            input_permits: false,
-        };
+        let mut own = Part::default();
         for (id, scope) in &self.scopes {
             if scope.applies(name, target)
+                && !scope.shared_by(target)
                 && let Some(p) = self.set.policy(id)
             {
-                let _ = slice.all.add(p.clone());
-                if !scope.reads_input {
-                    let _ = slice.without_input.add(p.clone());
-                } else if p.effect() == Effect::Permit {
-                    slice.input_permits = true;
-                }
+                own.add(p, scope.reads_input);
             }
         }
-        let slice = Arc::new(slice);
+        let slice = Arc::new(Slice {
+            target: target.to_string(),
+            entities: ToolEntities::new(tool),
+            shared: self.shared_by(target),
+            own,
+        });
         self.slices.write().insert(name.to_string(), slice.clone());
         slice
+    }
+
+    /// The policies every tool of `target` shares.
+    fn shared_by(&self, target: &str) -> Arc<Part> {
+        if let Some(p) = self.shared.read().get(target) {
+            return p.clone();
+        }
+        let mut part = Part::default();
+        for (id, scope) in &self.scopes {
+            if scope.shared_by(target)
+                && let Some(p) = self.set.policy(id)
+            {
+                part.add(p, scope.reads_input);
+            }
+        }
+        let part = Arc::new(part);
+        self.shared.write().insert(target.to_string(), part.clone());
+        part
     }
 
     /// The policies' answer for a call with these arguments.
@@ -268,73 +305,79 @@ impl Policies {
         };
         let slice = self.slice(tool);
         let (request, entities) = request::question(principal, &slice.entities, input);
-        self.judge(&slice.all, &request, &entities)
+        self.judge(&[&slice.shared.all, &slice.own.all], &request, &entities)
     }
 
-    /// Cedar's answer, as the gateway takes it: sorted determining policies, and a `forbid`
-    /// that could not be evaluated denies.
+    /// Cedar's answer over the union of `sets`, as the gateway takes it: a `forbid` that
+    /// matched denies (they are the determining policies), else one that could not be
+    /// evaluated denies, else a `permit` that matched allows, else Cedar's default deny.
     fn judge(
         &self,
-        slice: &PolicySet,
+        sets: &[&PolicySet],
         request: &cedar_policy::Request,
         entities: &cedar_policy::Entities,
     ) -> Judgement {
-        let response = self.authorizer.is_authorized(request, slice, entities);
-        let errors: Vec<(PolicyId, String)> = response
-            .diagnostics()
-            .errors()
-            .map(|e| (policy_of(e).clone(), e.to_string()))
-            .collect();
-        // A forbid that could not be evaluated denies: failing open would let a malformed
-        // call past the rule meant to stop it.
-        let broken_forbids: Vec<String> = errors
-            .iter()
-            .filter(|(id, _)| {
-                slice
-                    .policy(id)
-                    .is_some_and(|p| p.effect() == Effect::Forbid)
-            })
-            .map(|(id, _)| id.to_string())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        // Sorted: Cedar's reasons are a set, and the same call must read the same each time.
-        let mut reason: Vec<String> = response
-            .diagnostics()
-            .reason()
-            .map(ToString::to_string)
-            .collect();
-        reason.sort();
-        let errors: Vec<String> = errors
-            .into_iter()
-            .map(|(id, e)| format!("policy `{id}`: {e}"))
-            .collect();
-        match response.decision() {
-            CedarDecision::Allow if broken_forbids.is_empty() => Judgement {
-                allowed: true,
-                policies: reason,
-                reason: String::new(),
-                errors,
-            },
-            CedarDecision::Allow => Judgement {
+        let verdict = self.verdict(sets, request, entities);
+        let errors = verdict.errors;
+        // Sorted: the same call must read the same each time.
+        if !verdict.forbids.is_empty() {
+            return Judgement {
                 allowed: false,
-                reason: "a forbid policy could not be evaluated for these arguments".into(),
-                policies: broken_forbids,
-                errors,
-            },
-            CedarDecision::Deny if reason.is_empty() => Judgement {
-                allowed: false,
-                policies: broken_forbids,
-                reason: "no policy permits it".into(),
-                errors,
-            },
-            CedarDecision::Deny => Judgement {
-                allowed: false,
-                policies: reason,
+                policies: verdict.forbids.into_iter().collect(),
                 reason: "a policy forbids it".into(),
                 errors,
-            },
+            };
         }
+        if !verdict.broken_forbids.is_empty() {
+            return Judgement {
+                allowed: false,
+                policies: verdict.broken_forbids.into_iter().collect(),
+                reason: "a forbid policy could not be evaluated for these arguments".into(),
+                errors,
+            };
+        }
+        Judgement {
+            allowed: verdict.permitted,
+            reason: if verdict.permitted {
+                String::new()
+            } else {
+                "no policy permits it".into()
+            },
+            policies: verdict.permits.into_iter().collect(),
+            errors,
+        }
+    }
+
+    /// What Cedar says of each of `sets`, gathered.
+    fn verdict(
+        &self,
+        sets: &[&PolicySet],
+        request: &cedar_policy::Request,
+        entities: &cedar_policy::Entities,
+    ) -> Verdicts {
+        let mut v = Verdicts::default();
+        for set in sets.iter().filter(|s| !s.is_empty()) {
+            let response = self.authorizer.is_authorized(request, set, entities);
+            for e in response.diagnostics().errors() {
+                let id = policy_of(e);
+                // A forbid that could not be evaluated denies: failing open would let a
+                // malformed call past the rule meant to stop it.
+                if set.policy(id).is_some_and(|p| p.effect() == Effect::Forbid) {
+                    v.broken_forbids.insert(id.to_string());
+                }
+                v.errors.push(format!("policy `{id}`: {e}"));
+            }
+            let reasons = response.diagnostics().reason().map(ToString::to_string);
+            match response.decision() {
+                CedarDecision::Allow => {
+                    v.permitted = true;
+                    v.permits.extend(reasons);
+                }
+                // The reasons of a denial are the forbids that matched (none: no permit did).
+                CedarDecision::Deny => v.forbids.extend(reasons),
+            }
+        }
+        v
     }
 
     /// Whether some input could let `principal` call `tool`: `false` only when every input
@@ -352,23 +395,27 @@ impl Policies {
             &slice.entities,
             cedar_policy::RestrictedExpression::new_record([]).expect("an empty record"),
         );
-        let response = self
-            .authorizer
-            .is_authorized(&request, &slice.without_input, &entities);
-        let forbid_failed = response.diagnostics().errors().any(|e| {
-            slice
-                .without_input
-                .policy(policy_of(e))
-                .is_some_and(|p| p.effect() == Effect::Forbid)
-        });
-        match response.decision() {
-            _ if forbid_failed => false,
-            CedarDecision::Allow => true,
-            // A forbid matched: no input changes that.
-            CedarDecision::Deny if response.diagnostics().reason().next().is_some() => false,
-            CedarDecision::Deny => slice.input_permits,
+        let v = self.verdict(
+            &[&slice.shared.without_input, &slice.own.without_input],
+            &request,
+            &entities,
+        );
+        // A forbid that matched, or could not be evaluated, does so whatever the input.
+        if !v.forbids.is_empty() || !v.broken_forbids.is_empty() {
+            return false;
         }
+        v.permitted || slice.shared.input_permits || slice.own.input_permits
     }
+}
+
+/// Cedar's answers over several policy sets, gathered (sorted, without repeats).
+#[derive(Debug, Default)]
+struct Verdicts {
+    permitted: bool,
+    permits: std::collections::BTreeSet<String>,
+    forbids: std::collections::BTreeSet<String>,
+    broken_forbids: std::collections::BTreeSet<String>,
+    errors: Vec<String>,
 }
 
 impl Policies {
@@ -383,7 +430,7 @@ impl Policies {
             return None;
         }
         let (request, entities) = request::item_question(principal, item);
-        Some(self.judge(set, &request, &entities))
+        Some(self.judge(&[set], &request, &entities))
     }
 }
 
@@ -461,6 +508,16 @@ fn scope_of(policy: &cedar_policy::Policy) -> Scope {
 }
 
 impl Scope {
+    /// Whether the policy applies to every tool of `target` alike (it names no tool).
+    fn shared_by(&self, target: &str) -> bool {
+        self.tools.is_none()
+            && match &self.resource {
+                Resource::Any => true,
+                Resource::Target(t) => t == target,
+                Resource::Tool(_) | Resource::Nothing => false,
+            }
+    }
+
     fn applies(&self, tool: &str, target: &str) -> bool {
         let action = self
             .tools

@@ -324,17 +324,23 @@ impl Live {
         let changes = catalog.refresh_view();
         // The policies are checked against the tools the new catalog serves; any error keeps
         // the previous set (and everything else) serving.
-        let policies = match load_policies(&snapshot, &catalog.view()) {
-            Ok(p) => p,
-            Err(problems) => {
-                tracing::error!(
-                    "configuration not reloaded; the previous one keeps serving. {}",
-                    problems.join("\n")
-                );
-                self.set_failed_reload(Some(problems.clone()));
-                return Err(ReloadFailed(problems));
-            }
+        // Checking a large set against a large catalog takes seconds: off the async workers.
+        let checked = {
+            let (settings, view) = (snapshot.policies.clone(), catalog.view());
+            tokio::task::spawn_blocking(move || load_policies(&settings, &view)).await
         };
+        let policies =
+            match checked.unwrap_or_else(|e| Err(vec![format!("the policy check failed: {e}")])) {
+                Ok(p) => p,
+                Err(problems) => {
+                    tracing::error!(
+                        "configuration not reloaded; the previous one keeps serving. {}",
+                        problems.join("\n")
+                    );
+                    self.set_failed_reload(Some(problems.clone()));
+                    return Err(ReloadFailed(problems));
+                }
+            };
         self.current.store(Arc::new(Runtime {
             snapshot: Arc::new(snapshot),
             auth,
@@ -349,13 +355,13 @@ impl Live {
     }
 }
 
-/// Read and check the policies of `snapshot` against `view`'s tools; warnings are logged.
+/// Read and check the policies of `settings` against `view`'s tools; warnings are logged.
 /// `Err`: each problem as `portcullis check` prints it.
 pub fn load_policies(
-    snapshot: &Snapshot,
+    settings: &config::PolicySettings,
     view: &crate::catalog::View,
 ) -> Result<Option<Arc<Policies>>, Vec<String>> {
-    let policies = Policies::load(&snapshot.policies)
+    let policies = Policies::load(settings)
         .map_err(|errors| errors.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     let Some(policies) = policies else {
         return Ok(None);
