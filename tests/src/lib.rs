@@ -768,6 +768,16 @@ pub fn mcp_error(e: ServiceError) -> rmcp::ErrorData {
     }
 }
 
+/// The text blocks of a tool result, joined, whether it succeeded or not (the caller asserts).
+pub fn result_text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|block| block.as_text())
+        .map(|text| text.text.as_str())
+        .collect()
+}
+
 /// The text blocks of a successful tool result, joined; fails the test on a tool error.
 pub fn tool_text(result: &CallToolResult) -> String {
     assert_ne!(result.is_error, Some(true), "tool failed: {result:?}");

@@ -9,7 +9,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use portcullis_e2e::{Era, Everything, Gateway, connect_as, peers, python_peers, tool_args};
+use portcullis_e2e::{
+    Era, Everything, Gateway, connect_as, peers, python_peers, result_text, tool_args,
+};
 use rmcp::model::*;
 use rmcp::service::{RequestContext, RunningService, ServiceError};
 use rmcp::{ClientHandler, ErrorData, RoleClient};
@@ -120,16 +122,6 @@ fn params(tool: &str, args: serde_json::Value) -> CallToolRequestParams {
     CallToolRequestParams::new(tool.to_string()).with_arguments(tool_args(args))
 }
 
-/// The text of a result, all blocks; an error result is returned too (callers assert).
-fn text(result: &CallToolResult) -> String {
-    result
-        .content
-        .iter()
-        .filter_map(|b| b.as_text())
-        .map(|t| t.text.as_str())
-        .collect()
-}
-
 /// The tools that ask their caller something during the call, with arguments, and what the
 /// result shows when the caller answered. (server-everything's `get-roots-list` only reads
 /// roots it asked for when the session opened, never during a call, so it is not here.)
@@ -173,7 +165,10 @@ async fn callers_of_both_eras_answer_sampling_and_elicitation_through_the_gatewa
             let result = c.call_tool(params(tool, args)).await;
             let result = result.unwrap_or_else(|e| panic!("{era:?} {tool}: {e}"));
             assert_ne!(result.is_error, Some(true), "{era:?} {tool}: {result:?}");
-            assert!(text(&result).contains(shows), "{era:?} {tool}: {result:?}");
+            assert!(
+                result_text(&result).contains(shows),
+                "{era:?} {tool}: {result:?}"
+            );
             assert_eq!(
                 answers.asked().last().map(String::as_str),
                 Some(asked),
@@ -256,7 +251,7 @@ async fn a_2026_caller_gets_input_required_and_its_state_is_bound_single_use_and
     let CallToolResponse::Complete(result) = done else {
         panic!("expected the result, got {done:?}")
     };
-    assert!(text(&result).contains(SAMPLED), "{result:?}");
+    assert!(result_text(&result).contains(SAMPLED), "{result:?}");
 
     // Replayed: the call it resumed is gone.
     let err = alice
@@ -316,7 +311,7 @@ async fn a_caller_without_the_capability_gets_a_tool_error_and_is_never_asked() 
                 panic!("{era:?} {tool}: expected a tool error, got {result:?}")
             };
             assert_eq!(result.is_error, Some(true), "{era:?} {tool}: {result:?}");
-            let t = text(&result);
+            let t = result_text(&result);
             assert!(
                 t.contains("did not declare") && t.contains("capability"),
                 "{era:?} {tool}: {t}"
@@ -522,7 +517,11 @@ async fn a_2026_only_upstream_that_asks_with_input_required_serves_both_eras() {
         let c = connect_as(registrar, &gw.url, Some(&token), era).await;
         let done = c.call_tool(params("st__register_name", json!({}))).await;
         let done = done.unwrap_or_else(|e| panic!("{era:?}: {e}"));
-        assert_eq!(text(&done), "Registered \"Ada\"", "{era:?}: {done:?}");
+        assert_eq!(
+            result_text(&done),
+            "Registered \"Ada\"",
+            "{era:?}: {done:?}"
+        );
         assert_eq!(
             answers.asked(),
             vec![
@@ -536,7 +535,7 @@ async fn a_2026_only_upstream_that_asks_with_input_required_serves_both_eras() {
             .await
             .unwrap_or_else(|e| panic!("{era:?}: {e}"));
         assert_eq!(
-            text(&answered),
+            result_text(&answered),
             format!("The LLM answered: {SAMPLED}"),
             "{era:?}"
         );

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use portcullis_e2e::{
     Era, Gateway, MockServer, Serve, binary, call_tool, connect_as, eventually, mcp_error, readyz,
-    tool_names, write_config,
+    result_text, tool_names, write_config,
 };
 use rmcp::model::*;
 use rmcp::service::{RequestContext, RunningService, ServiceError};
@@ -556,7 +556,7 @@ impl Stack {
         );
         let observed = match (row.expect, answer) {
             (Allow(_), Ok(result)) => {
-                let text = text_of(&result);
+                let text = result_text(&result);
                 assert!(
                     text.contains(row.returns),
                     "{at}: allowed, but the result is not the tool's: {result:?}"
@@ -646,16 +646,6 @@ fn named_in_message(message: &str) -> Vec<String> {
     rest[..rest.find(')').expect("a closing parenthesis")]
         .split(", ")
         .map(str::to_string)
-        .collect()
-}
-
-/// The text blocks of a result, joined (a tool error too: `demo__fail` returns one).
-fn text_of(result: &CallToolResult) -> String {
-    result
-        .content
-        .iter()
-        .filter_map(|b| b.as_text())
-        .map(|t| t.text.as_str())
         .collect()
 }
 
@@ -782,7 +772,7 @@ async fn shadow_mode_allows_and_records_each_would_be_denial() {
                 .await
                 .unwrap_or_else(|e| panic!("{at}: log_only mode refused the call: {e:?}"));
             assert!(
-                text_of(&result).contains(row.returns),
+                result_text(&result).contains(row.returns),
                 "{at}: not the tool's result: {result:?}"
             );
             let audit = stack.call_audit(before);
@@ -909,7 +899,7 @@ async fn invalid_policies_fail_check_with_file_and_line_and_a_reload_keeps_the_o
     let client = stack.client(ALICE, Era::Legacy).await;
     let echo = || call_tool(&client, "demo__echo", json!({"text": "hi"}));
     let fail = || call_tool(&client, "demo__fail", json!({"message": "boom"}));
-    assert_eq!(text_of(&echo().await.unwrap()), "hi");
+    assert_eq!(result_text(&echo().await.unwrap()), "hi");
     assert_denied_by(fail().await, &["fail-is-for-testers"]);
     let reloads = readyz(&stack.gateway.base()).await.1["config"]["reloads"]
         .as_u64()
@@ -936,7 +926,7 @@ when { principal.departmnt == "sales" };
     );
     assert_eq!(status["config"]["reloads"], reloads, "{status}");
     assert_eq!(
-        text_of(&echo().await.unwrap()),
+        result_text(&echo().await.unwrap()),
         "hi",
         "the old set no longer applies"
     );
@@ -959,7 +949,7 @@ when { principal.groups.contains("eng") };
     assert_denied_by(echo().await, &["no-echo-for-eng"]);
     let failed = fail().await.unwrap();
     assert_eq!(failed.is_error, Some(true), "{failed:?}");
-    assert!(text_of(&failed).contains("boom"), "{failed:?}");
+    assert!(result_text(&failed).contains("boom"), "{failed:?}");
     let listed = tool_names(&client).await;
     assert!(
         listed.contains(&"demo__fail".to_string()) && !listed.contains(&"demo__echo".to_string()),
@@ -1060,7 +1050,7 @@ async fn a_mistyped_argument_is_denied_not_passed_through() {
     )
     .await
     .unwrap();
-    assert_eq!(text_of(&ok), "deploy web");
+    assert_eq!(result_text(&ok), "deploy web");
     assert_eq!(deploys(), 1);
     olga.cancel().await.ok();
     alice.cancel().await.ok();
