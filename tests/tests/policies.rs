@@ -1153,6 +1153,36 @@ when { resource.uri like "ops://secrets/*" };
             "{e:?}"
         );
     }
+    // Each governed decision is an audit event, allowed or denied.
+    let audits = |method: &str| -> Vec<Value> {
+        stack
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("\"stream\":\"portcullis::audit\""))
+            .filter_map(|l| serde_json::from_str::<Value>(&l[l.find('{')?..]).ok())
+            .filter(|e| e["method"] == method)
+            .collect()
+    };
+    let prompts = eventually(WITHIN, || {
+        Some(audits("prompts/get")).filter(|a| a.len() == 4)
+    })
+    .unwrap();
+    let denied: Vec<&Value> = prompts.iter().filter(|e| e["decision"] == "deny").collect();
+    assert_eq!(denied.len(), 2, "alice, in each era: {prompts:#?}");
+    assert_eq!(denied[0]["tool"], "ops__runbook");
+    assert_eq!(denied[0]["target"], "ops");
+    assert_eq!(
+        denied[0]["policy"],
+        json!({"mode": "enforce", "decision": "deny", "policies": []})
+    );
+    let reads = eventually(WITHIN, || {
+        Some(audits("resources/read")).filter(|a| a.len() == 4)
+    })
+    .unwrap();
+    let secret = reads.iter().find(|e| e["decision"] == "deny").unwrap();
+    assert_eq!(secret["tool"], "ops://secrets/db");
+    assert_eq!(secret["policy"]["policies"], json!(["no-secrets"]));
+    assert_eq!(secret["outcome"]["code"], DENIED);
 }
 
 async fn prompt_names(client: &RunningService<RoleClient, ClientConfig>) -> Vec<String> {

@@ -435,19 +435,34 @@ impl Policies {
 }
 
 /// May `caller` get this prompt or read this resource? Allowed unless a policy names the
-/// action (`GetPrompt`, `ReadResource`) and the policies deny it; `log_only` allows.
-pub fn item(policies: Option<&Policies>, caller: Option<&Caller>, item: Item<'_>) -> Decision {
-    let Some(policies) = policies else {
-        return Decision::Allow;
+/// action (`GetPrompt`, `ReadResource`) and the policies deny it; `log_only` allows. The
+/// record is `Some` only when the policies govern the item (a decision to audit).
+pub fn item(policies: Option<&Policies>, caller: Option<&Caller>, item: Item<'_>) -> Verdict {
+    let allow = Verdict {
+        decision: Decision::Allow,
+        record: None,
     };
-    match policies.judge_item(&policies.principal(caller), item) {
-        Some(j) if !j.allowed && policies.mode == PolicyMode::Enforce => Decision::Denied(Denial {
+    let Some(policies) = policies else {
+        return allow;
+    };
+    let Some(j) = policies.judge_item(&policies.principal(caller), item) else {
+        return allow;
+    };
+    let record = Some(Record {
+        mode: policies.mode,
+        allowed: j.allowed,
+        policies: j.policies.clone(),
+    });
+    let decision = if j.allowed || policies.mode == PolicyMode::LogOnly {
+        Decision::Allow
+    } else {
+        Decision::Denied(Denial {
             policies: j.policies,
             show_ids: policies.show_ids,
             reason: j.reason,
-        }),
-        _ => Decision::Allow,
-    }
+        })
+    };
+    Verdict { decision, record }
 }
 
 /// The result of evaluating the policies for one call.

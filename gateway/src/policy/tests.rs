@@ -333,8 +333,11 @@ fn prompts_and_resources_are_governed_only_once_a_policy_names_their_action() {
     };
     // SET names neither action: both allowed, listed, and the schema declares neither.
     let (_dir, p) = policies(SET, PolicyMode::Enforce);
-    assert_eq!(item(Some(&p), Some(&bob), prompt), Decision::Allow);
-    assert_eq!(item(Some(&p), Some(&bob), resource), Decision::Allow);
+    assert_eq!(item(Some(&p), Some(&bob), prompt).decision, Decision::Allow);
+    assert_eq!(
+        item(Some(&p), Some(&bob), resource).decision,
+        Decision::Allow
+    );
     assert!(!p.schema(&view()).contains("entity Prompt"));
 
     let (_dir, p) = policies(
@@ -343,16 +346,24 @@ fn prompts_and_resources_are_governed_only_once_a_policy_names_their_action() {
         ),
         PolicyMode::Enforce,
     );
-    assert_eq!(item(Some(&p), Some(&writer), prompt), Decision::Allow);
-    let Decision::Denied(d) = item(Some(&p), Some(&bob), prompt) else {
+    assert_eq!(
+        item(Some(&p), Some(&writer), prompt).decision,
+        Decision::Allow
+    );
+    let Decision::Denied(d) = item(Some(&p), Some(&bob), prompt).decision else {
         panic!("bob is no writer")
     };
     assert!(d.policies.is_empty(), "default deny: {d:?}");
     assert_eq!(
-        item(Some(&p), Some(&bob), resource),
+        item(Some(&p), Some(&bob), resource).decision,
         Decision::Allow,
         "resources are not named"
     );
+    assert!(
+        item(Some(&p), Some(&bob), resource).record.is_none(),
+        "nothing to audit"
+    );
+    assert!(!item(Some(&p), Some(&bob), prompt).record.unwrap().allowed);
     let v = view();
     assert!(!Lister::new(Some(&p), &v, Some(&bob)).shows_item(prompt));
     assert!(Lister::new(Some(&p), &v, Some(&writer)).shows_item(prompt));

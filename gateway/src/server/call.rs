@@ -68,15 +68,8 @@ impl CallContext {
         let parts = ctx.extensions.get::<http::request::Parts>();
         Self {
             principal: Principal::of_request(parts),
-            request_id: parts
-                .and_then(|p| crate::telemetry::request_id(&p.headers))
-                .map_or_else(|| ctx.id.to_string(), str::to_string),
-            // The MCP service is nested, so its own URI lacks the `/mcp` prefix.
-            path: parts.map(|p| {
-                p.extensions
-                    .get::<axum::extract::OriginalUri>()
-                    .map_or_else(|| p.uri.path().to_string(), |u| u.path().to_string())
-            }),
+            request_id: request_id(ctx),
+            path: request_path(ctx),
             tool: req.name.to_string(),
             target: None,
             deadline: None,
@@ -121,6 +114,24 @@ pub(super) async fn call_tool(
     }
     // 6. Audit, then answer.
     audit(&call, outcome)
+}
+
+/// The `x-request-id` the HTTP layer assigned (or the client sent), else the JSON-RPC id.
+pub(super) fn request_id(ctx: &RequestContext<RoleServer>) -> String {
+    ctx.extensions
+        .get::<http::request::Parts>()
+        .and_then(|p| crate::telemetry::request_id(&p.headers))
+        .map_or_else(|| ctx.id.to_string(), str::to_string)
+}
+
+/// The HTTP path as the client sent it. The MCP service is nested, so its own URI lacks the
+/// `/mcp` prefix.
+pub(super) fn request_path(ctx: &RequestContext<RoleServer>) -> Option<String> {
+    ctx.extensions.get::<http::request::Parts>().map(|p| {
+        p.extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or_else(|| p.uri.path().to_string(), |u| u.path().to_string())
+    })
 }
 
 /// Phases 2–5.

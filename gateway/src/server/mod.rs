@@ -127,6 +127,8 @@ impl Gateway {
 
     /// The policies' decision on a prompt or resource (allowed unless a policy names its
     /// action and denies it).
+    /// When the policies govern the item, their decision is an audit event (`tool` names the
+    /// prompt or the resource URI).
     fn authorize(
         &self,
         ctx: &RequestContext<RoleServer>,
@@ -134,13 +136,52 @@ impl Gateway {
         what: &str,
         data: serde_json::Value,
     ) -> Result<(), ErrorData> {
-        let caller = crate::identity::caller_of(ctx.extensions.get::<::http::request::Parts>());
-        match crate::policy::item(self.live().load().policies.as_deref(), caller, item) {
+        let started = std::time::Instant::now();
+        let parts = ctx.extensions.get::<::http::request::Parts>();
+        let caller = crate::identity::caller_of(parts);
+        let verdict = crate::policy::item(self.live().load().policies.as_deref(), caller, item);
+        let answer = match verdict.decision {
             crate::policy::Decision::Denied(denial) => {
                 Err(errors::denied_by_policy(what, data, &denial))
             }
             _ => Ok(()),
+        };
+        if let Some(record) = verdict.record {
+            use crate::telemetry::{AuditEvent, Decision, Outcome, PolicyOutcome};
+            let (method, target, name) = match item {
+                Item::Prompt { name, target } => ("prompts/get", target, name),
+                Item::Resource { uri, target } => ("resources/read", target, uri),
+            };
+            let who =
+                caller.map_or_else(|| "anonymous".to_string(), crate::identity::Caller::label);
+            let mut event = AuditEvent::new(call::request_id(ctx), who, method);
+            event.path = call::request_path(ctx);
+            event.target = Some(target.to_string());
+            event.tool = Some(name.to_string());
+            event.decision = if answer.is_ok() {
+                Decision::Allow
+            } else {
+                Decision::Deny
+            };
+            event.policy = Some(PolicyOutcome {
+                mode: record.mode.as_str(),
+                decision: if record.allowed {
+                    Decision::Allow
+                } else {
+                    Decision::Deny
+                },
+                policies: record.policies,
+            });
+            let outcome = match &answer {
+                Ok(()) => Outcome::Ok { is_error: false },
+                Err(e) => Outcome::Error {
+                    code: e.code.0,
+                    message: e.message.to_string(),
+                },
+            };
+            event.finish(outcome, started.elapsed()).emit();
         }
+        answer
     }
 
     /// Items per page of a listing, from the configuration in force (a reload may change it).
