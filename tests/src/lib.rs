@@ -781,12 +781,7 @@ pub fn result_text(result: &CallToolResult) -> String {
 /// The text blocks of a successful tool result, joined; fails the test on a tool error.
 pub fn tool_text(result: &CallToolResult) -> String {
     assert_ne!(result.is_error, Some(true), "tool failed: {result:?}");
-    result
-        .content
-        .iter()
-        .filter_map(|block| block.as_text())
-        .map(|text| text.text.as_str())
-        .collect()
+    result_text(result)
 }
 
 /// The names of every tool the client is shown (all pages).

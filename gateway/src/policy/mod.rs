@@ -438,31 +438,46 @@ impl Policies {
 /// action (`GetPrompt`, `ReadResource`) and the policies deny it; `log_only` allows. The
 /// record is `Some` only when the policies govern the item (a decision to audit).
 pub fn item(policies: Option<&Policies>, caller: Option<&Caller>, item: Item<'_>) -> Verdict {
-    let allow = Verdict {
+    let Some(policies) = policies else {
+        return Verdict::ALLOW;
+    };
+    match policies.judge_item(&policies.principal(caller), item) {
+        Some(j) => policies.verdict_of(j),
+        None => Verdict::ALLOW,
+    }
+}
+
+impl Verdict {
+    /// Allowed, and nothing the policies decided to record.
+    const ALLOW: Self = Self {
         decision: Decision::Allow,
         record: None,
     };
-    let Some(policies) = policies else {
-        return allow;
-    };
-    let Some(j) = policies.judge_item(&policies.principal(caller), item) else {
-        return allow;
-    };
-    let record = Some(Record {
-        mode: policies.mode,
-        allowed: j.allowed,
-        policies: j.policies.clone(),
-    });
-    let decision = if j.allowed || policies.mode == PolicyMode::LogOnly {
-        Decision::Allow
-    } else {
-        Decision::Denied(Denial {
-            policies: j.policies,
-            show_ids: policies.show_ids,
-            reason: j.reason,
-        })
-    };
-    Verdict { decision, record }
+}
+
+impl Policies {
+    /// The gateway's verdict on the policies' judgement: in `log_only` mode a denial is
+    /// recorded and allowed.
+    fn verdict_of(&self, j: Judgement) -> Verdict {
+        let record = Record {
+            mode: self.mode,
+            allowed: j.allowed,
+            policies: j.policies.clone(),
+        };
+        let decision = if j.allowed || self.mode == PolicyMode::LogOnly {
+            Decision::Allow
+        } else {
+            Decision::Denied(Denial {
+                policies: j.policies,
+                show_ids: self.show_ids,
+                reason: j.reason,
+            })
+        };
+        Verdict {
+            decision,
+            record: Some(record),
+        }
+    }
 }
 
 /// The result of evaluating the policies for one call.
@@ -588,50 +603,28 @@ pub fn tool_call(
             record: None,
         };
     };
-    let (Some(facts), Some(schema)) = (facts(view, tool), view.tool(tool)) else {
+    let Some((facts, schema)) = facts(view, tool) else {
         // Not in this view: the pipeline's resolve phase refused it before asking.
-        return Verdict {
-            decision: Decision::Allow,
-            record: None,
-        };
+        return Verdict::ALLOW;
     };
-    let judgement = policies.decide(
-        &policies.principal(caller),
-        &facts,
-        &schema.input_schema,
-        arguments,
-    );
+    let judgement = policies.decide(&policies.principal(caller), &facts, schema, arguments);
     for e in &judgement.errors {
         tracing::warn!(target: "portcullis::policy", tool, "a policy could not be evaluated for a call: {e}");
     }
-    let record = Record {
-        mode: policies.mode,
-        allowed: judgement.allowed,
-        policies: judgement.policies.clone(),
-    };
-    let decision = if judgement.allowed || policies.mode == PolicyMode::LogOnly {
-        Decision::Allow
-    } else {
-        Decision::Denied(Denial {
-            policies: judgement.policies,
-            show_ids: policies.show_ids,
-            reason: judgement.reason,
-        })
-    };
-    Verdict {
-        decision,
-        record: Some(record),
-    }
+    policies.verdict_of(judgement)
 }
 
-fn facts<'v>(view: &'v View, tool: &'v str) -> Option<ToolFacts<'v>> {
+/// The tool as the policies see it, and its input schema (one lookup of each).
+fn facts<'v>(view: &'v View, tool: &'v str) -> Option<(ToolFacts<'v>, &'v Map<String, Value>)> {
     let route = view.tool_routes.get(tool)?;
-    Some(ToolFacts {
+    let listed = view.tool(tool)?;
+    let facts = ToolFacts {
         name: tool,
         target: &route.target,
         upstream_name: &route.upstream_name,
-        annotations: view.tool(tool).and_then(|t| t.annotations.as_ref()),
-    })
+        annotations: listed.annotations.as_ref(),
+    };
+    Some((facts, &listed.input_schema))
 }
 
 /// Decides which tools `tools/list` shows one caller: every tool they may call now, after a
@@ -667,7 +660,7 @@ impl<'a> Lister<'a> {
         let (Some(policies), Some(principal)) = (self.policies, &self.principal) else {
             return true;
         };
-        facts(self.view, tool).is_none_or(|facts| policies.may_call(principal, &facts))
+        facts(self.view, tool).is_none_or(|(facts, _)| policies.may_call(principal, &facts))
     }
 }
 

@@ -109,12 +109,25 @@ fn resource_target(catalog: &Catalog, uri: &str) -> Result<Target, ErrorData> {
         .ok_or_else(|| errors::unknown_resource(uri))
 }
 
+/// What a listing shows `ctx`'s caller, by the policies of `runtime`.
+fn lister<'a>(
+    runtime: &'a crate::runtime::Runtime,
+    view: &'a crate::catalog::View,
+    ctx: &RequestContext<RoleServer>,
+) -> crate::policy::Lister<'a> {
+    let caller = crate::identity::caller_of(ctx.extensions.get::<::http::request::Parts>());
+    crate::policy::Lister::new(runtime.policies.as_deref(), view, caller)
+}
+
 impl Gateway {
-    /// The catalog for a listing request, after `ctx`'s caller opened their session on any
+    /// The runtime for a listing request, after `ctx`'s caller opened their session on any
     /// per-user target whose tools are not known yet (its tools come from its users' own
     /// sessions).
-    async fn listed_catalog(&self, ctx: &RequestContext<RoleServer>) -> Arc<Catalog> {
-        let catalog = self.catalog();
+    ///
+    /// One runtime for the whole listing: its catalog and the policies that filter it.
+    async fn listed(&self, ctx: &RequestContext<RoleServer>) -> Arc<crate::runtime::Runtime> {
+        let runtime = self.live().load();
+        let catalog = &runtime.catalog;
         // A listing merged by the background task a moment from now is served now.
         if catalog.is_behind() {
             catalog.rebuild();
@@ -122,7 +135,7 @@ impl Gateway {
         let principal =
             crate::outbound::Principal::of_request(ctx.extensions.get::<::http::request::Parts>());
         catalog.learn_user_listings(principal.as_ref()).await;
-        catalog
+        runtime
     }
 
     /// The policies' decision on a prompt or resource (allowed unless a policy names its
@@ -319,11 +332,9 @@ impl ServerHandler for Gateway {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         // The same authorizer as calls: a caller sees the tools it may call (or step up to).
-        let parts = ctx.extensions.get::<::http::request::Parts>();
-        let caller = crate::identity::caller_of(parts);
-        let view = self.listed_catalog(&ctx).await.view();
-        let runtime = self.live().load();
-        let lister = crate::policy::Lister::new(runtime.policies.as_deref(), &view, caller);
+        let runtime = self.listed(&ctx).await;
+        let view = runtime.catalog.view();
+        let lister = lister(&runtime, &view, &ctx);
         let (tools, next) = pages::page(
             Listing::Tools,
             &view.tools,
@@ -359,10 +370,9 @@ impl ServerHandler for Gateway {
         req: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        let view = self.listed_catalog(&ctx).await.view();
-        let runtime = self.live().load();
-        let caller = crate::identity::caller_of(ctx.extensions.get::<::http::request::Parts>());
-        let lister = crate::policy::Lister::new(runtime.policies.as_deref(), &view, caller);
+        let runtime = self.listed(&ctx).await;
+        let view = runtime.catalog.view();
+        let lister = lister(&runtime, &view, &ctx);
         let (prompts, next) = pages::page(
             Listing::Prompts,
             &view.prompts,
@@ -441,10 +451,9 @@ impl ServerHandler for Gateway {
         req: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let view = self.listed_catalog(&ctx).await.view();
-        let runtime = self.live().load();
-        let caller = crate::identity::caller_of(ctx.extensions.get::<::http::request::Parts>());
-        let lister = crate::policy::Lister::new(runtime.policies.as_deref(), &view, caller);
+        let runtime = self.listed(&ctx).await;
+        let view = runtime.catalog.view();
+        let lister = lister(&runtime, &view, &ctx);
         let (resources, next) = pages::page(
             Listing::Resources,
             &view.resources,
@@ -470,7 +479,7 @@ impl ServerHandler for Gateway {
         req: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        let view = self.listed_catalog(&ctx).await.view();
+        let view = self.listed(&ctx).await.catalog.view();
         let (templates, next) = pages::page(
             Listing::Templates,
             &view.templates,
