@@ -6,6 +6,8 @@
 //! `portcullis check` and startup treat as a load error.
 
 mod naming;
+pub mod search;
+pub mod search_tool;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -54,9 +56,24 @@ pub struct View {
     /// `[tools.NAME]` settings naming a tool the target does not list (a typo would leave
     /// the real tool without its scope requirement).
     pub unknown_tool_settings: Vec<String>,
+    /// The ranking index of `tools` for the search tool, built on its first search.
+    search: std::sync::OnceLock<search::SearchIndex>,
 }
 
 impl View {
+    /// The search index over `tools` (document `i` is `tools[i]`), built on first use: a
+    /// view lives until the next listing change, so it is built once per change.
+    pub fn search_index(&self) -> &search::SearchIndex {
+        self.search.get_or_init(|| {
+            search::SearchIndex::build(self.tools.iter().map(|t| search::Doc {
+                name: &t.name,
+                title: t.title.as_deref(),
+                description: t.description.as_deref(),
+                input_schema: &t.input_schema,
+            }))
+        })
+    }
+
     /// A tool by its gateway name (the tools are sorted by name).
     pub fn tool(&self, name: &str) -> Option<&Tool> {
         self.tools
@@ -73,6 +90,8 @@ pub struct Catalog {
     /// By name; the order (by name) is the order listings are merged in.
     targets: BTreeMap<String, Target>,
     separator: String,
+    /// `[catalog] search_tool`: the gateway's tool search is listed with the tools.
+    search_tool: bool,
     view: ArcSwap<View>,
     hub: Hub,
     /// The hub's listing-change count the current view was merged at.
@@ -118,10 +137,16 @@ impl Catalog {
         Self {
             targets,
             separator: snapshot.catalog.separator.clone(),
+            search_tool: snapshot.catalog.search_tool,
             view: ArcSwap::new(view),
             hub: hub.clone(),
             merged_at: std::sync::atomic::AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// Whether the gateway's tool search is listed (`[catalog] search_tool`).
+    pub fn search_tool(&self) -> bool {
+        self.search_tool
     }
 
     /// The targets by name, for compiling the next configuration's.
@@ -205,6 +230,15 @@ impl Catalog {
         let listings: Vec<_> = self.targets().map(|t| t.listing()).collect();
         let mut view = View::default();
         let mut tool_sources: BTreeMap<String, String> = BTreeMap::new();
+        if self.search_tool {
+            // First, so a target tool of the same name is the one left out, naming both.
+            let name = search_tool::SEARCH_TOOL;
+            tool_sources.insert(
+                name.to_string(),
+                "the gateway's tool search (`search_tool` in [catalog] of gateway.toml)".into(),
+            );
+            view.tools.push(search_tool::tool());
+        }
         let mut prompt_sources: BTreeMap<String, String> = BTreeMap::new();
         for (target, listing) in self.targets().zip(&listings) {
             let owner = target.name();

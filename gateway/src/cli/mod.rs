@@ -573,6 +573,14 @@ async fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             TargetKind::Mcp(McpTransport::Stdio { command, args, .. }, _) => {
                 format!("stdio: {} {}", command.display(), args.join(" "))
             }
+            TargetKind::Rest(rest) => match (&rest.source, &rest.base_url) {
+                (_, Some(base)) => format!("{}: {base}", rest.kind()),
+                (config::rest::RestSource::SpecUrl { url, .. }, None) => {
+                    format!("openapi: servers of {url}")
+                }
+                _ => rest.kind().to_string(),
+            },
+            TargetKind::Lambda(l) => format!("lambda: {}", l.function),
         };
         println!(
             "{:<20} {:<9} {:<6} {}",

@@ -12,6 +12,7 @@ mod explain;
 mod inbound;
 pub mod outbound;
 mod recover;
+pub mod rest;
 mod schema;
 pub mod secret;
 mod targets;
@@ -166,6 +167,8 @@ pub struct CatalogSettings {
     pub separator: String,
     /// Items per page of every listing the gateway serves (`[catalog] page_size`).
     pub page_size: usize,
+    /// The gateway's tool-search tool is listed (`[catalog] search_tool`).
+    pub search_tool: bool,
 }
 
 /// Items per page of a listing when `[catalog] page_size` is not set.
@@ -202,6 +205,35 @@ pub struct TargetSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TargetKind {
     Mcp(McpTransport, McpProtocol),
+    /// An HTTP API: `[openapi]` (tools from its specification) or `[http]` (declared).
+    Rest(Box<rest::RestSpec>),
+    /// An AWS Lambda function (`[lambda]`); its tools are the declared ones.
+    Lambda(LambdaSpec),
+}
+
+impl TargetKind {
+    /// The table the target was written with, for messages.
+    pub fn table(&self) -> &'static str {
+        match self {
+            Self::Mcp(..) => "mcp",
+            Self::Rest(r) => r.kind(),
+            Self::Lambda(_) => "lambda",
+        }
+    }
+
+    /// Whether calls need no connection kept open: each one is a request of its own.
+    pub fn per_call(&self) -> bool {
+        !matches!(self, Self::Mcp(..))
+    }
+}
+
+/// `[lambda]`, compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LambdaSpec {
+    /// Function name, partial or full ARN.
+    pub function: String,
+    pub qualifier: Option<String>,
+    pub endpoint_url: Option<Url>,
 }
 
 /// The MCP protocol era the gateway opens an upstream's sessions in (`[mcp] protocol`).
@@ -405,6 +437,7 @@ fn compile_gateway(path: &Path, errors: &mut ConfigErrors) -> Option<GatewayPart
         catalog: CatalogSettings {
             separator,
             page_size,
+            search_tool: file.catalog.search_tool,
         },
         inbound,
         vault,

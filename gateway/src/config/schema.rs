@@ -177,6 +177,9 @@ pub struct CatalogSection {
     /// Items per page of `tools/list`, `prompts/list`, `resources/list` and
     /// `resources/templates/list`.
     pub page_size: Option<usize>,
+    /// List the gateway's own tool-search tool (`search_tools`).
+    #[serde(default)]
+    pub search_tool: bool,
 }
 
 /// `targets/NAME.toml`.
@@ -196,6 +199,12 @@ pub struct TargetFile {
     #[serde(default)]
     pub audit_arguments: bool,
     pub mcp: Option<McpSection>,
+    /// An HTTP API described by an OpenAPI specification: each operation is a tool.
+    pub openapi: Option<OpenApiSection>,
+    /// An HTTP API whose tools are declared in `[tools.NAME]` (method, path, schema).
+    pub http: Option<HttpSection>,
+    /// An AWS Lambda function; its tools are declared in `[tools.NAME]`.
+    pub lambda: Option<LambdaSection>,
     /// How the gateway authenticates to this target.
     pub auth: Option<AuthSection>,
     /// For a target whose `[auth]` acts for each caller: a credential of the gateway's own,
@@ -217,6 +226,69 @@ pub struct ToolSection {
     pub description: Option<String>,
     /// …and the JSON Schema of its arguments.
     pub input_schema: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `[http]` targets: the HTTP method (default GET)…
+    pub method: Option<String>,
+    /// …the path template appended to `base_url` (`/forecast/{city}`)…
+    pub path: Option<String>,
+    /// …and headers of this tool: a value that is exactly `{arg}` takes the argument.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// `[openapi]`: an HTTP API described by an OpenAPI 3.0/3.1 specification.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenApiSection {
+    /// A file (relative to the target file) or an `http(s)://` URL; YAML or JSON.
+    pub spec: String,
+    /// Overrides the specification's `servers`.
+    #[serde(default, deserialize_with = "values::opt_url")]
+    pub base_url: Option<Url>,
+    #[serde(default)]
+    pub include: OperationFilterSection,
+    #[serde(default)]
+    pub exclude: OperationFilterSection,
+    /// Sent with every request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub max_response_bytes: Option<usize>,
+}
+
+/// `[openapi.include]` / `[openapi.exclude]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationFilterSection {
+    #[serde(default)]
+    pub operations: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub paths: Vec<String>,
+}
+
+/// `[http]`: an HTTP API without a specification.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    #[serde(deserialize_with = "values::url")]
+    pub base_url: Url,
+    /// Sent with every request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub max_response_bytes: Option<usize>,
+}
+
+/// `[lambda]`: an AWS Lambda function, invoked with the `[auth]` (aws_sigv4) credentials.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LambdaSection {
+    /// Function name, partial or full ARN.
+    pub function: String,
+    /// A version or alias.
+    pub qualifier: Option<String>,
+    /// Another Lambda endpoint (a VPC endpoint, an emulator).
+    #[serde(default, deserialize_with = "values::opt_url")]
+    pub endpoint_url: Option<Url>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::diagnostic::io_problem;
-use super::schema::{McpSection, TARGET_TOP_LEVEL, TargetFile};
+use super::schema::{LambdaSection, McpSection, TARGET_TOP_LEVEL, TargetFile};
 use super::{
     ConfigError, ConfigErrors, DEFAULT_CALL_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_INHERITED_ENV, EnvValue, McpTransport, SourceFile, TargetKind, TargetSpec, outbound,
-    valid_tool_chars, values,
+    DEFAULT_INHERITED_ENV, EnvValue, LambdaSpec, McpTransport, SourceFile, TargetKind, TargetSpec,
+    outbound, rest, valid_tool_chars, values,
 };
 
 pub(super) fn load_targets(dir: &Path, errors: &mut ConfigErrors) -> Vec<TargetSpec> {
@@ -70,25 +70,43 @@ fn load_target(path: &Path, errors: &mut ConfigErrors) -> Option<TargetSpec> {
         ));
     }
     let base = path.parent().unwrap_or(Path::new("."));
-    let kind = match &file.mcp {
-        Some(mcp) => compile_mcp(&src, mcp, base, errors).map(|t| TargetKind::Mcp(t, mcp.protocol)),
-        None => {
-            errors.push(src.error(
-                "mcp",
-                "the target does not say what it is: there is no [mcp] table",
-                "add an [mcp] table with `url = \"http://…/mcp\"` (streamable HTTP) or `command = \"…\"` (stdio)",
-            ));
-            None
-        }
-    };
-    let auth = outbound::compile(&src, "auth", file.auth.as_ref(), base, errors);
+    let kind = compile_kind(&src, &file, base, errors);
+    let mut auth = outbound::compile(&src, "auth", file.auth.as_ref(), base, errors);
     // Unknown when `[auth]` has problems of its own (reported already).
     let per_caller = auth.as_ref().map(outbound::AuthSpec::per_caller);
+    let per_call = kind.as_ref().is_some_and(TargetKind::per_call);
     let listing_auth = file.listing_auth.as_ref().and_then(|l| {
+        if per_call {
+            errors.push(src.error(
+                "listing_auth",
+                "this target's tools come from its file or specification, not from a session, so there is nothing to list with [listing_auth]",
+                "remove [listing_auth]",
+            ));
+            return None;
+        }
         let spec = outbound::compile(&src, "listing_auth", Some(l), base, errors)?;
         check_listing_auth(&src, &spec, auth.as_ref(), errors).then_some(spec)
     });
-    let declared_tools = declared_tools(&src, &file.tools, per_caller, errors);
+    check_tool_keys(&src, &file.tools, kind.as_ref(), errors);
+    let declared_tools = match &kind {
+        Some(TargetKind::Lambda(_)) => declared_tools(&src, &file.tools, Declared::Lambda, errors),
+        Some(TargetKind::Rest(_)) => vec![],
+        _ => declared_tools(&src, &file.tools, Declared::Mcp { per_caller }, errors),
+    };
+    if let Some(TargetKind::Lambda(_)) = &kind {
+        check_lambda_auth(&src, auth.as_ref(), file.auth.is_some(), errors);
+    }
+    if let (Some(TargetKind::Rest(rest)), Some(outbound::AuthSpec::AuthorizationCode(code))) =
+        (&kind, &mut auth)
+    {
+        // What a user consents to for a tool: its operation's `security` scopes, unless
+        // `[auth.tool_scopes]` names the tool.
+        for op in rest.operations.iter().filter(|o| !o.scopes.is_empty()) {
+            code.tool_scopes
+                .entry(op.tool.clone())
+                .or_insert_with(|| op.scopes.clone());
+        }
+    }
     if let (Some(auth), Some(TargetKind::Mcp(McpTransport::Stdio { .. }, _))) = (&auth, &kind)
         && !matches!(auth, outbound::AuthSpec::None)
     {
@@ -167,21 +185,48 @@ fn check_listing_auth(
     }
 }
 
-/// The tools a per-user target declares (`[tools.NAME]` with `input_schema`), listed until a
-/// user's session lists the upstream.
+/// Whose declared tools are read: a per-user MCP target's (listed until a user's session
+/// lists the upstream; for a shared session they are an error) or a Lambda function's (its
+/// only tools).
+#[derive(Debug, Clone, Copy)]
+enum Declared {
+    Mcp { per_caller: Option<bool> },
+    Lambda,
+}
+
+/// The tools a target declares (`[tools.NAME]` with `input_schema`).
 fn declared_tools(
     src: &SourceFile,
     tools: &BTreeMap<String, super::schema::ToolSection>,
-    per_caller: Option<bool>,
+    whose: Declared,
     errors: &mut ConfigErrors,
 ) -> Vec<rmcp::model::Tool> {
     let mut declared = Vec::new();
+    if matches!(whose, Declared::Lambda) && tools.is_empty() {
+        errors.push(src.error(
+            "lambda",
+            "a Lambda target's tools are declared in its file, and this file declares none",
+            "add a table per tool the function handles: [tools.NAME] with `description` and `input_schema`",
+        ));
+    }
     for (name, t) in tools {
         let key = |k: &str| format!("tools.{name}.{k}");
         if t.input_schema.is_none() && t.description.is_none() {
+            if matches!(whose, Declared::Lambda) {
+                errors.push(src.error(
+                    &format!("tools.{name}"),
+                    format!("tool `{name}` is declared without the schema of its arguments"),
+                    "add `description = \"…\"` and `input_schema = { type = \"object\", properties = { … } }`",
+                ));
+            }
             continue;
         }
-        if per_caller == Some(false) {
+        if matches!(
+            whose,
+            Declared::Mcp {
+                per_caller: Some(false)
+            }
+        ) {
             let k = if t.input_schema.is_some() {
                 "input_schema"
             } else {
@@ -398,6 +443,170 @@ fn resolve_command(command: &str, dir: &Path) -> Option<PathBuf> {
             .map(|d| d.join(command))
             .find(|p| is_exec(p))
     })?
+}
+
+/// Exactly one of `[mcp]`, `[openapi]`, `[http]`, `[lambda]` says what the target is.
+fn compile_kind(
+    src: &SourceFile,
+    file: &TargetFile,
+    base: &Path,
+    errors: &mut ConfigErrors,
+) -> Option<TargetKind> {
+    let tables: Vec<&str> = [
+        ("mcp", file.mcp.is_some()),
+        ("openapi", file.openapi.is_some()),
+        ("http", file.http.is_some()),
+        ("lambda", file.lambda.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(t, set)| set.then_some(t))
+    .collect();
+    if let [first, second, ..] = tables[..] {
+        errors.push(src.error(
+            second,
+            format!("the target is both [{first}] and [{second}]"),
+            "keep one table: a target file describes one target (split it into two files)",
+        ));
+        return None;
+    }
+    if let Some(mcp) = &file.mcp {
+        return compile_mcp(src, mcp, base, errors).map(|t| TargetKind::Mcp(t, mcp.protocol));
+    }
+    if let Some(openapi) = &file.openapi {
+        return rest::compile_openapi(src, openapi, base, errors)
+            .map(|r| TargetKind::Rest(Box::new(r)));
+    }
+    if let Some(http) = &file.http {
+        return rest::compile_http(src, http, &file.tools, errors)
+            .map(|r| TargetKind::Rest(Box::new(r)));
+    }
+    if let Some(lambda) = &file.lambda {
+        return compile_lambda(src, lambda, errors);
+    }
+    // A misspelt table was reported already, with the right name.
+    if !src.removed_under("mcp") {
+        errors.push(src.error(
+            "",
+            "the target does not say what it is: there is no [mcp], [openapi], [http] or [lambda] table",
+            "add [mcp] with `url = \"http://…/mcp\"` or `command = \"…\"` for an MCP server, [openapi] with `spec = \"…\"` for a REST API, [http] with `base_url` for an API without a specification, or [lambda] with `function = \"…\"`",
+        ));
+    }
+    None
+}
+
+fn compile_lambda(
+    src: &SourceFile,
+    lambda: &LambdaSection,
+    errors: &mut ConfigErrors,
+) -> Option<TargetKind> {
+    let function = lambda.function.trim();
+    let valid = !function.is_empty()
+        && function
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_:.$".contains(c));
+    if !valid {
+        errors.push(src.error(
+            "lambda.function",
+            format!("`{function}` is not a Lambda function name or ARN"),
+            "give the function's name (orders-api) or ARN (arn:aws:lambda:us-east-1:123456789012:function:orders-api)",
+        ));
+    }
+    if let Some(url) = &lambda.endpoint_url
+        && !matches!(url.scheme(), "http" | "https")
+    {
+        errors.push(src.error(
+            "lambda.endpoint_url",
+            format!("scheme `{}` is not supported", url.scheme()),
+            "use the http(s):// URL of the Lambda endpoint, or leave it out for AWS's own",
+        ));
+        return None;
+    }
+    valid.then(|| {
+        TargetKind::Lambda(LambdaSpec {
+            function: function.to_string(),
+            qualifier: lambda.qualifier.clone(),
+            endpoint_url: lambda.endpoint_url.clone(),
+        })
+    })
+}
+
+/// A Lambda function is invoked through AWS: `[auth]` must be `aws_sigv4` for `lambda`.
+fn check_lambda_auth(
+    src: &SourceFile,
+    auth: Option<&outbound::AuthSpec>,
+    written: bool,
+    errors: &mut ConfigErrors,
+) {
+    const EXAMPLE: &str = "add [auth] with mode = \"aws_sigv4\", service = \"lambda\" and region = \"…\" (credentials from the AWS chain, or access_key_id / secret_access_key)";
+    match auth {
+        Some(outbound::AuthSpec::AwsSigv4(s)) if s.service == "lambda" => {}
+        Some(outbound::AuthSpec::AwsSigv4(s)) => errors.push(src.error(
+            "auth.service",
+            format!(
+                "a Lambda target signs for service `lambda`, not `{}`",
+                s.service
+            ),
+            "write service = \"lambda\"",
+        )),
+        Some(a) if written => errors.push(src.error(
+            "auth.mode",
+            format!(
+                "a Lambda function is invoked through AWS, and mode `{}` is not an AWS credential",
+                a.mode()
+            ),
+            EXAMPLE,
+        )),
+        // Problems of `[auth]` itself were reported already.
+        None if written => {}
+        _ => errors.push(src.error("lambda", "a Lambda target has no [auth]", EXAMPLE)),
+    }
+}
+
+/// `[tools.NAME]` keys that only some kinds read: `method`, `path` and `headers` describe an
+/// `[http]` tool; an `[openapi]` target's tools are described by its specification.
+fn check_tool_keys(
+    src: &SourceFile,
+    tools: &BTreeMap<String, super::schema::ToolSection>,
+    kind: Option<&TargetKind>,
+    errors: &mut ConfigErrors,
+) {
+    let Some(kind) = kind else { return };
+    let http = matches!(kind, TargetKind::Rest(r) if r.source == rest::RestSource::Declared);
+    let openapi = matches!(kind, TargetKind::Rest(_)) && !http;
+    for (name, t) in tools {
+        let key = |k: &str| format!("tools.{name}.{k}");
+        if !http {
+            for (k, set) in [
+                ("method", t.method.is_some()),
+                ("path", t.path.is_some()),
+                ("headers", !t.headers.is_empty()),
+            ] {
+                if set {
+                    errors.push(src.error(
+                        &key(k),
+                        format!("`{k}` describes the request of an [http] tool, and this is an [{}] target", kind.table()),
+                        format!("remove `{k}`"),
+                    ));
+                }
+            }
+        }
+        if openapi {
+            for (k, set) in [
+                ("description", t.description.is_some()),
+                ("input_schema", t.input_schema.is_some()),
+            ] {
+                if set {
+                    errors.push(src.error(
+                        &key(k),
+                        "an [openapi] target's tools are described by its specification",
+                        format!(
+                            "remove `{k}` (change the specification's summary or schema instead)"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
 }
 
 /// Two targets with the same non-empty prefix would collide on every shared tool name.

@@ -180,6 +180,12 @@ pub trait CredentialProvider: Send + Sync + fmt::Debug {
     fn user_grants(&self) -> Option<&user_grants::UserGrants> {
         None
     }
+
+    /// The AWS credentials behind a SigV4 provider, for a target that calls AWS through its
+    /// SDK (Lambda) instead of signing requests of its own.
+    fn aws(&self) -> Option<&SigV4> {
+        None
+    }
 }
 
 /// The clock providers use for token expiry; injectable so tests can move time.
@@ -280,6 +286,20 @@ pub fn token_http_client() -> Result<reqwest::Client, HttpClientError> {
         .timeout(std::time::Duration::from_secs(15))
         .build()
         .map_err(|e| HttpClientError::new("token endpoints", &e))
+}
+
+/// The HTTP client of one target (MCP over HTTP, an HTTP API): its connect timeout, and no
+/// redirects, which could carry the target's credential to another host (SSRF guidance).
+/// Built once per target, its connections kept alive between calls.
+pub fn target_http_client(
+    what: &'static str,
+    connect_timeout: std::time::Duration,
+) -> Result<reqwest::Client, HttpClientError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(connect_timeout)
+        .build()
+        .map_err(|e| HttpClientError::new(what, &e))
 }
 
 /// An HTTP client could not be built. Never replaced by a default client: that would drop

@@ -88,6 +88,11 @@ impl SigV4 {
             .map_err(|e| CredentialError::Unreachable(format!("AWS credential chain: {e}")))
     }
 
+    /// The region requests are signed for.
+    pub fn region(&self) -> &str {
+        &self.spec.region
+    }
+
     /// Credentials for this request: assumed per call when `assume_role` is set.
     pub async fn credentials(
         &self,
@@ -255,6 +260,10 @@ impl CredentialProvider for SigV4 {
             let creds = self.credentials(req.caller(), req.tool, req.target).await?;
             self.sign(&creds, req, (self.clock.0)())
         })
+    }
+
+    fn aws(&self) -> Option<&SigV4> {
+        Some(self)
     }
 }
 

@@ -25,6 +25,7 @@ use rmcp::{ErrorData, Peer, RoleServer};
 use super::call_error::{CallError, ClientKind, Era, URL_ELICITATION_REQUIRED};
 use super::{Gateway, strip_meta};
 use crate::catalog::Catalog;
+use crate::catalog::search_tool::SEARCH_TOOL;
 use crate::consent::Ask;
 use crate::identity::Caller;
 use crate::input::{self, Answered, Asked, Need, Waiting};
@@ -164,6 +165,12 @@ async fn phases(
         && catalog.learn_user_listings(call.principal.as_ref()).await
     {
         view = catalog.view();
+    }
+    if catalog.search_tool() && call.tool == SEARCH_TOOL {
+        let caller = call.caller();
+        let lister = policy::Lister::new(runtime.policies.as_deref(), &view, caller);
+        let found = super::search::answer(&view, &lister, req.arguments.as_ref());
+        return Ok(CallToolResponse::Complete(found));
     }
     let (target, upstream_name) = resolve(catalog, &view, call)?;
     call.target = Some(target.name().to_string());

@@ -9,6 +9,7 @@ mod cors;
 pub mod errors;
 pub mod http;
 mod pages;
+mod search;
 mod subscriptions;
 
 use std::collections::{HashMap, HashSet};

@@ -1,11 +1,14 @@
 //! Targets: the things tool calls are routed to. [`Target`] is the one type the catalog, the
-//! call pipeline and reload handle; each kind is a variant with its own adapter — today MCP
-//! upstreams over streamable HTTP and stdio (`mcp`). Per-call kinds (OpenAPI/HTTP, Lambda)
-//! become more variants that list from their specification and need no session.
+//! call pipeline and reload handle; each kind is a variant with its own adapter: MCP
+//! upstreams over streamable HTTP and stdio (`mcp`), and the per-call kinds, which list from
+//! their file or specification and keep no session: HTTP APIs (`rest`: `[openapi]` and
+//! `[http]`) and AWS Lambda functions (`lambda`).
 //! `targets/` never sees a JWT: only a call and, for credentials, an [`outbound::Principal`].
 
+pub mod lambda;
 pub mod mcp;
 pub mod relay;
+pub mod rest;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,7 +22,9 @@ use rmcp::model::{
 };
 use tokio_util::sync::CancellationToken;
 
+pub use lambda::LambdaTarget;
 pub use mcp::McpTarget;
+pub use rest::RestTarget;
 
 use crate::config::{TargetKind, TargetSpec};
 use crate::events::Hub;
@@ -32,6 +37,10 @@ pub enum Target {
     /// An MCP upstream and its sessions: one shared session, or one per user when the
     /// credential depends on the caller (DESIGN §5).
     Mcp(McpTarget),
+    /// An HTTP API (`[openapi]`, `[http]`): one request per call.
+    Rest(RestTarget),
+    /// An AWS Lambda function: one `Invoke` per call.
+    Lambda(LambdaTarget),
 }
 
 /// An in-flight call: the pending response, plus the channel on which an MCP upstream asks
@@ -45,6 +54,17 @@ pub struct PendingCall<T> {
 }
 
 impl<T> PendingCall<T> {
+    /// A call of a per-call kind: nothing is relayed while it runs.
+    fn direct(response: BoxFuture<'static, Result<T, TargetError>>) -> Self {
+        // The sender is dropped at once: the receiver only ever says "closed".
+        let (_, relays) = tokio::sync::mpsc::channel(1);
+        Self {
+            response,
+            relays,
+            _relaying: None,
+        }
+    }
+
     /// A call whose upstream may relay messages to the caller while it runs.
     fn relayed(
         response: BoxFuture<'static, Result<T, TargetError>>,
@@ -153,6 +173,19 @@ impl Target {
                 wiring.shutdown.clone(),
             )
             .map(Self::Mcp),
+            TargetKind::Rest(rest) => RestTarget::start(
+                spec.clone(),
+                (**rest).clone(),
+                credentials,
+                wiring.hub.clone(),
+                wiring.shutdown.clone(),
+            )
+            .map(Self::Rest),
+            TargetKind::Lambda(lambda) => Ok(Self::Lambda(LambdaTarget::start(
+                spec.clone(),
+                lambda.clone(),
+                credentials,
+            ))),
         }
     }
 
@@ -161,6 +194,8 @@ impl Target {
     pub fn serves(&self, spec: &TargetSpec) -> bool {
         match self {
             Self::Mcp(t) => t.serves(spec),
+            Self::Rest(t) => t.serves(spec),
+            Self::Lambda(t) => t.serves(spec),
         }
     }
 
@@ -168,6 +203,8 @@ impl Target {
     pub fn with_spec(&self, spec: TargetSpec) -> Self {
         match self {
             Self::Mcp(t) => Self::Mcp(t.with_spec(spec)),
+            Self::Rest(t) => Self::Rest(t.with_spec(spec)),
+            Self::Lambda(t) => Self::Lambda(t.with_spec(spec)),
         }
     }
 
@@ -175,12 +212,17 @@ impl Target {
     pub fn same_connections(&self, other: &Self) -> bool {
         match (self, other) {
             (Self::Mcp(a), Self::Mcp(b)) => a.same_session(b),
+            (Self::Rest(a), Self::Rest(b)) => a.same_api(b),
+            (Self::Lambda(a), Self::Lambda(b)) => a.same_function(b),
+            _ => false,
         }
     }
 
     pub fn name(&self) -> &str {
         match self {
             Self::Mcp(t) => t.name(),
+            Self::Rest(t) => t.name(),
+            Self::Lambda(t) => t.name(),
         }
     }
 
@@ -188,6 +230,8 @@ impl Target {
     pub fn spec(&self) -> &TargetSpec {
         match self {
             Self::Mcp(t) => t.spec(),
+            Self::Rest(t) => t.spec(),
+            Self::Lambda(t) => t.spec(),
         }
     }
 
@@ -195,12 +239,16 @@ impl Target {
     pub fn listing(&self) -> Arc<Listing> {
         match self {
             Self::Mcp(t) => t.listing(),
+            Self::Rest(t) => t.listing(),
+            Self::Lambda(t) => t.listing(),
         }
     }
 
     pub fn health(&self) -> Health {
         match self {
             Self::Mcp(t) => t.health(),
+            Self::Rest(t) => t.health(),
+            Self::Lambda(t) => t.health(),
         }
     }
 
@@ -208,6 +256,8 @@ impl Target {
     pub fn first_attempt_running(&self) -> Option<Duration> {
         match self {
             Self::Mcp(t) => t.first_attempt_running(),
+            Self::Rest(t) => t.first_attempt_running(),
+            Self::Lambda(_) => None,
         }
     }
 
@@ -215,6 +265,8 @@ impl Target {
     pub fn ever_connected(&self) -> bool {
         match self {
             Self::Mcp(t) => t.ever_connected(),
+            Self::Rest(t) => t.ever_connected(),
+            Self::Lambda(_) => true,
         }
     }
 
@@ -222,6 +274,8 @@ impl Target {
     pub async fn ensure_connected(&self) -> Result<(), TargetError> {
         match self {
             Self::Mcp(t) => t.ensure_connected().await,
+            Self::Rest(t) => t.ensure_connected().await,
+            Self::Lambda(_) => Ok(()),
         }
     }
 
@@ -229,6 +283,8 @@ impl Target {
     pub fn user_grants(&self) -> Option<&outbound::user_grants::UserGrants> {
         match self {
             Self::Mcp(t) => t.credentials().user_grants(),
+            Self::Rest(t) => t.credentials().user_grants(),
+            Self::Lambda(t) => t.credentials().user_grants(),
         }
     }
 
@@ -237,6 +293,8 @@ impl Target {
     pub async fn learn_listing(&self, principal: Option<&Principal>) -> bool {
         match self {
             Self::Mcp(t) => t.learn_listing(principal).await,
+            // Their tools are the same for every caller.
+            Self::Rest(_) | Self::Lambda(_) => false,
         }
     }
 
@@ -249,6 +307,8 @@ impl Target {
     ) -> Result<(), TargetError> {
         match self {
             Self::Mcp(t) => t.credential(principal, tool).await,
+            Self::Rest(t) => t.credential(principal, tool).await,
+            Self::Lambda(t) => t.credential(principal, tool).await,
         }
     }
 
@@ -262,6 +322,8 @@ impl Target {
     ) -> Result<PendingCall<CallToolResponse>, TargetError> {
         match self {
             Self::Mcp(t) => t.call_tool(params, caller, principal).await,
+            Self::Rest(t) => t.call_tool(params, principal).await,
+            Self::Lambda(t) => t.call_tool(params, principal).await,
         }
     }
 
@@ -273,6 +335,11 @@ impl Target {
     ) -> Result<ServerResult, TargetError> {
         match self {
             Self::Mcp(t) => t.request(request, principal).await,
+            // They list no prompts or resources, so the catalog routes nothing here.
+            Self::Rest(_) | Self::Lambda(_) => Err(TargetError::Unavailable {
+                target: self.name().to_string(),
+                reason: format!("an [{}] target offers only tools", self.spec().kind.table()),
+            }),
         }
     }
 }

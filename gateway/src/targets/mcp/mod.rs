@@ -61,12 +61,8 @@ impl McpTarget {
         hub: Hub,
         shutdown: CancellationToken,
     ) -> Result<Self, HttpClientError> {
-        let http = reqwest::Client::builder()
-            // Never follow redirects to another host with our credentials (SSRF guidance).
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(spec.connect_timeout)
-            .build()
-            .map_err(|e| HttpClientError::new("upstream MCP servers", &e))?;
+        let http =
+            crate::outbound::target_http_client("upstream MCP servers", spec.connect_timeout)?;
         let per_caller = spec.auth.per_caller();
         let handle_spec = Arc::new(spec.clone());
         let upstream = Upstream {

@@ -117,7 +117,8 @@ pub(super) type Started = (
 fn lifecycle(spec: &TargetSpec) -> ClientLifecycleMode {
     match spec.kind {
         TargetKind::Mcp(_, McpProtocol::Sessions) => ClientLifecycleMode::Initialize,
-        TargetKind::Mcp(_, McpProtocol::Newest) => ClientLifecycleMode::Auto {
+        // Only MCP targets have sessions; the other kinds never get here.
+        _ => ClientLifecycleMode::Auto {
             preferred_versions: vec![ProtocolVersion::V_2026_07_28, ProtocolVersion::V_2025_11_25],
             legacy_version: Some(ProtocolVersion::V_2025_11_25),
         },

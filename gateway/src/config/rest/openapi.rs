@@ -16,6 +16,7 @@ use globset::{GlobBuilder, GlobMatcher};
 use serde_json::{Map, Value, json};
 
 use super::operation::{Body, Location, Operation, Param, Style};
+use crate::config::explain::edit_distance;
 
 /// The HTTP methods a path item may hold, in the order OpenAPI lists them.
 const METHODS: [&str; 8] = [
@@ -845,7 +846,7 @@ impl<'a> Loader<'a> {
                     required.push(Value::String(arg.into()));
                 }
                 Some(Body {
-                    arg: arg.into(),
+                    arg: Some(arg.into()),
                     required: is_required,
                     content_type,
                 })
@@ -876,6 +877,7 @@ impl<'a> Loader<'a> {
             method: f.method.to_uppercase(),
             path: f.path.to_string(),
             params: params.into_iter().map(|(p, _)| p).collect(),
+            headers: vec![],
             body,
             input_schema,
             scopes: self.scopes(f),
@@ -1490,20 +1492,6 @@ fn closest<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The HTTP operations behind the tools of the per-call REST kinds: an `[openapi]` target's
-//! come from its specification (`openapi.rs`), an `[http]` target's are declared in its file.
+//! come from its specification (`openapi.rs`), an `[http]` target's are declared in its file
+//! (`mod.rs`).
 //! One [`Operation`] is everything a call needs to build its request from the caller's
 //! arguments, and everything the listing needs to describe the tool.
 
@@ -20,6 +21,8 @@ pub struct Operation {
     /// The path template, appended to the base URL: `/pets/{petId}`.
     pub path: String,
     pub params: Vec<Param>,
+    /// Headers sent with every request of this operation (an `[http]` tool's fixed ones).
+    pub headers: Vec<(String, String)>,
     pub body: Option<Body>,
     /// The tool's input schema: an object whose properties are the parameters' and the
     /// body's arguments, `$ref`s resolved (recursive schemas cut at a bounded depth).
@@ -89,8 +92,9 @@ pub struct Param {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Body {
     /// The property of the tool's arguments that holds the body: `body`, or `request_body`
-    /// when a parameter is called `body`.
-    pub arg: String,
+    /// when a parameter is called `body`. `None` (an `[http]` tool): the arguments no
+    /// parameter takes, as one object.
+    pub arg: Option<String>,
     pub required: bool,
     /// `application/json`, or a `+json` media type the specification names.
     pub content_type: String,

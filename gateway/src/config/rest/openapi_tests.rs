@@ -165,7 +165,7 @@ fn petstore_operations_carry_method_path_params_body_and_scopes() {
     assert_eq!(
         add.body,
         Some(Body {
-            arg: "body".into(),
+            arg: Some("body".into()),
             required: true,
             content_type: "application/json".into(),
         })
@@ -643,7 +643,7 @@ paths:
     assert_eq!(op.params[3].style, Style::PipeDelimited);
     assert!(!op.params[3].explode);
     assert_eq!(
-        op.body.as_ref().map(|b| b.arg.as_str()),
+        op.body.as_ref().and_then(|b| b.arg.as_deref()),
         Some("request_body")
     );
     assert_eq!(op.input_schema["required"], json!(["path_id"]));
