@@ -6,7 +6,8 @@
 use portcullis_e2e::{Gateway, Serve, call_tool, connect, result_text, tool_names, write_config};
 use serde_json::{Value, json};
 
-const GATEWAY: &str = "[server]\nlisten = \"127.0.0.1:0\"\n[dev_idp]\n[catalog]\nsearch_tool = true\n";
+const GATEWAY: &str =
+    "[server]\nlisten = \"127.0.0.1:0\"\n[dev_idp]\n[catalog]\nsearch_tool = true\n";
 
 /// Everyone may call everything, except the payroll export, which is for HR.
 const POLICIES: &str = r#"
@@ -140,7 +141,10 @@ async fn search_ranks_the_callers_tools_and_never_returns_one_the_policies_hide(
 
 #[test]
 fn a_target_tool_named_like_the_search_tool_is_a_conflict_naming_both() {
-    let target = format!("prefix = \"\"\n{}", http_target(&[("search_tools", "Mine")]));
+    let target = format!(
+        "prefix = \"\"\n{}",
+        http_target(&[("search_tools", "Mine")])
+    );
     let dir = write_config(GATEWAY, &[("clash", target)]).unwrap();
     let out = portcullis_e2e::run_portcullis("check", dir.path(), &[]);
     let text = format!(

@@ -106,13 +106,15 @@ pub(super) fn compile_openapi(
             operations: Arc::from([]),
         });
     }
-    let file = std::path::absolute(base.join(spec)).unwrap_or_else(|_| base.join(spec));
+    // As the user named it in messages (relative stays relative, like the target file).
+    let shown = base.join(spec);
+    let file = std::path::absolute(&shown).unwrap_or_else(|_| shown.clone());
     let text = match std::fs::read_to_string(&file) {
         Ok(t) => t,
         Err(e) => {
             errors.push(src.error(
                 "openapi.spec",
-                io_problem(&e, &format!("OpenAPI specification {}", file.display())),
+                io_problem(&e, &format!("OpenAPI specification {}", shown.display())),
                 "fix the path (it is relative to this target file's directory), or give an http(s):// URL",
             ));
             return None;
@@ -125,13 +127,13 @@ pub(super) fn compile_openapi(
         Ok(s) => s,
         Err(problems) => {
             for p in problems {
-                errors.push(spec_error(src, &file, p));
+                errors.push(spec_error(src, &shown, p));
             }
             return None;
         }
     };
     for w in &spec.warnings {
-        tracing::warn!(target: "portcullis::config", "{}: {w}", file.display());
+        tracing::warn!(target: "portcullis::config", "{}: {w}", shown.display());
     }
     let base_url = match &section.base_url {
         Some(u) => Some(u.clone()),
@@ -140,7 +142,7 @@ pub(super) fn compile_openapi(
             Err(why) => {
                 errors.push(src.error(
                     "openapi",
-                    format!("{}: {why}", file.display()),
+                    format!("{}: {why}", shown.display()),
                     "set `base_url` in [openapi] to the URL the API's paths start from",
                 ));
                 None
