@@ -447,6 +447,23 @@ pub fn eventually<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Resu
     }
 }
 
+/// [`eventually`] for conditions only an async call can check (a listing, `/readyz`).
+pub async fn eventually_async<T, F>(within: Duration, mut f: impl FnMut() -> F) -> Result<T>
+where
+    F: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("condition not met within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The certified OpenID provider from `peers/idp` (npm `oidc-provider`) on a free loopback
 /// port, started through the peers script; stopped on drop (also when a test panics).
 #[derive(Debug)]
