@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::diagnostic::io_problem;
-use super::schema::{LambdaSection, McpSection, TARGET_TOP_LEVEL, TargetFile};
+use super::schema::{AuthSection, LambdaSection, McpSection, TARGET_TOP_LEVEL, TargetFile};
 use super::{
     ConfigError, ConfigErrors, DEFAULT_CALL_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_INHERITED_ENV, EnvValue, LambdaSpec, McpTransport, SourceFile, TargetKind, TargetSpec,
@@ -59,7 +59,7 @@ fn load_target(path: &Path, errors: &mut ConfigErrors) -> Option<TargetSpec> {
             "rename the file, e.g. targets/my_tools.toml",
         ));
     }
-    let file: TargetFile = src.parse_all(TARGET_TOP_LEVEL, errors)?;
+    let mut file: TargetFile = src.parse_all(TARGET_TOP_LEVEL, errors)?;
     let checks_start = errors.len();
     let prefix = file.prefix.clone().unwrap_or_else(|| name.clone());
     if !prefix.is_empty() && !valid_tool_chars(&prefix) {
@@ -71,7 +71,21 @@ fn load_target(path: &Path, errors: &mut ConfigErrors) -> Option<TargetSpec> {
     }
     let base = path.parent().unwrap_or(Path::new("."));
     let kind = compile_kind(&src, &file, base, errors);
-    let mut auth = outbound::compile(&src, "auth", file.auth.as_ref(), base, errors);
+    if let (
+        Some(TargetKind::Rest(rest)),
+        Some(AuthSection::AuthorizationCode { tool_scopes, .. }),
+    ) = (&kind, &mut file.auth)
+    {
+        // What a user consents to for a tool: its operation's `security` scopes, unless
+        // `[auth.tool_scopes]` names the tool. Added before `[auth]` is compiled, so a
+        // target whose scopes all come from its specification needs no `scopes` of its own.
+        for op in rest.operations.iter().filter(|o| !o.scopes.is_empty()) {
+            tool_scopes
+                .entry(op.tool.clone())
+                .or_insert_with(|| op.scopes.clone());
+        }
+    }
+    let auth = outbound::compile(&src, "auth", file.auth.as_ref(), base, errors);
     // Unknown when `[auth]` has problems of its own (reported already).
     let per_caller = auth.as_ref().map(outbound::AuthSpec::per_caller);
     let per_call = kind.as_ref().is_some_and(TargetKind::per_call);
@@ -95,17 +109,6 @@ fn load_target(path: &Path, errors: &mut ConfigErrors) -> Option<TargetSpec> {
     };
     if let Some(TargetKind::Lambda(_)) = &kind {
         check_lambda_auth(&src, auth.as_ref(), file.auth.is_some(), errors);
-    }
-    if let (Some(TargetKind::Rest(rest)), Some(outbound::AuthSpec::AuthorizationCode(code))) =
-        (&kind, &mut auth)
-    {
-        // What a user consents to for a tool: its operation's `security` scopes, unless
-        // `[auth.tool_scopes]` names the tool.
-        for op in rest.operations.iter().filter(|o| !o.scopes.is_empty()) {
-            code.tool_scopes
-                .entry(op.tool.clone())
-                .or_insert_with(|| op.scopes.clone());
-        }
     }
     if let (Some(auth), Some(TargetKind::Mcp(McpTransport::Stdio { .. }, _))) = (&auth, &kind)
         && !matches!(auth, outbound::AuthSpec::None)
