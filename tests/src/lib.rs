@@ -7,6 +7,8 @@
 //! by `.ci/run`), in which case a missing peer fails the test.
 #![allow(clippy::unwrap_used)] // tests and their harness may panic on setup failures
 
+/// moto (`peers/aws`) and a recording proxy in front of it.
+pub mod aws;
 pub mod browser;
 
 use std::io::{BufRead, BufReader};

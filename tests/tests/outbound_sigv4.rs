@@ -8,15 +8,10 @@
 //! what is checked.
 #![allow(clippy::unwrap_used)] // tests may panic on setup failures
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, Result, bail};
-use axum::extract::{Request, State};
-use axum::response::Response;
 use http::header;
 use portcullis::config::Secret;
 use portcullis::config::outbound::{AssumeRoleSpec, SigV4Spec, StaticAwsCredentials, fill_policy};
@@ -24,106 +19,14 @@ use portcullis::identity::Caller;
 use portcullis::outbound::{
     Attachment, Clock, CredentialProvider, OutboundRequest, Principal, SigV4, system_clock,
 };
-use portcullis_e2e::{MockServer, port_for_peer_script, python_peers};
+use portcullis_e2e::aws::{Moto, Recorder, http_client};
+use portcullis_e2e::python_peers;
 use url::Url;
 
 const STS_BODY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
 const FORM: &str = "application/x-www-form-urlencoded";
 const JSON: &str = "application/json";
 const POLICY_TEMPLATE: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"OneTool","Effect":"Allow","Action":"lambda:InvokeFunction","Resource":"arn:aws:lambda:us-east-1:123456789012:function:{tool}","Condition":{"StringEquals":{"aws:SourceIdentity":"{user}"}}}]}"#;
-
-/// moto from `peers/aws` on a loopback port (see [`port_for_peer_script`]), seeded; stopped on drop (also on panic).
-#[derive(Debug)]
-struct Moto {
-    port: u16,
-    peers: PathBuf,
-    env: HashMap<String, String>,
-}
-
-impl Moto {
-    fn start(peers: &Path) -> Result<Self> {
-        let port = port_for_peer_script();
-        // The guard exists before the script runs: a start that fails half-way is stopped too.
-        let mut moto = Self {
-            port,
-            peers: peers.to_path_buf(),
-            env: HashMap::new(),
-        };
-        let url = moto.script("start-aws.sh")?;
-        if url != format!("http://127.0.0.1:{port}") {
-            bail!("start-aws.sh printed {url:?}");
-        }
-        let seeded = moto.script("seed.sh")?;
-        moto.env = seeded
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        for key in [
-            "AWS_ENDPOINT_URL",
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_ROLE_ARN",
-            "AWS_LAMBDA_FUNCTION",
-        ] {
-            if !moto.env.contains_key(key) {
-                bail!("seed.sh printed no {key}: {seeded}");
-            }
-        }
-        Ok(moto)
-    }
-
-    fn script(&self, script: &str) -> Result<String> {
-        let out = Command::new("bash")
-            .arg(self.peers.join("aws").join(script))
-            .arg(self.port.to_string())
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("run {script}"))?;
-        if !out.status.success() {
-            bail!(
-                "{script} failed ({}): {}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    }
-
-    fn var(&self, key: &str) -> &str {
-        &self.env[key]
-    }
-
-    fn endpoint(&self) -> Url {
-        Url::parse(self.var("AWS_ENDPOINT_URL")).unwrap()
-    }
-
-    fn url(&self, path: &str) -> Url {
-        self.endpoint().join(path).unwrap()
-    }
-
-    /// The seeded admin's static credentials (optionally with another secret).
-    fn credentials(&self, secret: Option<&str>) -> StaticAwsCredentials {
-        StaticAwsCredentials {
-            access_key_id: Secret::new(self.var("AWS_ACCESS_KEY_ID")),
-            secret_access_key: Secret::new(
-                secret.unwrap_or_else(|| self.var("AWS_SECRET_ACCESS_KEY")),
-            ),
-            session_token: None,
-        }
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(self.peers.join("aws/stop-aws.sh"))
-            .arg(self.port.to_string())
-            .stdin(Stdio::null())
-            .output();
-    }
-}
 
 fn spec(
     service: &str,
@@ -156,14 +59,6 @@ fn caller(user: &str) -> Caller {
 /// The name AWS sees for a test caller (see `aws_identity_name`).
 fn aws_name(user: &str) -> String {
     portcullis::outbound::aws_identity_name("http://127.0.0.1:1", user)
-}
-
-fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
 }
 
 /// Send `method url` with `content_type`, `body` and the attachment's headers; (status, body).
@@ -217,101 +112,6 @@ fn xml_text<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
     let start = xml.find(&open)? + open.len();
     let len = xml[start..].find(&format!("</{tag}>"))?;
     Some(&xml[start..start + len])
-}
-
-/// One request the recording proxy saw.
-#[derive(Debug, Clone)]
-struct Seen {
-    host: String,
-    body: String,
-    /// What moto answered: status and body.
-    answer: (u16, String),
-}
-
-impl Seen {
-    fn form(&self) -> HashMap<String, String> {
-        url::form_urlencoded::parse(self.body.as_bytes())
-            .into_owned()
-            .collect()
-    }
-}
-
-/// An HTTP proxy that forwards every request to `upstream` unchanged (method, path, query,
-/// body, headers including `Host`) and records what it saw.
-#[derive(Debug, Clone)]
-struct Recorder {
-    upstream: String,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    client: reqwest::Client,
-}
-
-impl Recorder {
-    /// The proxy's URL, its record, and its server (stopped when dropped).
-    async fn start(upstream: &Url) -> (Url, Self, MockServer) {
-        let rec = Self {
-            upstream: upstream.as_str().trim_end_matches('/').to_string(),
-            seen: Arc::default(),
-            client: http_client(),
-        };
-        let app = axum::Router::new()
-            .fallback(forward)
-            .with_state(rec.clone());
-        let server = MockServer::start(app).await;
-        (Url::parse(&server.url("/")).unwrap(), rec, server)
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-const HOP_BY_HOP: [header::HeaderName; 4] = [
-    header::CONNECTION,
-    header::TRANSFER_ENCODING,
-    header::CONTENT_LENGTH,
-    header::UPGRADE,
-];
-
-async fn forward(State(rec): State<Recorder>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut headers = parts.headers.clone();
-    for h in &HOP_BY_HOP {
-        headers.remove(h);
-    }
-    let upstream = rec
-        .client
-        .request(parts.method, format!("{}{path}", rec.upstream))
-        .headers(headers)
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    let status = upstream.status();
-    let headers = upstream.headers().clone();
-    let answer = upstream.bytes().await.unwrap();
-    rec.seen.lock().unwrap().push(Seen {
-        host,
-        body: String::from_utf8_lossy(&body).into_owned(),
-        answer: (
-            status.as_u16(),
-            String::from_utf8_lossy(&answer).into_owned(),
-        ),
-    });
-    let mut resp = Response::builder().status(status);
-    for (name, value) in &headers {
-        if !HOP_BY_HOP.contains(name) {
-            resp = resp.header(name, value);
-        }
-    }
-    resp.body(answer.into()).unwrap()
 }
 
 /// A clock the test moves.

@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 
+use aws_sdk_lambda::config::http::HttpResponse;
 use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_lambda::primitives::Blob;
 use base64::Engine as _;
@@ -210,16 +211,29 @@ impl LambdaTarget {
     }
 
     /// Lambda refused or could not be reached: whose fault, in plain words, with the fix.
-    fn invoke_error<R: std::fmt::Debug + 'static>(
+    fn invoke_error(
         &self,
-        e: SdkError<aws_sdk_lambda::operation::invoke::InvokeError, R>,
+        e: SdkError<aws_sdk_lambda::operation::invoke::InvokeError, HttpResponse>,
     ) -> TargetError {
         let function = &self.shared.lambda.function;
         match &e {
             SdkError::ServiceError(se) => {
-                let code = se.err().code().unwrap_or("an error").to_string();
-                let message = se.err().message().unwrap_or("").to_string();
-                match code.as_str() {
+                let status = se.raw().status().as_u16();
+                // AWS names its error in `x-amzn-errortype`; a Lambda-compatible endpoint that
+                // answers in another shape (moto answers XML) leaves the SDK no code, and then
+                // the HTTP status says whose fault it is.
+                let named = se.err().code();
+                let kind = named.unwrap_or(match status {
+                    401 | 403 => "AccessDeniedException",
+                    404 => "ResourceNotFoundException",
+                    _ => "",
+                });
+                let code = named.map_or_else(|| format!("HTTP {status}"), str::to_string);
+                let detail = match se.err().message() {
+                    Some(m) if !m.is_empty() => format!(": {m}"),
+                    _ => String::new(),
+                };
+                match kind {
                     "AccessDeniedException"
                     | "UnrecognizedClientException"
                     | "InvalidSignatureException"
@@ -227,17 +241,17 @@ impl LambdaTarget {
                     | "AccessDenied" => self.credential_error(CredentialError::Refused {
                         code,
                         description: Some(format!(
-                            "Lambda refused to invoke `{function}` with the target's credentials: {message}"
+                            "Lambda refused to invoke `{function}` with the target's credentials{detail}; check the keys in [auth], and that they or the assumed role may invoke it"
                         )),
                     }),
                     "ResourceNotFoundException" => self.unavailable(format!(
-                        "Lambda has no function `{function}` in this account and region ({message}); fix `function` in [lambda] or `region` in [auth]"
+                        "Lambda has no function `{function}` in this account and region{detail}; fix `function` in [lambda] or `region` in [auth]"
                     )),
                     "TooManyRequestsException" => self.unavailable(format!(
-                        "Lambda throttled the call to `{function}` ({message}); try again shortly, or raise the function's concurrency"
+                        "Lambda throttled the call to `{function}`{detail}; try again shortly, or raise the function's concurrency"
                     )),
                     _ => self.unavailable(format!(
-                        "Lambda answered {code} for `{function}`: {message}"
+                        "Lambda answered {code} for `{function}`{detail}"
                     )),
                 }
             }
