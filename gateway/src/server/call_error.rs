@@ -307,6 +307,13 @@ mod tests {
                 }),
             ),
             (
+                "refused",
+                CallError::Target(TargetError::Refused {
+                    target: "orders".into(),
+                    reason: "Lambda throttled the call".into(),
+                }),
+            ),
+            (
                 "timeout",
                 CallError::Target(TargetError::Timeout {
                     target: "demo".into(),
@@ -359,7 +366,7 @@ mod tests {
     fn expected(name: &str, client: ClientKind) -> Expect {
         match (name, client.era) {
             ("unknown tool", _) => Expect::Code(-32602),
-            ("not connected", _) | ("unavailable", _) => Expect::Code(-32003),
+            ("not connected", _) | ("unavailable", _) | ("refused", _) => Expect::Code(-32003),
             ("forbidden", _) | ("denied", _) => Expect::Code(-32004),
             ("consent", _) if !client.url_elicitation => Expect::ToolError,
             ("consent", Era::Sessions) => Expect::Code(-32042),

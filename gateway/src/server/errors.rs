@@ -48,6 +48,11 @@ pub fn from_target(e: &TargetError) -> ErrorData {
             format!("{e}. {KEEPS_RECONNECTING}"),
             Some(json!({ "target": target })),
         ),
+        TargetError::Refused { target, .. } => ErrorData::new(
+            TARGET_UNAVAILABLE,
+            e.to_string(),
+            Some(json!({ "target": target })),
+        ),
         TargetError::Timeout { target, after } => ErrorData::new(
             TARGET_TIMEOUT,
             e.to_string(),

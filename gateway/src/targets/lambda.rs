@@ -106,6 +106,13 @@ impl LambdaTarget {
         Health::Connected
     }
 
+    fn refused(&self, reason: impl Into<String>) -> TargetError {
+        TargetError::Refused {
+            target: self.name().to_string(),
+            reason: reason.into(),
+        }
+    }
+
     fn unavailable(&self, reason: impl Into<String>) -> TargetError {
         TargetError::Unavailable {
             target: self.name().to_string(),
@@ -244,13 +251,13 @@ impl LambdaTarget {
                             "Lambda refused to invoke `{function}` with the target's credentials{detail}; check the keys in [auth], and that they or the assumed role may invoke it"
                         )),
                     }),
-                    "ResourceNotFoundException" => self.unavailable(format!(
+                    "ResourceNotFoundException" => self.refused(format!(
                         "Lambda has no function `{function}` in this account and region{detail}; fix `function` in [lambda] or `region` in [auth]"
                     )),
-                    "TooManyRequestsException" => self.unavailable(format!(
+                    "TooManyRequestsException" => self.refused(format!(
                         "Lambda throttled the call to `{function}`{detail}; try again shortly, or raise the function's concurrency"
                     )),
-                    _ => self.unavailable(format!(
+                    _ => self.refused(format!(
                         "Lambda answered {code} for `{function}`{detail}"
                     )),
                 }

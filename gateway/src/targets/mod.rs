@@ -377,6 +377,10 @@ pub enum Health {
 pub enum TargetError {
     #[error("target `{target}` is unavailable: {reason}")]
     Unavailable { target: String, reason: String },
+    /// A per-call target refused the call for a reason that retrying will not cure soon (a
+    /// function that does not exist, throttling): no connection to wait for.
+    #[error("target `{target}` refused the call: {reason}")]
+    Refused { target: String, reason: String },
     #[error("target `{target}` did not answer within {}", crate::words::duration(*after))]
     Timeout { target: String, after: Duration },
     /// The upstream answered with a JSON-RPC error; passed on with its code.
