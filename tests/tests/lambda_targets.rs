@@ -378,6 +378,11 @@ async fn lambdas_answers_and_errors_reach_the_caller() {
         e.message.contains("no function `no-such-fn`") && e.message.contains("`function`"),
         "{e:?}"
     );
+    // Nothing to reconnect: the fix is in the configuration, and the message says so.
+    assert!(
+        e.message.contains("refused the call") && !e.message.contains("reconnecting"),
+        "{e:?}"
+    );
 
     // The function raised: an error result with its message and type.
     let result = call_tool(
