@@ -597,7 +597,7 @@ async fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             .tool_routes
             .get(tool.name.as_ref())
             .map(|r| r.target.as_str())
-            .unwrap_or("?");
+            .unwrap_or("(gateway)");
         let desc: String = tool
             .description
             .as_deref()
