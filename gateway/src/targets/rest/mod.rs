@@ -280,10 +280,13 @@ impl RestTarget {
     ) -> Result<PendingCall<CallToolResponse>, TargetError> {
         let api = self.api()?;
         let Some(op) = api.operations.get(params.name.as_ref()) else {
-            return Err(self.unavailable(format!(
-                "it has no operation `{}` (the specification changed?)",
-                params.name
-            )));
+            return Err(TargetError::Refused {
+                target: self.name().to_string(),
+                reason: format!(
+                    "it has no operation `{}` (the specification changed since the tool was listed?)",
+                    params.name
+                ),
+            });
         };
         let built = match request::build(op, &api.base, params.arguments.as_ref()) {
             Ok(b) => b,
