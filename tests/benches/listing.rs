@@ -438,13 +438,14 @@ async fn client(url: &str, token: Option<&str>, era: Era) -> Client {
     c
 }
 
-/// One full `tools/list`, page by page: the names in order, the whole walk's time and each
-/// page's.
-async fn walk(c: &Client) -> (Vec<String>, Duration, Vec<Duration>) {
+/// One full `tools/list`, page by page: the names in order, the whole walk's time (the sum
+/// of the pages') and each page's. With `count_bytes`, also the size of the tools as JSON,
+/// measured after each page's time is taken.
+async fn walk(c: &Client, count_bytes: bool) -> (Vec<String>, Duration, Vec<Duration>, usize) {
     let mut names = Vec::new();
     let mut pages = Vec::new();
+    let mut bytes = 0;
     let mut cursor = None;
-    let started = Instant::now();
     loop {
         let asked = Instant::now();
         let page = c
@@ -453,13 +454,16 @@ async fn walk(c: &Client) -> (Vec<String>, Duration, Vec<Duration>) {
             .await
             .expect("tools/list answers");
         pages.push(asked.elapsed());
+        if count_bytes {
+            bytes += serde_json::to_vec(&page.tools).map_or(0, |b| b.len());
+        }
         names.extend(page.tools.into_iter().map(|t| t.name.into_owned()));
         match page.next_cursor {
             Some(next) => cursor = Some(next),
             None => break,
         }
     }
-    (names, started.elapsed(), pages)
+    (names, pages.iter().sum(), pages, bytes)
 }
 
 /// Fails the run unless `names` holds each expected tool exactly once.
@@ -527,6 +531,8 @@ fn mib(v: Option<f64>) -> String {
 struct Run {
     label: &'static str,
     visible: usize,
+    /// The listed tools as JSON (all pages).
+    listing_bytes: usize,
     ready: Duration,
     rss_ready: Option<f64>,
     rss_end: Option<f64>,
@@ -601,17 +607,19 @@ async fn measure(setup: &Setup, apis: &[Api], closed: &ClosedPort, size: &Size) 
     let expected_set: BTreeSet<&str> = expected.iter().map(String::as_str).collect();
 
     let first = client(&gw.url, token.as_deref(), Era::Legacy).await;
-    let (names, cold_walk, _) = walk(&first).await;
+    let (names, cold_walk, _, _) = walk(&first, false).await;
     check_walk(names, &expected, setup.label);
     let cold_search = search(&first, QUERIES[0], &expected_set).await;
     drop(first);
 
     let mut eras = Vec::new();
+    let mut listing_bytes = 0;
     for era in [Era::Legacy, Era::Modern] {
         let c = client(&gw.url, token.as_deref(), era).await;
         let what = format!("{} ({era:?})", setup.label);
-        let (names, _, _) = walk(&c).await; // warm up this session
+        let (names, _, _, bytes) = walk(&c, true).await; // warm up this session
         check_walk(names, &expected, &what);
+        listing_bytes = bytes;
         let mut run = EraRun {
             era,
             pages: 0,
@@ -620,7 +628,7 @@ async fn measure(setup: &Setup, apis: &[Api], closed: &ClosedPort, size: &Size) 
             searches: Vec::new(),
         };
         for _ in 0..size.walks {
-            let (names, took, pages) = walk(&c).await;
+            let (names, took, pages, _) = walk(&c, false).await;
             check_walk(names, &expected, &what);
             run.pages = pages.len();
             run.walks.push(took);
@@ -634,6 +642,7 @@ async fn measure(setup: &Setup, apis: &[Api], closed: &ClosedPort, size: &Size) 
     Run {
         label: setup.label,
         visible: expected.len(),
+        listing_bytes,
         ready,
         rss_ready,
         rss_end: rss_mib(gw.proc.pid()),
@@ -658,15 +667,16 @@ fn report(runs: &mut [Run], size: &Size, quick: bool) -> String {
         }
     );
     out.push_str(
-        "\n| configuration | tools listed | start → ready | RSS ready | RSS at end | first walk | first search |\n\
-         |---|---|---|---|---|---|---|\n",
+        "\n| configuration | tools listed | listing JSON | start → ready | RSS ready | RSS at end | first walk | first search |\n\
+         |---|---|---|---|---|---|---|---|\n",
     );
     for r in runs.iter() {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.2} s | {} | {} | {:.1} ms | {:.1} ms |",
+            "| {} | {} | {:.1} MB | {:.2} s | {} | {} | {:.1} ms | {:.1} ms |",
             r.label,
             r.visible,
+            r.listing_bytes as f64 / 1e6,
             r.ready.as_secs_f64(),
             mib(r.rss_ready),
             mib(r.rss_end),
