@@ -192,21 +192,21 @@ impl SearchIndex {
             }
         }
 
-        let mut hits: Vec<Hit> = scores
+        // Best first, then ask `visible` only until `limit` are found: asking is the costly
+        // part (a policy decision per tool), ranking every match is not.
+        let mut ranked: Vec<Hit> = scores
             .into_iter()
             .map(|(doc, score)| Hit {
                 doc: doc as usize,
                 score,
             })
-            .filter(|hit| visible(hit.doc))
             .collect();
-        let order = |a: &Hit, b: &Hit| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc));
-        if hits.len() > limit {
-            hits.select_nth_unstable_by(limit - 1, order);
-            hits.truncate(limit);
-        }
-        hits.sort_unstable_by(order);
-        hits
+        ranked.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc)));
+        ranked
+            .into_iter()
+            .filter(|hit| visible(hit.doc))
+            .take(limit)
+            .collect()
     }
 }
 

@@ -389,6 +389,32 @@ fn the_filter_is_applied_before_the_cut() {
 }
 
 #[test]
+fn visibility_is_asked_only_until_the_limit_is_found() {
+    // Asking is a policy decision per tool: the best matches are asked first, and asking
+    // stops once `limit` visible ones are found.
+    let asked = std::cell::Cell::new(0);
+    let every = index().search("create a new issue", 100, |_| true);
+    assert!(every.len() > 20, "test needs many matches: {}", every.len());
+    let hidden = every[1].doc;
+    let hits = index().search("create a new issue", 3, |doc| {
+        asked.set(asked.get() + 1);
+        doc != hidden
+    });
+    assert_eq!(
+        asked.get(),
+        4,
+        "the three best visible, and the hidden one between them"
+    );
+    let want: Vec<usize> = every
+        .iter()
+        .map(|h| h.doc)
+        .filter(|d| *d != hidden)
+        .take(3)
+        .collect();
+    assert_eq!(hits.iter().map(|h| h.doc).collect::<Vec<_>>(), want);
+}
+
+#[test]
 fn limit_is_respected_and_results_are_best_first() {
     for limit in [0, 1, 3, 50] {
         let hits = index().search("list customer invoices", limit, |_| true);

@@ -455,7 +455,7 @@ fn declared_operation(
         params,
         headers,
         body,
-        input_schema: schema,
+        input_schema: Arc::new(schema),
         scopes: vec![],
         tags: vec![],
     })

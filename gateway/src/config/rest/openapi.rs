@@ -764,7 +764,7 @@ impl<'a> Loader<'a> {
             params: params.into_iter().map(|(p, _)| p).collect(),
             headers: vec![],
             body,
-            input_schema,
+            input_schema: std::sync::Arc::new(input_schema),
             scopes: self.scopes(f),
             tags: f.tags.clone(),
         })

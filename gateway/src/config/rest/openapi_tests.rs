@@ -37,7 +37,7 @@ fn tools(spec: &Spec) -> Vec<&str> {
 }
 
 fn schema(op: &Operation) -> Value {
-    Value::Object(op.input_schema.clone())
+    Value::Object((*op.input_schema).clone())
 }
 
 /// Every `$ref` key anywhere in a value, and the number of nodes (finite by construction,

@@ -4,6 +4,8 @@
 //! One [`Operation`] is everything a call needs to build its request from the caller's
 //! arguments, and everything the listing needs to describe the tool.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 /// One tool of a REST target: an HTTP operation and how the tool's arguments fill it.
@@ -26,7 +28,8 @@ pub struct Operation {
     pub body: Option<Body>,
     /// The tool's input schema: an object whose properties are the parameters' and the
     /// body's arguments, `$ref`s resolved (recursive schemas cut at a bounded depth).
-    pub input_schema: Map<String, Value>,
+    /// Shared with the listed tool (an `Arc`, as rmcp's `Tool` holds it): one copy per tool.
+    pub input_schema: Arc<Map<String, Value>>,
     /// OAuth scopes the operation's `security` requirement names (empty: none named).
     pub scopes: Vec<String>,
     pub tags: Vec<String>,

@@ -59,28 +59,37 @@ enum Pending {
     Loaded,
 }
 
-/// The operations by tool name, where they are sent, and the listing they make.
+/// The operations, where they are sent, and the listing they make.
 #[derive(Debug)]
 struct Api {
     base: Url,
-    operations: HashMap<String, Operation>,
+    /// Shared with the target's settings: not copied per target handle.
+    operations: Arc<[Operation]>,
+    /// Tool name → index in `operations`.
+    by_tool: HashMap<String, usize>,
     listing: Arc<Listing>,
 }
 
 impl Api {
-    fn new(base: Url, operations: &[Operation]) -> Self {
+    fn new(base: Url, operations: Arc<[Operation]>) -> Self {
         let tools = operations.iter().map(tool).collect();
         Self {
             base,
-            operations: operations
+            by_tool: operations
                 .iter()
-                .map(|o| (o.tool.clone(), o.clone()))
+                .enumerate()
+                .map(|(i, o)| (o.tool.clone(), i))
                 .collect(),
+            operations,
             listing: Arc::new(Listing {
                 tools,
                 ..Listing::default()
             }),
         }
+    }
+
+    fn operation(&self, tool: &str) -> Option<&Operation> {
+        self.by_tool.get(tool).map(|i| &self.operations[*i])
     }
 }
 
@@ -96,7 +105,7 @@ fn tool(op: &Operation) -> Tool {
     Tool::new_with_raw(
         op.tool.clone(),
         op.description.clone().map(Into::into),
-        Arc::new(op.input_schema.clone()),
+        op.input_schema.clone(),
     )
     .with_annotations(hints)
 }
@@ -112,7 +121,7 @@ impl RestTarget {
         let http = crate::outbound::target_http_client("HTTP API targets", spec.connect_timeout)?;
         let api = match (&rest.source, &rest.base_url) {
             (RestSource::SpecUrl { .. }, _) | (_, None) => None,
-            (_, Some(base)) => Some(Arc::new(Api::new(base.clone(), &rest.operations))),
+            (_, Some(base)) => Some(Arc::new(Api::new(base.clone(), rest.operations.clone()))),
         };
         let loaded = api.is_some();
         let shared = Arc::new(Shared {
@@ -260,8 +269,7 @@ impl RestTarget {
         let api = self.api()?;
         let probe = Built {
             method: api
-                .operations
-                .get(tool)
+                .operation(tool)
                 .map_or("GET", |o| o.method.as_str())
                 .to_string(),
             url: api.base.clone(),
@@ -279,7 +287,7 @@ impl RestTarget {
         principal: Option<&Principal>,
     ) -> Result<PendingCall<CallToolResponse>, TargetError> {
         let api = self.api()?;
-        let Some(op) = api.operations.get(params.name.as_ref()) else {
+        let Some(op) = api.operation(params.name.as_ref()) else {
             return Err(TargetError::Refused {
                 target: self.name().to_string(),
                 reason: format!(
@@ -513,5 +521,5 @@ async fn fetch(shared: &Shared, url: &Url, filters: &openapi::Filters) -> Result
         Some(b) => b.clone(),
         None => rest::server_url(&spec.servers, Some(url)).map_err(failed)?,
     };
-    Ok(Api::new(base, &spec.operations))
+    Ok(Api::new(base, spec.operations.into()))
 }

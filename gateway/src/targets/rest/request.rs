@@ -275,7 +275,7 @@ mod tests {
             params,
             headers: vec![("x-fixed".into(), "1".into())],
             body,
-            input_schema: Map::new(),
+            input_schema: std::sync::Arc::new(Map::new()),
             scopes: vec![],
             tags: vec![],
         }
