@@ -489,9 +489,11 @@ async fn fetch(shared: &Shared, url: &Url, filters: &openapi::Filters) -> Result
             crate::words::duration(REFETCH)
         )
     };
+    // Bounded like a call: a server that never finishes the answer is retried, not waited on.
     let response = shared
         .http
         .get(url.clone())
+        .timeout(shared.built.call_timeout)
         .send()
         .await
         .map_err(|e| failed(crate::cause::classify(&e.without_url()).to_string()))?;
