@@ -1086,3 +1086,34 @@ fn check_names_the_spot_of_each_problem_in_a_specification_or_target_file() {
         "{text}"
     );
 }
+
+/// An API that never answers: the call ends at the target's `timeout` with -32001 naming the
+/// target, and the gateway goes on serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_api_that_never_answers_ends_the_call_at_the_targets_timeout() {
+    let hanging = MockServer::start(axum::Router::new().fallback(|| async {
+        std::future::pending::<()>().await;
+        "never"
+    }))
+    .await;
+    let target = format!(
+        "timeout = \"1s\"\n[http]\nbase_url = \"{}\"\n[tools.wait]\npath = \"/wait\"\n",
+        hanging.url("")
+    );
+    let gw = start("[dev_idp]\n", vec![("slow", target)]).await;
+    let token = gw.dev_token(&["--user", "alice", "--agent", "a"]);
+    let client = connect(&gw.url, Some(&token)).await;
+    let e = mcp_error(
+        client
+            .peer()
+            .call_tool(CallToolRequestParams::new("slow__wait"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code.0, -32001, "{e:?}");
+    assert!(
+        e.message.contains("target `slow` did not answer within 1 s"),
+        "{e:?}"
+    );
+    client.cancel().await.unwrap();
+}
