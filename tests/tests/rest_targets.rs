@@ -1112,7 +1112,8 @@ async fn an_api_that_never_answers_ends_the_call_at_the_targets_timeout() {
     );
     assert_eq!(e.code.0, -32001, "{e:?}");
     assert!(
-        e.message.contains("target `slow` did not answer within 1 s"),
+        e.message
+            .contains("target `slow` did not answer within 1 s"),
         "{e:?}"
     );
     client.cancel().await.unwrap();
