@@ -1118,3 +1118,54 @@ async fn an_api_that_never_answers_ends_the_call_at_the_targets_timeout() {
     );
     client.cancel().await.unwrap();
 }
+
+/// A specification kept beside its target file is watched like the target file: an edit
+/// reloads the configuration, and the new operation is a tool without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn editing_a_specification_beside_its_target_file_reloads_its_tools() {
+    let api = RecordingApi::start().await;
+    let spec = |extra: &str| {
+        format!(
+            "openapi: 3.1.0\ninfo: {{title: t, version: '1'}}\npaths:\n  /ping:\n    get:\n      operationId: ping\n      responses: {{'200': {{description: ok}}}}\n{extra}"
+        )
+    };
+    let target = format!(
+        "[openapi]\nspec = \"api.yaml\"\nbase_url = \"{}\"\n",
+        api.url("/api/v3")
+    );
+    let dir = portcullis_e2e::write_config("[dev_idp]\n", &[("live", target)]).unwrap();
+    let spec_file = dir.path().join("targets/api.yaml");
+    std::fs::write(&spec_file, spec("")).unwrap();
+    let gw = tokio::task::spawn_blocking(move || Gateway::serve(dir, &Serve::default()))
+        .await
+        .unwrap()
+        .unwrap();
+    let token = gw.dev_token(&["--user", "alice", "--agent", "a"]);
+    let client = connect(&gw.url, Some(&token)).await;
+    assert_eq!(
+        tools(&client)
+            .await
+            .iter()
+            .map(|t| t.name.to_string())
+            .collect::<Vec<_>>(),
+        ["live__ping"]
+    );
+
+    std::fs::write(
+        &spec_file,
+        spec("  /pong:\n    get:\n      operationId: pong\n      responses: {'200': {description: ok}}\n"),
+    )
+    .unwrap();
+    let names = eventually_async(Duration::from_secs(30), || async {
+        let names: Vec<String> = tools(&client)
+            .await
+            .iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        (names.len() == 2).then_some(names)
+    })
+    .await
+    .unwrap();
+    assert_eq!(names, ["live__ping", "live__pong"]);
+    client.cancel().await.unwrap();
+}

@@ -78,11 +78,13 @@ fn start_watcher(
             return;
         }
         // In the gateway file's folder only the gateway file matters; in the targets folder
-        // every `*.toml` file does, in the policy folder every `*.cedar` and the schema.
+        // every `*.toml` file does, and the OpenAPI specifications kept beside them
+        // (`*.yaml`, `*.yml`, `*.json`); in the policy folder every `*.cedar` and the schema.
         let relevant = event.paths.iter().any(|p| {
             let is_gateway = p.file_name() == gateway_name.as_deref();
             let is_target = p.parent().is_some_and(|d| same_dir(d, &targets))
-                && p.extension().is_some_and(|e| e == "toml");
+                && p.extension()
+                    .is_some_and(|e| ["toml", "yaml", "yml", "json"].iter().any(|x| e == *x));
             let is_policy = p.parent().is_some_and(|d| same_dir(d, &policies))
                 && p.extension()
                     .is_some_and(|e| e == "cedar" || e == "cedarschema");
