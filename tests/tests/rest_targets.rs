@@ -1133,7 +1133,7 @@ async fn editing_a_specification_beside_its_target_file_reloads_its_tools() {
         "[openapi]\nspec = \"api.yaml\"\nbase_url = \"{}\"\n",
         api.url("/api/v3")
     );
-    let dir = portcullis_e2e::write_config("[dev_idp]\n", &[("live", target)]).unwrap();
+    let dir = write_config("[dev_idp]\n", &[("live", target)]).unwrap();
     let spec_file = dir.path().join("targets/api.yaml");
     std::fs::write(&spec_file, spec("")).unwrap();
     let gw = tokio::task::spawn_blocking(move || Gateway::serve(dir, &Serve::default()))
