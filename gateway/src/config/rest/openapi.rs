@@ -668,7 +668,8 @@ impl<'a> Loader<'a> {
         }
         // The path's placeholders must all be filled; one the operation forgot to declare
         // becomes a required string argument.
-        for placeholder in placeholders(f.path) {
+        // (A path whose braces do not pair has no placeholders to fill.)
+        for placeholder in super::placeholders(f.path).unwrap_or_default() {
             let declared = params
                 .iter()
                 .any(|(p, _)| p.location == Location::Path && p.name == placeholder);
@@ -1033,14 +1034,6 @@ fn method_path(method: &str, path: &str) -> String {
     name.trim_end_matches('_')
         .chars()
         .take(MAX_TOOL_NAME)
-        .collect()
-}
-
-/// The `{placeholders}` of a path template.
-fn placeholders(path: &str) -> Vec<String> {
-    path.split('{')
-        .skip(1)
-        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name.to_string()))
         .collect()
 }
 
