@@ -1,6 +1,10 @@
 //! The `portcullis` binary: see `portcullis --help`.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     portcullis::cli::main()
 }
