@@ -15,7 +15,7 @@ use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method};
 use rmcp::transport::streamable_http_server::SessionManager;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::sessions::{Owner, Refusal, SessionOwners};
 use super::{Authenticator, Rejection};
@@ -58,10 +58,14 @@ pub async fn require_caller(State(state): State<AuthState>, req: Request, next: 
             return challenge(&auth, rejection);
         }
     };
-    let Some(caller) = req.extensions().get::<Caller>().cloned() else {
+    // The owner only: the whole caller (claims and all) stays in the request.
+    let Some(owner): Option<Owner> = req
+        .extensions()
+        .get::<Caller>()
+        .map(|c| (c.issuer.clone(), c.user.clone()))
+    else {
         return challenge(&auth, Rejection::missing());
     };
-    let owner: Owner = (caller.issuer.clone(), caller.user.clone());
     // A session is served only to its owner, and only while the table knows it: anything
     // else (another user's, expired, forgotten) is answered as an unknown session.
     let in_use = match &session {
@@ -244,7 +248,9 @@ async fn admit(
     let token = token.trim().to_string();
     let caller = auth.authenticate(&token).await?;
 
-    if req.method() == Method::POST {
+    // Only a POST can call a tool, and only a catalog with per-tool scopes needs the body read
+    // here; otherwise it streams on to the MCP layer, which parses it once.
+    if req.method() == Method::POST && !catalog.view().tool_scopes.is_empty() {
         let (parts, body) = req.into_parts();
         let bytes = axum::body::to_bytes(body, state.max_body)
             .await
@@ -276,21 +282,25 @@ fn check_tool_scopes(
     caller: &Caller,
     body: &[u8],
 ) -> Result<(), Rejection> {
-    let Ok(message) = serde_json::from_slice::<Value>(body) else {
-        return Ok(()); // not JSON: the MCP layer answers with a parse error
+    // Only the method and the tool's name are read; the rest (arguments) is skipped unparsed.
+    let batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let messages = if batch {
+        serde_json::from_slice::<Vec<Peek<'_>>>(body)
+    } else {
+        serde_json::from_slice::<Peek<'_>>(body).map(|m| vec![m])
     };
-    let messages = match &message {
-        Value::Array(batch) => batch.iter().collect(),
-        one => vec![one],
+    let Ok(messages) = messages else {
+        return Ok(()); // not JSON-RPC: the MCP layer answers with a parse error
     };
     let view = catalog.view();
     for m in messages {
-        if m["method"] != "tools/call" {
+        if m.method.as_deref() != Some("tools/call") {
             continue;
         }
-        let Some(name) = m["params"]["name"].as_str() else {
+        let Some(name) = m.params.and_then(|p| p.name) else {
             continue;
         };
+        let name = name.as_ref();
         // The same question the call pipeline's authorize phase asks (`policy`), answered
         // here because the MCP step-up is an HTTP 403 a JSON-RPC handler cannot produce.
         if let Some(policy::Decision::NeedsScopes { needed, .. }) =
@@ -307,6 +317,21 @@ fn check_tool_scopes(
         }
     }
     Ok(())
+}
+
+/// What [`check_tool_scopes`] reads of a JSON-RPC message (strings borrowed when unescaped).
+#[derive(serde::Deserialize)]
+struct Peek<'a> {
+    #[serde(borrow)]
+    method: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    params: Option<PeekParams<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct PeekParams<'a> {
+    #[serde(borrow)]
+    name: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// The 401/403/400 response with its `WWW-Authenticate` challenge (RFC 6750 §3, RFC 9728 §5.1).

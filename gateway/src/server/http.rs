@@ -54,6 +54,9 @@ pub fn router(gateway: Gateway, shutdown: CancellationToken) -> Router {
             // 2025-11-25 clients get sessions (needed for server→client relays and
             // list_changed pushes); 2026-07-28 requests are served statelessly regardless.
             .with_legacy_session_mode(true)
+            // 2026-07-28: a plain JSON answer when the reply is one message (no SSE framing);
+            // a stream only when notifications precede it.
+            .with_json_response(true)
             .with_allowed_hosts(settings.allowed_hosts.clone())
             .with_allowed_origins(settings.allowed_origins.clone())
             .with_max_request_body_bytes(settings.max_request_bytes)
