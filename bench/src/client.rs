@@ -30,13 +30,6 @@ impl Era {
             Era::Modern => "2026-07-28",
         }
     }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Era::Legacy => "2025-11-25",
-            Era::Modern => "2026-07-28",
-        }
-    }
 }
 
 /// Where and how a client connects.

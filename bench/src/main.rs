@@ -269,11 +269,11 @@ async fn main() -> Result<()> {
                     "round {}/{rounds}: {} ({})",
                     round + 1,
                     s.label,
-                    era.label()
+                    era.version()
                 );
                 let r = measure(s, era, &plan)
                     .await
-                    .with_context(|| format!("{} ({})", s.label, era.label()))?;
+                    .with_context(|| format!("{} ({})", s.label, era.version()))?;
                 results[i].push((era, r));
             }
         }
@@ -464,7 +464,7 @@ fn calls_table(
             out += &format!(
                 "| {} | {} | {} | {} | {:.0} (× {:.2}) | {} | {:.3} | {:.1} → {:.1} MiB |\n",
                 s.label,
-                era.label(),
+                era.version(),
                 seq.join(" / "),
                 add.join(" / "),
                 rate,
@@ -554,7 +554,7 @@ async fn listing(portcullis: &Path, plan: &Plan) -> Result<String> {
             }
             out += &format!(
                 "| {label} | {} | {pages} | {p50:.1} ms | {p90:.1} ms | {:.1} ms | {:.2} | {:.0} MiB |\n",
-                era.label(),
+                era.version(),
                 quantile(times, 1.0),
                 p50 / base,
                 procstat::usage(pid).rss_kib as f64 / 1024.0

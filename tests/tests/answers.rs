@@ -5,10 +5,7 @@
 // A failed step should stop the test right there, with the error in the panic message.
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
-use std::time::Duration;
-
-use portcullis_e2e::{Gateway, binary, spawn_until_line};
+use portcullis_e2e::{Gateway, binary};
 use serde_json::{Value, json};
 
 const TEXT: &str = "framed-answer";
@@ -32,11 +29,11 @@ fn content_type(resp: &reqwest::Response) -> String {
 
 #[tokio::test]
 async fn a_2026_call_is_answered_in_plain_json_and_a_2025_session_call_in_sse() {
-    let mut demo = Command::new(binary("portcullis-demo", "portcullis-demo"));
-    demo.args(["--http", "127.0.0.1:0"]);
-    let (_demo, demo_url) =
-        spawn_until_line(demo, "portcullis-demo", "http://", Duration::from_secs(60)).unwrap();
-    let target = format!("[mcp]\nurl = \"{demo_url}\"\n");
+    // The demo upstream over stdio: what is measured is the gateway's own framing.
+    let target = format!(
+        "[mcp]\ncommand = \"{}\"\n",
+        binary("portcullis-demo", "portcullis-demo").display()
+    );
     let gw = tokio::task::spawn_blocking(move || Gateway::start("", &[("demo", target)]))
         .await
         .unwrap()

@@ -19,7 +19,7 @@ use serde_json::json;
 
 use super::sessions::{Owner, Refusal, SessionOwners};
 use super::{Authenticator, Rejection};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, View};
 use crate::identity::Caller;
 use crate::policy;
 use crate::runtime::Live;
@@ -250,7 +250,8 @@ async fn admit(
 
     // Only a POST can call a tool, and only a catalog with per-tool scopes needs the body read
     // here; otherwise it streams on to the MCP layer, which parses it once.
-    if req.method() == Method::POST && !catalog.view().tool_scopes.is_empty() {
+    let view = catalog.view();
+    if req.method() == Method::POST && !view.tool_scopes.is_empty() {
         let (parts, body) = req.into_parts();
         let bytes = axum::body::to_bytes(body, state.max_body)
             .await
@@ -263,7 +264,7 @@ async fn admit(
                 )),
                 scope: None,
             })?;
-        check_tool_scopes(auth, catalog, &caller, &bytes)?;
+        check_tool_scopes(auth, &view, &caller, &bytes)?;
         req = Request::from_parts(parts, Body::from(bytes));
     }
     req.extensions_mut().insert(caller);
@@ -278,7 +279,7 @@ async fn admit(
 /// every scope this operation needs.
 fn check_tool_scopes(
     auth: &Authenticator,
-    catalog: &Catalog,
+    view: &View,
     caller: &Caller,
     body: &[u8],
 ) -> Result<(), Rejection> {
@@ -292,7 +293,6 @@ fn check_tool_scopes(
     let Ok(messages) = messages else {
         return Ok(()); // not JSON-RPC: the MCP layer answers with a parse error
     };
-    let view = catalog.view();
     for m in messages {
         if m.method.as_deref() != Some("tools/call") {
             continue;
@@ -304,7 +304,7 @@ fn check_tool_scopes(
         // The same question the call pipeline's authorize phase asks (`policy`), answered
         // here because the MCP step-up is an HTTP 403 a JSON-RPC handler cannot produce.
         if let Some(policy::Decision::NeedsScopes { needed, .. }) =
-            policy::missing_scopes(&view, Some(caller), name)
+            policy::missing_scopes(view, Some(caller), name)
         {
             let mut all = auth.required_scopes();
             all.extend(needed.iter().cloned());
