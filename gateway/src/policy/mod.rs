@@ -29,7 +29,7 @@ pub use schema::{CALL_TOOL, Findings, GET_PROMPT, Governs, READ_RESOURCE, schema
 use crate::catalog::View;
 use crate::config::{ConfigErrors, PolicyMode, PolicySettings};
 use crate::identity::Caller;
-use request::{ToolEntities, ToolFacts};
+use request::{KnownCallers, ToolEntities, ToolFacts};
 
 /// The answer for one (caller, tool, arguments).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +120,9 @@ struct Slice {
     /// tool to another target: then the slice is made again).
     target: String,
     entities: ToolEntities,
+    /// The entities of this tool's recent callers (calls only: a listing asks about every
+    /// tool once and would fill every slice).
+    callers: KnownCallers,
     shared: Arc<Part>,
     own: Part,
 }
@@ -259,6 +262,7 @@ impl Policies {
         let slice = Arc::new(Slice {
             target: target.to_string(),
             entities: ToolEntities::new(tool),
+            callers: KnownCallers::default(),
             shared: self.shared_by(target),
             own,
         });
@@ -304,7 +308,8 @@ impl Policies {
             }
         };
         let slice = self.slice(tool);
-        let (request, entities) = request::question(principal, &slice.entities, input);
+        let request = request::request(principal, &slice.entities, input);
+        let entities = slice.callers.entities(principal, &slice.entities);
         self.judge(&[&slice.shared.all, &slice.own.all], &request, &entities)
     }
 

@@ -35,6 +35,17 @@ pub struct Principal {
     user: Entity,
     agent: Entity,
     scopes: RestrictedExpression,
+    /// Everything the user and agent entities are made of, to recognise the same caller
+    /// (Cedar's `Entity` compares by uid only).
+    key: PrincipalKey,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PrincipalKey {
+    user: String,
+    agent: String,
+    /// The attributes as their JSON texts, in attribute order.
+    attributes: Vec<(String, String)>,
 }
 
 /// Who is named when inbound authentication is off: there is no token to name anyone.
@@ -48,8 +59,27 @@ impl Principal {
                 user,
                 agent: Entity::new_no_attrs(uid(&AGENT, ANONYMOUS), HashSet::new()),
                 scopes: RestrictedExpression::new_set([]),
+                key: PrincipalKey {
+                    user: ANONYMOUS.into(),
+                    agent: ANONYMOUS.into(),
+                    attributes: Vec::new(),
+                },
             };
         };
+        let mut key = vec![
+            ("issuer".to_string(), caller.issuer.clone()),
+            // Debug renderings: quoted and escaped, so no two lists read the same.
+            ("groups".to_string(), format!("{:?}", caller.groups)),
+            ("tenant".to_string(), format!("{:?}", caller.tenant)),
+            (
+                "email".to_string(),
+                caller
+                    .claims
+                    .get("email")
+                    .map(Value::to_string)
+                    .unwrap_or_default(),
+            ),
+        ];
         let mut attrs = HashMap::from([
             (
                 "issuer".to_string(),
@@ -80,6 +110,9 @@ impl Principal {
         for (attribute, claim) in claims {
             if let Some(value) = caller.claims.get(claim).and_then(|v| untyped(v, 0)) {
                 attrs.insert(attribute.clone(), value);
+                if let Some(v) = caller.claims.get(claim) {
+                    key.push((attribute.clone(), v.to_string()));
+                }
             }
         }
         let user = Entity::new(uid(&USER, &caller.user), attrs, HashSet::new())
@@ -88,6 +121,11 @@ impl Principal {
         Self {
             user,
             agent: Entity::new_no_attrs(uid(&AGENT, agent), HashSet::new()),
+            key: PrincipalKey {
+                user: caller.user.clone(),
+                agent: agent.to_string(),
+                attributes: key,
+            },
             scopes: RestrictedExpression::new_set(
                 caller
                     .scopes
@@ -255,6 +293,18 @@ pub fn question(
     entities: &ToolEntities,
     input: RestrictedExpression,
 ) -> (Request, Entities) {
+    (
+        request(principal, entities, input),
+        principal_entities(principal, entities),
+    )
+}
+
+/// The request for `principal` calling the tool of `entities` with `input`.
+pub fn request(
+    principal: &Principal,
+    entities: &ToolEntities,
+    input: RestrictedExpression,
+) -> Request {
     let context = Context::from_pairs([
         (
             "agent".to_string(),
@@ -265,15 +315,21 @@ pub fn question(
         ("input".to_string(), input),
     ])
     .expect("distinct context keys");
-    let request = Request::new(
+    Request::new(
         principal.user.uid(),
         entities.action.uid(),
         entities.tool.uid(),
         context,
         None,
     )
-    .expect("no schema to disagree with");
-    let entities = Entities::from_entities(
+    .expect("no schema to disagree with")
+}
+
+/// The entities of `principal` calling the tool of `entities`. Cedar computes their
+/// hierarchy's closure each time it is given entities, most of a decision's cost: a caller's
+/// repeated calls reuse them through [`KnownCallers`].
+pub fn principal_entities(principal: &Principal, entities: &ToolEntities) -> Entities {
+    Entities::from_entities(
         [
             entities.action.clone(),
             principal.user.clone(),
@@ -283,8 +339,32 @@ pub fn question(
         ],
         None,
     )
-    .expect("five distinct entities");
-    (request, entities)
+    .expect("five distinct entities")
+}
+
+/// The entities of one tool's recent callers, keyed by everything their user and agent
+/// entities are made of, so a caller whose claims changed gets new ones.
+#[derive(Debug, Default)]
+pub struct KnownCallers {
+    known: parking_lot::Mutex<HashMap<PrincipalKey, Entities>>,
+}
+
+/// How many callers of one tool keep their entities; past that the memory starts over.
+const KNOWN_CALLERS: usize = 64;
+
+impl KnownCallers {
+    pub fn entities(&self, principal: &Principal, tool: &ToolEntities) -> Entities {
+        if let Some(known) = self.known.lock().get(&principal.key) {
+            return known.clone();
+        }
+        let entities = principal_entities(principal, tool);
+        let mut known = self.known.lock();
+        if known.len() >= KNOWN_CALLERS {
+            known.clear();
+        }
+        known.insert(principal.key.clone(), entities.clone());
+        entities
+    }
 }
 
 /// The arguments as the `input` record, typed by the tool's input schema: what the schema

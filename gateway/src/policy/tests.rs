@@ -376,3 +376,39 @@ fn prompts_and_resources_are_governed_only_once_a_policy_names_their_action() {
         "{errors}"
     );
 }
+
+#[test]
+fn a_callers_remembered_entities_follow_their_claims_and_agent() {
+    // The same user and tool, asked again and again on one policy set (whose slice keeps
+    // callers' entities): each answer must follow the claims and agent of that call.
+    let (_dir, p) = policies(SET, PolicyMode::Enforce);
+    let args = json!({"repo": "acme/web"});
+    let plain = caller("alice", "cli", &[], &[]);
+    let eng = caller("alice", "cli", &[], &["eng"]);
+    let eng_ci = caller("alice", "ci", &[], &["eng"]);
+    for _ in 0..2 {
+        assert!(matches!(
+            decision(&p, &plain, "gh__create_issue", args.clone()),
+            Decision::Denied(_)
+        ));
+        assert_eq!(
+            decision(&p, &eng, "gh__create_issue", args.clone()),
+            Decision::Allow
+        );
+        assert_eq!(
+            denied_by(&decision(&p, &eng_ci, "gh__create_issue", args.clone())),
+            vec!["ci-read-only"]
+        );
+    }
+    // More callers than a slice remembers: every answer still right.
+    for i in 0..200 {
+        let who = caller(
+            &format!("user{i}"),
+            "cli",
+            &[],
+            if i % 2 == 0 { &["eng"] } else { &[] },
+        );
+        let allowed = decision(&p, &who, "gh__create_issue", args.clone()) == Decision::Allow;
+        assert_eq!(allowed, i % 2 == 0, "user{i}");
+    }
+}
