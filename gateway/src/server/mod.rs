@@ -349,13 +349,10 @@ impl ServerHandler for Gateway {
         Ok(result)
     }
 
+    /// rmcp asks this on every 2026-07-28 `tools/call` (to check the request's headers
+    /// against the tool's schema): a lookup in the sorted view, not a scan of every tool.
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.catalog()
-            .view()
-            .tools
-            .iter()
-            .find(|t| t.name == name)
-            .cloned()
+        self.catalog().view().tool(name).cloned()
     }
 
     async fn call_tool(
