@@ -175,6 +175,12 @@ pub trait CredentialProvider: Send + Sync + fmt::Debug {
         false
     }
 
+    /// Whether `attach` reads the request's body (a signature over it, SigV4). Callers that
+    /// would have to serialise a message only to hand it over skip that for the others.
+    fn signs_body(&self) -> bool {
+        false
+    }
+
     /// The users' grants, for a provider that acts with each user's consent (3LO): the
     /// consent pages start and finish authorizations through it.
     fn user_grants(&self) -> Option<&user_grants::UserGrants> {

@@ -265,6 +265,10 @@ impl CredentialProvider for SigV4 {
     fn aws(&self) -> Option<&SigV4> {
         Some(self)
     }
+
+    fn signs_body(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -224,6 +224,17 @@ impl Relays {
         tx.try_send(Relay::Notification(n)).is_ok()
     }
 
+    /// Relay a notification to the call of request `id` (it came on that call's response
+    /// stream). Returns false when that call is no longer listening.
+    pub fn notify(&self, id: &RequestId, note: ServerNotification) -> bool {
+        let tx = self
+            .inner
+            .lock()
+            .ok()
+            .and_then(|t| t.by_request.get(id).map(|e| e.tx.clone()));
+        tx.is_some_and(|tx| tx.try_send(Relay::Notification(note)).is_ok())
+    }
+
     /// Relay a notification that names no request: only with exactly one call in flight.
     pub fn unattributed(&self, note: ServerNotification) -> bool {
         let tx = self.inner.lock().ok().and_then(|t| self.sole(&t));

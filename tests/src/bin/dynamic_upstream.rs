@@ -6,7 +6,10 @@
 //! session. The tool list is shared by all sessions, so a tool added through one session is
 //! listed by every other. `calls` answers, as text, how many `tools/call` requests (of any
 //! other tool, known or not) the process has received so far, so a test can prove that nothing
-//! it sent reached the upstream.
+//! it sent reached the upstream. `gather {n}` answers once `n` calls of `gather` have
+//! arrived while all of them were still waiting (a call gives up after 15 s with a tool error
+//! saying how many it saw), so a test can prove that a gateway lets that many calls reach the
+//! upstream at once. The count is the process's: one gathering per upstream process.
 //!
 //! Usage: `dynamic-upstream` (no arguments). It binds 127.0.0.1 on a free port, prints one line
 //! `http://127.0.0.1:PORT/mcp` on stdout once listening, and logs to stderr.
@@ -34,6 +37,9 @@ use serde_json::json;
 
 const ADD_TOOL: &str = "add_tool";
 const CALLS: &str = "calls";
+const GATHER: &str = "gather";
+/// How long `gather` waits for the others before it gives up.
+const GATHER_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 /// The MCP spec's limit on tool names (2025-11-25, "Tool names").
 const MAX_NAME_LEN: usize = 64;
 
@@ -97,11 +103,13 @@ struct Registry {
     peers: Mutex<Vec<Peer<RoleServer>>>,
     /// `tools/call` requests received, except those of `calls` itself.
     calls: AtomicU64,
+    /// How many `gather` calls are in progress; every change is published.
+    gathered: tokio::sync::watch::Sender<u64>,
 }
 
 impl Registry {
     fn tools(&self) -> Vec<Tool> {
-        let mut tools = vec![add_tool(), calls_tool()];
+        let mut tools = vec![add_tool(), calls_tool(), gather_tool()];
         tools.extend(lock(&self.added).iter().cloned());
         tools
     }
@@ -110,7 +118,7 @@ impl Registry {
     fn add(&self, name: &str) -> Result<(), ErrorData> {
         validate_name(name)?;
         let mut added = lock(&self.added);
-        if name == ADD_TOOL || name == CALLS || added.iter().any(|tool| tool.name == name) {
+        if [ADD_TOOL, CALLS, GATHER].contains(&name) || added.iter().any(|tool| tool.name == name) {
             return Err(ErrorData::invalid_params(
                 format!("a tool named `{name}` already exists"),
                 None,
@@ -202,6 +210,8 @@ impl ServerHandler for DynamicUpstream {
         let args = request.arguments.unwrap_or_default();
         let result = if request.name == ADD_TOOL {
             self.add_tool(&args).await?
+        } else if request.name == GATHER {
+            self.gather(&args).await?
         } else if self.get_tool(&request.name).is_some() {
             echo(&args)
         } else {
@@ -215,6 +225,33 @@ impl ServerHandler for DynamicUpstream {
 }
 
 impl DynamicUpstream {
+    /// Wait until `n` calls of `gather` are in progress at once.
+    async fn gather(&self, args: &JsonObject) -> Result<CallToolResult, ErrorData> {
+        let n = args
+            .get("n")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| ErrorData::invalid_params("`n` must be a whole number", None))?;
+        let gathered = &self.registry.gathered;
+        gathered.send_modify(|k| *k += 1);
+        let mut seen = gathered.subscribe();
+        let met = tokio::time::timeout(GATHER_WAIT, seen.wait_for(|k| *k >= n))
+            .await
+            .is_ok();
+        let most = *seen.borrow();
+        // Leave the count up once met: the calls still waiting must see it reached.
+        if !met {
+            gathered.send_modify(|k| *k -= 1);
+        }
+        Ok(if met {
+            CallToolResult::success(vec![ContentBlock::text(format!("gathered {n}"))])
+        } else {
+            CallToolResult::error(vec![ContentBlock::text(format!(
+                "only {most} of {n} calls were in progress at once after {} s",
+                GATHER_WAIT.as_secs()
+            ))])
+        })
+    }
+
     async fn add_tool(&self, args: &JsonObject) -> Result<CallToolResult, ErrorData> {
         let name = args
             .get("name")
@@ -267,6 +304,19 @@ fn calls_tool() -> Tool {
         CALLS,
         "How many tools/call requests this upstream received so far, not counting `calls`",
         object(json!({ "type": "object" })),
+    )
+}
+
+fn gather_tool() -> Tool {
+    let schema = json!({
+        "type": "object",
+        "properties": { "n": { "type": "integer", "description": "How many calls to wait for" } },
+        "required": ["n"]
+    });
+    Tool::new(
+        GATHER,
+        "Answers once n calls of gather are in progress at the same time",
+        object(schema),
     )
 }
 

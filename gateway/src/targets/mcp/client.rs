@@ -17,18 +17,129 @@ pub(super) struct UpstreamClient {
 }
 
 impl UpstreamClient {
+    pub(super) fn of(session: &std::sync::Arc<Session>) -> Self {
+        Self {
+            inner: std::sync::Arc::downgrade(session),
+        }
+    }
+
+    /// An upstream's request that came on the response stream of one of the gateway's own
+    /// tool calls (`direct.rs`), answered as the `ClientHandler` below answers those rmcp
+    /// receives: relayed to that call's caller (sampling, elicitation, roots), or answered
+    /// here (ping).
+    #[allow(deprecated)] // sampling and roots: see the note on the `ClientHandler` impl
+    pub(super) async fn answer(
+        &self,
+        request: ServerRequest,
+        call: RequestId,
+    ) -> Result<ClientResult, ErrorData> {
+        let origin = InboundStreamOrigin::OutboundRequest(call);
+        let origin = Some(&origin);
+        match request {
+            ServerRequest::PingRequest(_) => Ok(ClientResult::empty(())),
+            ServerRequest::CreateMessageRequest(r) => {
+                let r = self.create_message_from(r.params, origin).await?;
+                Ok(ClientResult::CreateMessageResult(Box::new(r)))
+            }
+            ServerRequest::ElicitRequest(r) => {
+                let r = self.elicit_from(r.params, origin).await?;
+                Ok(ClientResult::ElicitResult(r))
+            }
+            ServerRequest::ListRootsRequest(_) => Ok(ClientResult::ListRootsResult(
+                self.list_roots_from(origin).await?,
+            )),
+            ServerRequest::CustomRequest(r) => Err(ErrorData::new(
+                ErrorCode::METHOD_NOT_FOUND,
+                format!("the gateway does not answer `{}`", r.method),
+                None,
+            )),
+            _ => Err(ErrorData::new(
+                ErrorCode::METHOD_NOT_FOUND,
+                "the gateway does not answer this request",
+                None,
+            )),
+        }
+    }
+
+    /// An upstream's notification on the response stream of one of the gateway's own tool
+    /// calls (`direct.rs`): a log line goes to that call's caller; anything else is handled
+    /// as the `ClientHandler` below handles it.
+    #[allow(deprecated)] // logging: see the note on the `ClientHandler` impl
+    pub(super) async fn notified(
+        &self,
+        note: ServerNotification,
+        call: &RequestId,
+        peer: &Peer<RoleClient>,
+    ) {
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        match note {
+            ServerNotification::ProgressNotification(n) => {
+                inner.relays.progress(n.params);
+            }
+            note @ ServerNotification::LoggingMessageNotification(_) => {
+                inner.relays.notify(call, note);
+            }
+            ServerNotification::ResourceUpdatedNotification(n) => {
+                let _ = inner
+                    .events
+                    .send(CatalogEvent::ResourceUpdated(n.params.uri));
+            }
+            ServerNotification::ToolListChangedNotification(_)
+            | ServerNotification::PromptListChangedNotification(_)
+            | ServerNotification::ResourceListChangedNotification(_) => self.refresh(peer).await,
+            _ => {}
+        }
+    }
+
+    #[allow(deprecated)] // sampling: see the note on the `ClientHandler` impl
+    async fn create_message_from(
+        &self,
+        mut params: CreateMessageRequestParams,
+        origin: Option<&InboundStreamOrigin>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        // The upstream's _meta (its progress token for this request) means nothing downstream.
+        params.meta = None;
+        let req = ServerRequest::CreateMessageRequest(CreateMessageRequest::new(params));
+        match self.relay("a sampling request", req, origin).await? {
+            ClientResult::CreateMessageResult(r) => Ok(*r),
+            _ => Err(wrong_kind("sampling/createMessage")),
+        }
+    }
+
+    async fn elicit_from(
+        &self,
+        params: ElicitRequestParams,
+        origin: Option<&InboundStreamOrigin>,
+    ) -> Result<ElicitResult, ErrorData> {
+        let req = ServerRequest::ElicitRequest(ElicitRequest::new(params));
+        match self.relay("an elicitation request", req, origin).await? {
+            ClientResult::ElicitResult(r) => Ok(r),
+            _ => Err(wrong_kind("elicitation/create")),
+        }
+    }
+
+    #[allow(deprecated)] // roots: see the note on the `ClientHandler` impl
+    async fn list_roots_from(
+        &self,
+        origin: Option<&InboundStreamOrigin>,
+    ) -> Result<ListRootsResult, ErrorData> {
+        let req = ServerRequest::ListRootsRequest(ListRootsRequest::default());
+        roots(self.relay("roots/list", req, origin).await)
+    }
+
     /// Hand an upstream's request to the caller whose call caused it. `what` names it for
     /// the log.
     async fn relay(
         &self,
         what: &str,
         request: ServerRequest,
-        ctx: &RequestContext<RoleClient>,
+        origin: Option<&InboundStreamOrigin>,
     ) -> Result<ClientResult, RelayError> {
         let Some(inner) = self.inner.upgrade() else {
             return Err(RelayError::CallFinished); // the target is shutting down
         };
-        let origin = ctx.extensions.get::<InboundStreamOrigin>();
         let answer = inner.relays.request(request, origin).await;
         let name = &inner.spec.name;
         match &answer {
@@ -95,16 +206,11 @@ impl ClientHandler for UpstreamClient {
 
     async fn create_message(
         &self,
-        mut params: CreateMessageRequestParams,
+        params: CreateMessageRequestParams,
         ctx: RequestContext<RoleClient>,
     ) -> Result<CreateMessageResult, ErrorData> {
-        // The upstream's _meta (its progress token for this request) means nothing downstream.
-        params.meta = None;
-        let req = ServerRequest::CreateMessageRequest(CreateMessageRequest::new(params));
-        match self.relay("a sampling request", req, &ctx).await? {
-            ClientResult::CreateMessageResult(r) => Ok(*r),
-            _ => Err(wrong_kind("sampling/createMessage")),
-        }
+        let origin = ctx.extensions.get::<InboundStreamOrigin>();
+        self.create_message_from(params, origin).await
     }
 
     async fn create_elicitation(
@@ -112,19 +218,16 @@ impl ClientHandler for UpstreamClient {
         params: ElicitRequestParams,
         ctx: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, ErrorData> {
-        let req = ServerRequest::ElicitRequest(ElicitRequest::new(params));
-        match self.relay("an elicitation request", req, &ctx).await? {
-            ClientResult::ElicitResult(r) => Ok(r),
-            _ => Err(wrong_kind("elicitation/create")),
-        }
+        let origin = ctx.extensions.get::<InboundStreamOrigin>();
+        self.elicit_from(params, origin).await
     }
 
     async fn list_roots(
         &self,
         ctx: RequestContext<RoleClient>,
     ) -> Result<ListRootsResult, ErrorData> {
-        let req = ServerRequest::ListRootsRequest(ListRootsRequest::default());
-        roots(self.relay("roots/list", req, &ctx).await)
+        let origin = ctx.extensions.get::<InboundStreamOrigin>();
+        self.list_roots_from(origin).await
     }
 
     async fn on_progress(

@@ -11,6 +11,7 @@ use rmcp::ErrorData;
 use rmcp::model::*;
 
 mod client;
+mod direct;
 mod explain;
 pub mod http;
 mod listen;

@@ -24,10 +24,12 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::{ErrorData, Peer, RoleClient};
 use tokio::sync::{Notify, broadcast, watch};
 use tokio_util::sync::CancellationToken;
+use url::Url;
 
 use super::client::UpstreamClient;
+use super::direct::{self, Line};
 use super::explain::OpenFailure;
-use super::http::CredentialedClient;
+use super::http::{CredentialedClient, Wire};
 use super::status::{self, Connected, Status};
 use super::stdio::{self, StderrTail};
 use crate::cause::{self, Cause, ExitStatus};
@@ -40,6 +42,10 @@ use crate::targets::{CallerMeta, Listing, TargetError};
 
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How many requests one upstream HTTP session may have in flight. A shared session carries
+/// every caller's calls, so rmcp's default of 16 would queue the 17th caller behind slow tools
+/// of the first 16; each call still ends at its target's `timeout`.
+const UPSTREAM_CALLS_IN_FLIGHT: usize = 1024;
 
 /// What every session of one target shares: its settings, HTTP client, credential provider
 /// and the catalog's channels. Cheap to clone.
@@ -60,7 +66,6 @@ pub(super) struct Upstream {
 pub(super) struct Session {
     pub(super) spec: TargetSpec,
     pub(super) transport: McpTransport,
-    http: reqwest::Client,
     credentials: Arc<dyn CredentialProvider>,
     /// The user a per-user session acts for: every request it sends — the handshake, the
     /// listing, the event stream, calls — carries this caller's credential and no other.
@@ -76,6 +81,12 @@ pub(super) struct Session {
     /// Shared by every session of a per-user target: they list one upstream.
     pub(super) listing: Arc<ArcSwap<Listing>>,
     pub(super) relays: Arc<Relays>,
+    /// What rmcp's client sends on an HTTP session, for the gateway's own tool calls
+    /// (`direct.rs`).
+    pub(super) wire: Arc<Wire>,
+    /// The HTTP client of an HTTP session and its URL, built once for rmcp's transport and
+    /// the direct calls.
+    line: Option<(CredentialedClient, Arc<Url>)>,
     /// A 2026 upstream's resource subscriptions (`subscriptions/listen` streams).
     resource_streams: super::listen::ResourceStreams,
     changed: watch::Sender<u64>,
@@ -224,18 +235,34 @@ impl Session {
         listing: Arc<ArcSwap<Listing>>,
         user: Option<Principal>,
     ) -> Self {
+        let user = Arc::new(ArcSwapOption::from_pointee(user));
+        let wire = Arc::<Wire>::default();
+        let line = match &up.transport {
+            McpTransport::Http { url } => Some((
+                CredentialedClient {
+                    http: up.http.clone(),
+                    credentials: up.credentials.clone(),
+                    target: Arc::from(up.spec.name.as_str()),
+                    user: user.clone(),
+                    wire: wire.clone(),
+                },
+                Arc::new(url.clone()),
+            )),
+            McpTransport::Stdio { .. } => None,
+        };
         Self {
             spec: up.spec.clone(),
             transport: up.transport.clone(),
-            http: up.http.clone(),
             credentials: up.credentials.clone(),
-            user: Arc::new(ArcSwapOption::from_pointee(user)),
+            user,
             live: ArcSwapOption::empty(),
             connect_lock: tokio::sync::Mutex::new(()),
             status,
             stderr_tail: Arc::default(),
             listing,
             relays: Arc::default(),
+            wire,
+            line,
             resource_streams: Default::default(),
             changed: up.changed.clone(),
             events: up.events.clone(),
@@ -369,6 +396,19 @@ impl Session {
         timeout: Duration,
     ) -> Result<Started, TargetError> {
         let (peer, generation) = self.peer().await?;
+        if let Some(line) = self.direct_line(&peer, &request) {
+            let declaration = speaks_per_request_meta(&peer).then(|| caller_meta(&caller));
+            return direct::start(
+                self,
+                line,
+                request,
+                declaration,
+                caller.progress,
+                peer,
+                generation,
+                timeout,
+            );
+        }
         let mut options = PeerRequestOptions::no_options();
         options.timeout = Some(timeout);
         if speaks_per_request_meta(&peer) {
@@ -398,6 +438,32 @@ impl Session {
         Ok((response, relays, registration, in_flight))
     }
 
+    /// Whether `request` goes directly (`direct.rs`): a tool call on an HTTP session whose
+    /// headers rmcp has already sent. In the 2026-07-28 era a request's headers also name it:
+    /// the gateway writes `Mcp-Method` and a plain `Mcp-Name`, and leaves to rmcp the calls
+    /// whose headers take more (a name to encode, arguments mapped to headers).
+    fn direct_line(&self, peer: &Peer<RoleClient>, request: &ClientRequest) -> Option<Line> {
+        let (client, url) = self.line.as_ref()?;
+        let ClientRequest::CallToolRequest(call) = request else {
+            return None;
+        };
+        let named = peer
+            .peer_info()
+            .is_some_and(|i| i.protocol_version >= ProtocolVersion::STANDARD_HEADERS);
+        if named
+            && (self.wire.header_params.load(Ordering::Relaxed)
+                || !direct::plain_name(&call.params.name))
+        {
+            return None;
+        }
+        Some(Line {
+            client: client.clone(),
+            url: url.clone(),
+            sent: self.wire.get()?,
+            named,
+        })
+    }
+
     /// Classify a failed request; a transport failure also drops the session so the next
     /// call reconnects.
     pub(super) fn fail(
@@ -417,18 +483,7 @@ impl Session {
                 let cause = self
                     .exited(generation)
                     .unwrap_or_else(|| cause::classify_service(&e));
-                // A call's request that found nothing listening (HTTP opens connections per
-                // request) says what a reconnect would: the upstream cannot be reached.
-                let what = match (&self.transport, &cause) {
-                    (
-                        McpTransport::Http { .. },
-                        Cause::ConnectionRefused | Cause::Dns { .. } | Cause::Tls { .. },
-                    ) => format!("cannot connect to {}", self.upstream()),
-                    _ => "lost the connection during a call".to_string(),
-                };
-                let reason = self.explain(&what, cause.clone());
-                self.drop_session(&reason, &cause, generation);
-                TargetError::Unavailable { target, reason }
+                self.lost_during_call(cause, generation)
             }
             other => TargetError::Upstream {
                 target,
@@ -437,6 +492,26 @@ impl Session {
                     None,
                 ),
             },
+        }
+    }
+
+    /// A request of session `generation` failed for `cause` below MCP (the connection, HTTP):
+    /// the session is dropped so the next call reconnects, and the caller is told why.
+    pub(super) fn lost_during_call(&self, cause: Cause, generation: u64) -> TargetError {
+        // A call's request that found nothing listening (HTTP opens connections per
+        // request) says what a reconnect would: the upstream cannot be reached.
+        let what = match (&self.transport, &cause) {
+            (
+                McpTransport::Http { .. },
+                Cause::ConnectionRefused | Cause::Dns { .. } | Cause::Tls { .. },
+            ) => format!("cannot connect to {}", self.upstream()),
+            _ => "lost the connection during a call".to_string(),
+        };
+        let reason = self.explain(&what, cause.clone());
+        self.drop_session(&reason, &cause, generation);
+        TargetError::Unavailable {
+            target: self.spec.name.clone(),
+            reason,
         }
     }
 
@@ -571,15 +646,11 @@ impl Session {
         client: UpstreamClient,
         ct: CancellationToken,
     ) -> Result<(Running, Option<ExitReceiver>), OpenFailure> {
-        match &self.transport {
-            McpTransport::Http { url } => {
-                let config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
-                let client_with_credentials = CredentialedClient {
-                    http: self.http.clone(),
-                    credentials: self.credentials.clone(),
-                    target: Arc::from(self.spec.name.as_str()),
-                    user: self.user.clone(),
-                };
+        match &self.line {
+            Some((client_with_credentials, url)) => {
+                let config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
+                    .max_concurrent_requests(UPSTREAM_CALLS_IN_FLIGHT);
+                let client_with_credentials = client_with_credentials.clone();
                 let transport =
                     StreamableHttpClientTransport::with_client(client_with_credentials, config);
                 let running = serve_client_with_lifecycle_and_ct(
@@ -592,7 +663,7 @@ impl Session {
                 .map_err(|e| OpenFailure::Handshake(cause::classify_init(&e)))?;
                 Ok((running, None))
             }
-            McpTransport::Stdio { .. } => {
+            None => {
                 let child = stdio::spawn(
                     &self.spec.name,
                     &self.transport,
@@ -652,6 +723,10 @@ impl Session {
         } else {
             (vec![], vec![])
         };
+        self.wire.header_params.store(
+            tools.iter().any(|t| direct::maps_headers(&t.input_schema)),
+            Ordering::Relaxed,
+        );
         self.listing.store(Arc::new(Listing {
             tools,
             prompts,
