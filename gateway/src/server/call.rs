@@ -125,8 +125,7 @@ pub(super) fn request_id(ctx: &RequestContext<RoleServer>) -> String {
         .map_or_else(|| ctx.id.to_string(), str::to_string)
 }
 
-/// The HTTP path as the client sent it. The MCP service is nested, so its own URI lacks the
-/// `/mcp` prefix.
+/// The HTTP path as the client sent it (as the router saw it, before any nesting).
 pub(super) fn request_path(ctx: &RequestContext<RoleServer>) -> Option<String> {
     ctx.extensions.get::<http::request::Parts>().map(|p| {
         p.extensions

@@ -47,7 +47,7 @@ pub fn router(gateway: Gateway, shutdown: CancellationToken) -> Router {
     let mut sessions = LocalSessionManager::default();
     sessions.session_config.keep_alive = Some(SESSION_IDLE);
     let sessions = Arc::new(sessions);
-    let mcp = StreamableHttpService::new(
+    let mcp = Shared::new(StreamableHttpService::new(
         move || Ok(gateway.for_session()),
         sessions.clone(),
         StreamableHttpServerConfig::default()
@@ -61,7 +61,7 @@ pub fn router(gateway: Gateway, shutdown: CancellationToken) -> Router {
             .with_allowed_origins(settings.allowed_origins.clone())
             .with_max_request_body_bytes(settings.max_request_bytes)
             .with_cancellation_token(shutdown),
-    );
+    ));
     // `route_layer`: the layers run only for `/mcp` itself, so an unknown path is a 404
     // whatever the token (a `layer` would also wrap the fallback and answer it 401).
     let auth_state = AuthState {
@@ -71,7 +71,8 @@ pub fn router(gateway: Gateway, shutdown: CancellationToken) -> Router {
         mcp_sessions: sessions,
     };
     let mcp_routes = Router::new()
-        .nest_service("/mcp", mcp)
+        .route_service("/mcp", mcp.clone())
+        .route_service("/mcp/{*rest}", mcp)
         .route_layer(axum::middleware::from_fn(session_delete_status))
         .route_layer(axum::middleware::from_fn_with_state(
             auth_state,
@@ -124,6 +125,36 @@ pub fn router(gateway: Gateway, shutdown: CancellationToken) -> Router {
         .layer(RequestBodyLimitLayer::new(settings.max_request_bytes))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// rmcp's MCP service behind an `Arc`. As a tower service it clones itself for every
+/// request, its whole configuration included (the allowed hosts and origins: ~14,000
+/// instructions a request in the profile); this hands each request a reference instead.
+#[derive(Clone)]
+struct Shared(Arc<StreamableHttpService<Gateway, LocalSessionManager>>);
+
+impl Shared {
+    fn new(service: StreamableHttpService<Gateway, LocalSessionManager>) -> Self {
+        Self(Arc::new(service))
+    }
+}
+
+impl tower::Service<axum::extract::Request> for Shared {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
+        let service = self.0.clone();
+        Box::pin(async move { Ok(service.handle(req).await.map(axum::body::Body::new)) })
+    }
 }
 
 async fn prm_root(State(s): State<AppState>) -> Response {
