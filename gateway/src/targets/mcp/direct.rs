@@ -107,7 +107,8 @@ pub(super) fn start(
         ClientRequest::CallToolRequest(c) if line.named => Some(c.params.name.to_string()),
         _ => None,
     };
-    let ctx = request.extensions().get::<OutboundContext>().cloned();
+    // In memory only, never serialised: kept for the credential of each POST.
+    let ctx = request.extensions_mut().remove::<OutboundContext>();
     let message = ClientJsonRpcMessage::request(request, id.clone());
     let body = Bytes::from(
         serde_json::to_vec(&message).map_err(|e| TargetError::Upstream {
@@ -119,7 +120,7 @@ pub(super) fn start(
     let (registration, relays) = session
         .relays
         .register(id.clone(), progress, caller_progress);
-    let call = Call {
+    let call = Arc::new(Call {
         session: session.clone(),
         line,
         tool,
@@ -127,7 +128,7 @@ pub(super) fn start(
         id,
         peer,
         generation,
-    };
+    });
     let response = Box::pin(async move {
         let mut abandoned = Abandoned(Some(call.clone()));
         let answer = call.exchange(body, timeout).await;
@@ -138,7 +139,7 @@ pub(super) fn start(
 }
 
 /// One direct call in flight.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Call {
     session: Arc<Session>,
     line: Line,
@@ -159,7 +160,8 @@ enum Posted {
 
 impl Call {
     async fn exchange(&self, body: Bytes, timeout: Duration) -> Result<ServerResult, TargetError> {
-        let response = match self.post(body.clone()).await? {
+        let named = self.tool.as_deref().map(|tool| ("tools/call", Some(tool)));
+        let response = match self.post(body.clone(), named).await? {
             Posted::Answer(r) => r,
             Posted::SessionGone => return self.through_rmcp(&body, timeout).await,
         };
@@ -184,8 +186,13 @@ impl Call {
     }
 
     /// POST `body` with the session's headers and the target's credential; once more with a
-    /// fresh credential after a 401 the provider says may help.
-    async fn post(&self, body: Bytes) -> Result<Posted, TargetError> {
+    /// fresh credential after a 401 the provider says may help. `named`: the method (and
+    /// tool) a 2026-07-28 request's headers name; `None` for an answer, or on older sessions.
+    async fn post(
+        &self,
+        body: Bytes,
+        named: Option<(&str, Option<&str>)>,
+    ) -> Result<Posted, TargetError> {
         let mut retried = false;
         loop {
             let client = &self.line.client;
@@ -209,10 +216,11 @@ impl Call {
             if let Some(session) = &self.line.sent.session_id {
                 request = request.header("mcp-session-id", &**session);
             }
-            if let Some(tool) = &self.tool {
-                request = request
-                    .header("mcp-method", "tools/call")
-                    .header("mcp-name", tool.as_str());
+            if let Some((method, name)) = named {
+                request = request.header("mcp-method", method);
+                if let Some(name) = name {
+                    request = request.header("mcp-name", name);
+                }
             }
             for (name, value) in &attachment.headers {
                 request = request.header(name, value);
@@ -317,7 +325,7 @@ impl Call {
                         Ok(result) => ClientJsonRpcMessage::response(result, r.id),
                         Err(error) => ClientJsonRpcMessage::error(error, Some(r.id)),
                     };
-                    let _ = tokio::time::timeout(NOTICE_TIMEOUT, self.notice(&reply)).await;
+                    let _ = tokio::time::timeout(NOTICE_TIMEOUT, self.notice(&reply, None)).await;
                 }
                 Read::Other(JsonRpcMessage::Notification(n)) => {
                     client.notified(n.notification, &self.id, &self.peer).await;
@@ -395,7 +403,7 @@ fn tool_result(result: serde_json::Value) -> Result<ServerResult, serde_json::Er
 
 /// Tells the upstream a call was abandoned (`notifications/cancelled`) when its answer is
 /// dropped unread: the caller cancelled, or the call's deadline passed.
-struct Abandoned(Option<Call>);
+struct Abandoned(Option<Arc<Call>>);
 
 impl Drop for Abandoned {
     fn drop(&mut self) {
@@ -411,7 +419,8 @@ impl Drop for Abandoned {
                 ),
             ));
             let message = ClientJsonRpcMessage::notification(note);
-            let _ = tokio::time::timeout(NOTICE_TIMEOUT, call.notice(&message)).await;
+            let named = call.line.named.then_some(("notifications/cancelled", None));
+            let _ = tokio::time::timeout(NOTICE_TIMEOUT, call.notice(&message, named)).await;
         });
     }
 }
@@ -419,11 +428,11 @@ impl Drop for Abandoned {
 impl Call {
     /// Send the upstream a message that needs no answer (a cancellation, an answer to its
     /// request); a failure is only logged: the call's own outcome says what matters.
-    async fn notice(&self, message: &ClientJsonRpcMessage) {
+    async fn notice(&self, message: &ClientJsonRpcMessage, named: Option<(&str, Option<&str>)>) {
         let Ok(body) = serde_json::to_vec(message) else {
             return;
         };
-        match self.post(Bytes::from(body)).await {
+        match self.post(Bytes::from(body), named).await {
             Ok(Posted::Answer(r)) if r.status().is_success() => {}
             Ok(Posted::Answer(r)) => {
                 tracing::debug!(target: "portcullis::targets", target_name = %self.session.spec.name, "the upstream answered HTTP {} to the gateway's notice", r.status())
