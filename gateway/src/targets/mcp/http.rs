@@ -137,7 +137,7 @@ type Error = StreamableHttpError<reqwest::Error>;
 impl CredentialedClient {
     /// The credential for one request and the URL to send it to (a query-parameter key is
     /// added to it).
-    pub(super) async fn attach(
+    async fn attach(
         &self,
         method: &str,
         uri: &str,
