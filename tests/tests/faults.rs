@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use portcullis_e2e::run_portcullis;
-use portcullis_e2e::{Era, Gateway, McpClient, Proc, binary, eventually, spawn_until_line};
+use portcullis_e2e::{Era, Gateway, Proc, binary, eventually, spawn_until_line};
 use portcullis_e2e::{call_tool, connect, connect_as, tool_args, tool_text, write_config};
 use rmcp::RoleClient;
 use rmcp::model::{CallToolRequestParams, ClientConfig};
@@ -25,7 +25,10 @@ fn demo_http(port: u16) -> (Proc, String) {
     (proc, line.trim().to_string())
 }
 
-async fn echo(c: &McpClient, text: &str) -> Result<String, ServiceError> {
+async fn echo<S: rmcp::Service<RoleClient>>(
+    c: &rmcp::service::RunningService<RoleClient, S>,
+    text: &str,
+) -> Result<String, ServiceError> {
     let r = call_tool(c, "demo__echo", serde_json::json!({"text": text})).await?;
     Ok(tool_text(&r))
 }
@@ -50,6 +53,39 @@ fn code(e: &ServiceError) -> i32 {
     }
 }
 
+/// A client that says when an upstream reports progress: the demo's `slow` reports "started"
+/// once the call runs at the upstream, so a test can kill the upstream mid-call, not before.
+#[derive(Clone)]
+struct Started(tokio::sync::mpsc::UnboundedSender<()>);
+
+impl rmcp::ClientHandler for Started {
+    async fn on_progress(
+        &self,
+        _: rmcp::model::ProgressNotificationParam,
+        _: rmcp::service::NotificationContext<RoleClient>,
+    ) {
+        let _ = self.0.send(());
+    }
+}
+
+async fn connect_started(
+    url: &str,
+) -> (
+    rmcp::service::RunningService<RoleClient, Started>,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    (connect_as(Started(tx), url, None, Era::Legacy).await, rx)
+}
+
+/// Wait until the call in flight runs at the upstream.
+async fn until_started(started: &mut tokio::sync::mpsc::UnboundedReceiver<()>) {
+    tokio::time::timeout(Duration::from_secs(20), started.recv())
+        .await
+        .expect("the slow call reaches the upstream")
+        .expect("the client is still connected");
+}
+
 fn slow(millis: u64) -> CallToolRequestParams {
     CallToolRequestParams::new("demo__slow")
         .with_arguments(tool_args(serde_json::json!({"millis": millis})))
@@ -60,14 +96,14 @@ async fn http_upstream_killed_mid_call_then_restarted() {
     let (mut upstream, url) = demo_http(0);
     let target = format!("timeout = \"60s\"\n[mcp]\nurl = \"{url}\"\n");
     let gw = Gateway::start("", &[("demo", target)]).unwrap();
-    let c = connect(&gw.url, None).await;
+    let (c, mut started) = connect_started(&gw.url).await;
     assert!(echo(&c, "before").await.unwrap().contains("before"));
 
     // A call in flight when the upstream dies fails with a clear error, long before its
     // 60 s timeout.
     let peer = c.peer().clone();
     let in_flight = tokio::spawn(async move { peer.call_tool(slow(30_000)).await });
-    tokio::task::yield_now().await;
+    until_started(&mut started).await;
     upstream.kill();
     let err = tokio::time::timeout(Duration::from_secs(20), in_flight)
         .await
@@ -114,7 +150,7 @@ async fn stdio_child_killed_mid_call_is_restarted() {
         demo.display()
     );
     let gw = Gateway::start("", &[("demo", target)]).unwrap();
-    let c = connect(&gw.url, None).await;
+    let (c, mut started) = connect_started(&gw.url).await;
     assert!(echo(&c, "one").await.unwrap().contains("one"));
     let child = *children_of(gw.proc.pid())
         .first()
@@ -122,7 +158,7 @@ async fn stdio_child_killed_mid_call_is_restarted() {
 
     let peer = c.peer().clone();
     let in_flight = tokio::spawn(async move { peer.call_tool(slow(30_000)).await });
-    tokio::task::yield_now().await;
+    until_started(&mut started).await;
     Command::new("kill")
         .args(["-9", &child.to_string()])
         .status()

@@ -522,6 +522,8 @@ impl Session {
         if current.as_ref().is_none_or(|l| l.generation != generation) {
             return;
         }
+        // What rmcp sent on the lost session is not for the next one.
+        self.wire.forget();
         let previous = self.live.compare_and_swap(&current, None);
         if previous
             .as_ref()
