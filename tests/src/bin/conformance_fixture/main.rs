@@ -154,6 +154,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<u
 struct Fixture {
     session: Arc<Session>,
     shared: Arc<Shared>,
+    /// How many tool and prompt changes there had been when this request's listen stream was
+    /// accepted, before rmcp acknowledged it (see `listen`).
+    changes_when_accepted: Arc<std::sync::Mutex<Option<(u64, u64)>>>,
 }
 
 impl Fixture {
@@ -161,6 +164,7 @@ impl Fixture {
         Self {
             session: Arc::default(),
             shared,
+            changes_when_accepted: Arc::default(),
         }
     }
 }
@@ -476,6 +480,14 @@ impl ServerHandler for Fixture {
         &self,
         requested: &SubscriptionFilter,
     ) -> Option<SubscriptionFilter> {
+        let changes = (
+            self.shared.changes(ListChange::Tools),
+            self.shared.changes(ListChange::Prompts),
+        );
+        *self
+            .changes_when_accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(changes);
         Some(requested.supported_by(&self.get_info().capabilities))
     }
 
@@ -491,7 +503,21 @@ impl ServerHandler for Fixture {
             .is_some_and(|uris| uris.iter().any(|uri| uri == WATCHED_URI));
         let revision = self.shared.watched_revision.clone();
         let ticker = watched.then(|| spawn_listen_ticker(sink.clone(), revision));
-        self.shared.listener_map().insert(key, sink);
+        self.shared.listener_map().insert(key, sink.clone());
+        // rmcp acknowledges the stream before it calls this, so a client may change a list in
+        // between, before the stream is in the map: tell it of any such change now.
+        let accepted = *self
+            .changes_when_accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((tools, prompts)) = accepted {
+            if self.shared.changes(ListChange::Tools) > tools {
+                let _ = sink.notify_tool_list_changed().await;
+            }
+            if self.shared.changes(ListChange::Prompts) > prompts {
+                let _ = sink.notify_prompt_list_changed().await;
+            }
+        }
         context.cancelled().await;
         self.shared.listener_map().remove(&key);
         if let Some(ticker) = ticker {
